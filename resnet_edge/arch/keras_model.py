@@ -1,0 +1,131 @@
+"""Build a :class:`~resnet_edge.arch.spec.ResNetSpec` as a tf_keras functional model (host side).
+
+Layer names follow Keras Applications, so later stages and reports can address a layer:
+``conv1_conv``, ``conv1_bn``, ``conv1_relu``, ``pool1_pool``, ``conv2_block1_1_conv``, ...,
+``conv2_block1_0_conv`` (projection shortcut), ``conv3_block1_0_pool`` / ``conv3_block1_0_pad``
+(option A shortcut), ``conv2_block1_add``, ``conv2_block1_out``, ``avg_pool``, ``predictions``;
+``preprocess`` when normalization is built in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resnet_edge._tf import keras, tf
+from resnet_edge.arch.spec import Conv, Counts, ResNetSpec, plan
+from resnet_edge.errors import ResnetEdgeError
+
+layers = keras.layers
+
+BN_EPSILON = 1.001e-5
+BN_MOMENTUM = 0.9
+
+
+@keras.utils.register_keras_serializable(package="resnet_edge")
+class ChannelPad(layers.Layer):
+    """Append ``pad`` zero channels (the paper's shortcut option A). Parameter-free; one PAD op in TFLite."""
+
+    def __init__(self, pad: int, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = int(pad)
+
+    def call(self, inputs):
+        return tf.pad(inputs, [[0, 0], [0, 0], [0, 0], [0, self.pad]])
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        shape[-1] = None if shape[-1] is None else shape[-1] + self.pad
+        return tf.TensorShape(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+CUSTOM_OBJECTS = {"ChannelPad": ChannelPad}
+
+
+def _conv_bn(x, c: Conv, relu: bool):
+    x = layers.Conv2D(
+        c.filters,
+        c.kernel,
+        strides=c.stride,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=f"{c.name}_conv",
+    )(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{c.name}_bn")(x)
+    if relu:
+        x = layers.Activation("relu", name=f"{c.name}_relu")(x)
+    return x
+
+
+def build_model(spec: ResNetSpec) -> "keras.Model":
+    """Return the Keras model of ``spec`` (freshly initialized, He-normal convolutions)."""
+    p = plan(spec)
+    pre = spec.preprocess
+    inputs = layers.Input(
+        shape=(spec.input_size, spec.input_size, 3),
+        dtype=pre.input_dtype if pre else "float32",
+        name="input",
+    )
+    x = inputs
+    if pre is not None:
+        # Raw pixels (0..255) in; (x - mean) / std inside the model. Casts uint8 to float itself.
+        x = layers.Normalization(mean=list(pre.mean), variance=[s * s for s in pre.std], name="preprocess")(x)
+    x = _conv_bn(x, p.stem, relu=True)
+    if p.stem_pool:
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
+    for block in p.blocks:
+        shortcut = x
+        for i, c in enumerate(block.convs):
+            x = _conv_bn(x, c, relu=i < len(block.convs) - 1)
+        if block.shortcut == "projection":
+            shortcut = _conv_bn(shortcut, block.projection, relu=False)
+        elif block.shortcut == "pad":
+            if block.stride > 1:  # stride-2 subsampling: a 1x1 max pool with stride 2 picks x[::2, ::2]
+                shortcut = layers.MaxPooling2D(1, strides=block.stride, name=f"{block.name}_0_pool")(shortcut)
+            if block.out_channels > block.in_channels:
+                shortcut = ChannelPad(block.out_channels - block.in_channels, name=f"{block.name}_0_pad")(shortcut)
+        if block.shortcut is not None:
+            x = layers.Add(name=f"{block.name}_add")([shortcut, x])
+        x = layers.Activation("relu", name=f"{block.name}_out")(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = layers.Dense(spec.classes, activation=spec.classifier_activation, name="predictions")(x)
+    return keras.Model(inputs, outputs, name=spec.name.replace(".", "_"))
+
+
+def load_model(path: str | Path, compile: bool = False) -> "keras.Model":
+    """Load a model saved by this toolkit (``.keras``, ``.h5`` or a SavedModel directory).
+
+    Raises :class:`ResnetEdgeError` with one line when the file is missing or is not a Keras model.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ResnetEdgeError(f"model file not found: {path}; build one with `resnet-edge build --out {path}`")
+    try:
+        return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=compile)
+    except Exception as exc:  # Keras raises many types for a bad file; all mean the same to a user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ResnetEdgeError(f"cannot load {path} as a Keras model ({first[:200]}); is it a .keras/.h5 file written by tf_keras?") from None
+
+
+def count_keras(model: "keras.Model") -> Counts:
+    """Count parameters and MACs of any built Keras model by walking its layers.
+
+    Independent of :func:`resnet_edge.arch.spec.count` (which reads the plan): it works on models that
+    were loaded, pruned, thinned or wrapped for QAT (wrappers are looked through), and the tests hold
+    the two counts against each other. MACs count convolutions and dense layers only, as Table 1 does.
+    """
+    macs = convs = 0
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)  # QuantizeWrapper / PruneLowMagnitude wrap the real layer
+        if isinstance(inner, (layers.Conv2D, layers.Dense)):
+            # A kernel element is one multiply-accumulate per output position (depthwise included).
+            kernel = inner.depthwise_kernel if isinstance(inner, layers.DepthwiseConv2D) else inner.kernel
+            shape = layer.output_shape
+            spatial = shape[1] * shape[2] if isinstance(inner, layers.Conv2D) else 1
+            macs += int(kernel.shape.num_elements()) * spatial
+            convs += isinstance(inner, layers.Conv2D)
+    trainable = sum(int(w.shape.num_elements()) for w in model.trainable_weights)
+    return Counts(trainable, int(model.count_params()), macs, convs)

@@ -1,0 +1,75 @@
+"""Build a network from its spec and write it, with its manifest, atomically (host side)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+from resnet_edge import __version__
+from resnet_edge.arch.spec import ResNetSpec, count, paper_reference
+from resnet_edge.errors import ResnetEdgeError
+from resnet_edge.io import atomic_path, atomic_write_json, ensure_writable, manifest_path, sha256_file
+
+KERAS_SUFFIXES = (".keras", ".h5")
+
+
+def check_keras_path(out: str | Path) -> Path:
+    """A writable path ending in .keras or .h5 (the formats tf_keras and tfmot read back)."""
+    out = Path(out)
+    if out.suffix not in KERAS_SUFFIXES:
+        raise ResnetEdgeError(f"--out {out}: use a .keras or .h5 file name (e.g. {out.with_suffix('.keras').name})")
+    return ensure_writable(out)
+
+
+def save_keras(model, out: str | Path, manifest: dict) -> dict:
+    """Save ``model`` to ``out`` and ``manifest`` (plus file size and sha256) beside it, both atomically.
+
+    Returns the manifest as written. If anything fails, neither file is left half-written and an
+    existing file of the same name is kept as it was.
+    """
+    out = check_keras_path(out)
+    with atomic_path(out) as tmp:
+        model.save(tmp)
+    manifest = {
+        **manifest,
+        "file": {"path": out.name, "bytes": out.stat().st_size, "sha256": sha256_file(out)},
+    }
+    atomic_write_json(manifest_path(out), manifest)
+    return manifest
+
+
+def versions() -> dict:
+    from resnet_edge._tf import keras, tf
+
+    return {"resnet_edge": __version__, "tensorflow": tf.__version__, "tf_keras": keras.__version__}
+
+
+def build(spec: ResNetSpec, out: str | Path | None = None) -> dict:
+    """Build ``spec``; save it to ``out`` when given. Returns a summary (the manifest)."""
+    if out is not None:
+        check_keras_path(out)  # fail on a bad path before spending time on the build
+    from resnet_edge.arch.keras_model import build_model, count_keras
+
+    model = build_model(spec)
+    counts = count_keras(model)
+    expected = count(spec)
+    if counts != expected:  # the plan and the built model must agree; a mismatch is a bug, not user error
+        raise AssertionError(f"built model counts {counts} differ from the plan {expected}")
+    summary = {
+        "kind": "keras-model",
+        "name": spec.name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "spec": spec.to_dict(),
+        "block": spec.block,
+        "stages": list(spec.stage_blocks),
+        "counts": counts.to_dict(),
+        "paper": paper_reference(spec),
+        "layers": len(model.layers),
+        "input": {"shape": [1, spec.input_size, spec.input_size, 3], "dtype": model.inputs[0].dtype.name},
+        "output": {"shape": [1, spec.classes], "activation": spec.classifier_activation},
+        "trained": False,
+        "versions": versions(),
+    }
+    if out is not None:
+        summary = save_keras(model, out, summary)
+    return summary

@@ -1,0 +1,58 @@
+"""Readable output for people (aligned tables) and exact output for machines (``--json``).
+
+Pure Python: used by the edge-side commands too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterable, Sequence
+
+
+def si(n: float, unit: str = "") -> str:
+    """11689512 -> '11.69M'; 1814073344 -> '1.81G'."""
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= factor:
+            return f"{n / factor:.2f}{suffix}{unit}"
+    return f"{n:g}{unit}"
+
+
+def human_bytes(n: int) -> str:
+    """Sizes in binary-free decimal megabytes, as model zoos quote them: 46.83 MB."""
+    if n >= 1e6:
+        return f"{n / 1e6:.2f} MB"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f} kB"
+    return f"{n} B"
+
+
+def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], *, right: Iterable[str] = ()) -> str:
+    """Format ``rows`` as an aligned text table. ``columns`` are (key, header); keys in ``right`` are
+    right-aligned (numbers)."""
+    right = set(right)
+    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+
+    def line(row: list[str]) -> str:
+        parts = [
+            c.rjust(w) if columns[i][0] in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+def key_values(pairs: Sequence[tuple[str, Any]]) -> str:
+    """Two aligned columns: label and value."""
+    width = max(len(k) for k, _ in pairs)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs)
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, default=str)
+
+
+def emit(obj: Any, as_json: bool, human: Callable[[Any], str], echo: Callable[[str], None] = print) -> None:
+    """Print ``obj`` as JSON or through ``human``."""
+    echo(to_json(obj) if as_json else human(obj))
