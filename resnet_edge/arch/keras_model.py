@@ -9,6 +9,7 @@ Layer names follow Keras Applications, so later stages and reports can address a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from resnet_edge._tf import keras, tf
@@ -60,9 +61,17 @@ def _conv_bn(x, c: Conv, relu: bool):
     return x
 
 
+def allow_deep_graphs(layers_count: int = 20_000) -> None:
+    """Keras walks a functional graph recursively (building, saving, loading, converting): a
+    ResNet-1202 (about 4,000 layers) needs more than Python's default recursion limit of 1,000."""
+    if sys.getrecursionlimit() < layers_count:
+        sys.setrecursionlimit(layers_count)
+
+
 def build_model(spec: ResNetSpec) -> "keras.Model":
     """Return the Keras model of ``spec`` (freshly initialized, He-normal convolutions)."""
     p = plan(spec)
+    allow_deep_graphs()
     pre = spec.preprocess
     inputs = layers.Input(
         shape=(spec.input_size, spec.input_size, 3),
@@ -103,6 +112,7 @@ def load_model(path: str | Path, compile: bool = False) -> "keras.Model":
     path = Path(path)
     if not path.exists():
         raise ResnetEdgeError(f"model file not found: {path}; build one with `resnet-edge build --out {path}`")
+    allow_deep_graphs()
     try:
         return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=compile)
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same to a user
