@@ -1,0 +1,83 @@
+"""Accuracy of a Keras model on a data split: top-1, top-5, per class, and what gets confused (host side).
+
+The metric functions take plain numpy arrays (probabilities or logits, and labels), so the edge side's
+TFLite evaluation reports the very same figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from resnet_edge.errors import ResnetEdgeError
+
+
+def metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str], top_k: int = 5) -> dict:
+    """Top-1, top-k, per-class accuracy, confusion matrix and the most confused pairs."""
+    scores = np.asarray(scores)
+    labels = np.asarray(labels).astype(np.int64)
+    n, c = scores.shape
+    if n == 0:
+        raise ResnetEdgeError("no examples to evaluate")
+    k = min(top_k, c)
+    pred = scores.argmax(axis=1)
+    topk = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    confusion = np.zeros((c, c), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    per_class = []
+    for i, name in enumerate(classes):
+        total = int(confusion[i].sum())
+        per_class.append({"class": name, "n": total, "accuracy": (float(confusion[i, i] / total) if total else None)})
+    off = [(int(confusion[i, j]), i, j) for i in range(c) for j in range(c) if i != j and confusion[i, j]]
+    confused = [{"true": classes[i], "predicted": classes[j], "count": cnt} for cnt, i, j in sorted(off, reverse=True)[:10]]
+    return {
+        "n": int(n),
+        "top1": float((pred == labels).mean()),
+        f"top{k}": float((topk == labels[:, None]).any(axis=1).mean()),
+        "top_k": k,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "most_confused": confused,
+    }
+
+
+def _model_takes_raw_pixels(model) -> bool:
+    return any(layer.name == "preprocess" for layer in model.layers)
+
+
+def predict(model, data, split: str = "test", batch_size: int = 256, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and labels of ``split``. A model with built-in normalization gets raw pixels; one
+    without gets pixels normalized with the data's own mean and std."""
+    from resnet_edge._tf import tf
+    from resnet_edge.data.pipeline import make_dataset
+
+    size = int(model.input_shape[1])
+    ds = make_dataset(data, split, input_size=size, batch_size=batch_size, limit=limit)
+    if not _model_takes_raw_pixels(model):
+        mean = tf.constant(data.mean, tf.float32)
+        std = tf.constant(data.std, tf.float32)
+        ds = ds.map(lambda x, y: ((x - mean) / std, y))
+    if model.inputs[0].dtype == tf.uint8:
+        ds = ds.map(lambda x, y: (tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), y))
+    scores, labels = [], []
+    for x, y in ds:
+        scores.append(model(x, training=False).numpy())
+        labels.append(y.numpy())
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def evaluate(model_path: str | Path, data, split: str = "test", batch_size: int = 256, limit: int | None = None) -> dict:
+    """Load a Keras model and report :func:`metrics` on ``split`` of ``data``."""
+    from resnet_edge.arch.keras_model import load_model
+
+    model = load_model(model_path)
+    classes_out = int(model.output_shape[-1])
+    if classes_out != data.num_classes:
+        raise ResnetEdgeError(
+            f"{model_path} predicts {classes_out} classes but {data.name} has {data.num_classes}; evaluate it on the data it was trained for"
+        )
+    scores, labels = predict(model, data, split, batch_size, limit)
+    result = metrics(scores, labels, data.classes)
+    result.update({"model": str(model_path), "data": data.name, "split": split})
+    return result

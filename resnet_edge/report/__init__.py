@@ -1,0 +1,1 @@
+"""Reports: plots (matplotlib, imported lazily) and tables from manifests."""
