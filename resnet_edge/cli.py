@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 import click
+from click.core import ParameterSource
 
 from resnet_edge import __version__
 from resnet_edge.errors import ResnetEdgeError
@@ -160,6 +161,134 @@ def build(depth, model_name, family, plain, shortcut, variant, input_size, class
 
     summary = build_model(spec, out)
     _echo_json_or(summary, as_json, _build_human)
+
+
+def _floats(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+
+
+@cli.command()
+@click.option("--model", "-m", "model_name", help="Registry name, e.g. resnet20 or plain56 (see `resnet-edge models`).")
+@click.option("--depth", "-d", type=int, help="Depth instead of --model (18..152 ImageNet, 6n+2 CIFAR).")
+@click.option("--family", type=click.Choice(["imagenet", "cifar"]), help="Family for --depth.")
+@click.option("--plain", is_flag=True, default=None, help="Train the plain counterpart (no shortcuts).")
+@click.option("--shortcut", type=click.Choice(["A", "B", "C"], case_sensitive=False), help="Shortcut option (default: the family's).")
+@click.option("--input-size", type=int, help="Model input side (image folders only; other sources fix it).")
+@click.option("--data", "source", default="digits", show_default=True, envvar="RESNET_EDGE_DATA",
+              help="digits | cifar10:DIR | folder:DIR (env RESNET_EDGE_DATA).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory (checkpoints, models, history).")
+@click.option("--epochs", type=int, default=15, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True, help="Initial learning rate.")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--lr-boundaries", callback=_floats, help="Learning-rate drops as fractions of the run (default: 0.5,0.75 CIFAR; 0.333,0.667 ImageNet).")
+@click.option("--warmup-steps", type=int, help="Steps at lr/10 first (default: the paper's warm-up for 110+ layers).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default", show_default=True,
+              help="tf.distribute strategy (mirrored: all GPUs, or all logical CPUs; multiworker: cluster from TF_CONFIG).")
+@click.option("--cpu-devices", type=int, help="Split the CPU into N logical devices (try mirrored training without GPUs).")
+@click.option("--limit", type=int, help="Use at most N examples of each split (quick runs).")
+@click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping and counting it.")
+@click.option("--force", is_flag=True, help="Allow an input so small that the last stage sees a 1x1 map.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final manifest as JSON.")
+def train(model_name, depth, family, plain, shortcut, input_size, source, out, epochs, batch_size, lr, momentum,
+          weight_decay, lr_boundaries, warmup_steps, seed, resume, strategy, cpu_devices, limit, strict, force, as_json):
+    """Train a ResNet with the paper's recipe on real data, with a checkpoint every epoch.
+
+    \b
+    Example: resnet-edge train --model resnet20 --data digits --epochs 15 --out runs/r20
+    After an interruption (even kill -9), the same command with --resume continues from the last
+    checkpoint and ends where an uninterrupted run would have ended.
+    """
+    from resnet_edge.arch.spec import spec_from_dict
+    from resnet_edge.data import load
+    from resnet_edge.train import Recipe, saved_run, spec_for_data, train as run_training
+
+    ctx = click.get_current_context()
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    recipe_args = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                   "lr_boundaries": lr_boundaries, "warmup_steps": warmup_steps, "seed": seed}
+    saved = saved_run(out) if resume else None
+    if resume and not saved:
+        raise click.ClickException(f"nothing to resume in {out}: no checkpoint there; drop --resume to start a run")
+    if saved:  # --resume: what was not given again comes from the checkpoint
+        recipe_args = {**saved["recipe"], **{k: v for k, v in recipe_args.items() if k in given}}
+        recipe_args["lr_boundaries"] = tuple(recipe_args["lr_boundaries"]) if recipe_args["lr_boundaries"] else None
+        source = source if "source" in given else saved["data"]
+        limit = limit if "limit" in given else saved["limit"]
+    recipe = Recipe(**recipe_args)
+    data = load(source, strict=strict)
+    if data.skipped and not as_json:
+        click.echo(f"skipped {len(data.skipped)} unreadable image(s), e.g. {data.skipped[0]} (--strict fails instead)", err=True)
+    model_given = given & {"model_name", "depth", "family", "plain", "shortcut", "input_size"}
+    if saved and not model_given:
+        spec = spec_from_dict(saved["spec"])
+    else:
+        spec = spec_for_data(data, model=model_name, depth=depth, family=family, plain=plain, shortcut=shortcut,
+                             input_size=input_size, force=force)
+    if not as_json:
+        sizes = f"{min(len(data.train), limit or len(data.train))} train / {min(len(data.val), limit or len(data.val))} val images"
+        click.echo(f"{'Resuming' if saved else 'Training'} {spec.name} on {data.name} ({sizes}) in {out}", err=True)
+    manifest = run_training(spec, data, out, recipe, resume=resume, strategy=strategy, cpu_devices=cpu_devices,
+                            limit=limit, verbose=0 if as_json else None)
+    _echo_json_or(manifest, as_json, _train_human)
+
+
+def _train_human(m: dict) -> str:
+    from resnet_edge.ui import key_values
+
+    f, b = m["final"], m["best"]
+    return key_values([
+        ("model", f"{m['name']} on {m['data']['source']}"),
+        ("epochs", f"{m['epochs_done']} ({f['step']} steps, strategy {m['strategy']['name']} x{m['strategy']['replicas']})"),
+        ("final", f"train acc {f['train_acc']:.2%}, val acc {f['val_acc']:.2%}, loss {f['loss']:.4f}"),
+        ("best", f"val acc {b['val_acc']:.2%} at epoch {b['epoch']} (best.keras)"),
+        ("time", f"{m['seconds_total']:.1f} s training, {m['seconds_total'] / max(1, m['epochs_done']):.2f} s per epoch"),
+        ("written", "model.keras, best.keras, history.csv/json, curves.png, checkpoints/"),
+    ])
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.option("--data", "source", default="digits", show_default=True, envvar="RESNET_EDGE_DATA",
+              help="digits | cifar10:DIR | folder:DIR (env RESNET_EDGE_DATA).")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--limit", type=int, help="Evaluate at most N examples.")
+@click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the full confusion matrix).")
+def evaluate(model_path, source, split, batch_size, limit, strict, as_json):
+    """Accuracy of a Keras MODEL on a data split: top-1, top-5, per class, most confused pairs."""
+    from resnet_edge.data import load
+    from resnet_edge.evaluate import evaluate as run_evaluation
+
+    result = run_evaluation(model_path, load(source, strict=strict), split, batch_size, limit)
+    _echo_json_or(result, as_json, _evaluate_human)
+
+
+def _evaluate_human(r: dict) -> str:
+    from resnet_edge.ui import key_values, table
+
+    k = r["top_k"]
+    head = key_values([
+        ("model", r["model"]),
+        ("data", f"{r['data']} ({r['split']}, {r['n']} images)"),
+        ("top-1", f"{r['top1']:.2%}"),
+        (f"top-{k}", f"{r[f'top{k}']:.2%}"),
+    ])
+    per_class = table(
+        [{**c, "accuracy": "-" if c["accuracy"] is None else f"{c['accuracy']:.1%}"} for c in r["per_class"]],
+        [("class", "class"), ("n", "n"), ("accuracy", "accuracy")], right={"n", "accuracy"},
+    )
+    confused = ", ".join(f"{c['true']}->{c['predicted']} x{c['count']}" for c in r["most_confused"][:5]) or "none"
+    return f"{head}\n\n{per_class}\n\nmost confused (true->predicted): {confused}"
 
 
 def _build_human(s: dict) -> str:

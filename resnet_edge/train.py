@@ -184,6 +184,12 @@ def _config(spec: ResNetSpec, data: Dataset, recipe: Recipe, limit: int | None) 
     return json.loads(json.dumps({"spec": spec.to_dict(), "data": data.name, "recipe": recipe.to_dict(), "limit": limit}))
 
 
+def saved_run(run_dir: str | Path) -> dict | None:
+    """The config of the newest checkpoint in ``run_dir`` (spec, data, recipe, limit), or None."""
+    found = _checkpoints(Path(run_dir))
+    return json.loads((found[-1] / "state.json").read_text())["config"] if found else None
+
+
 def _mismatch(saved: dict, wanted: dict) -> str:
     """The first difference between a checkpoint's config and this run's, as text ('' if equal)."""
     if saved["spec"]["name"] != wanted["spec"]["name"]:
@@ -348,6 +354,7 @@ def _manifest(spec, data, recipe, history, best, which, model) -> dict:
         "normalization": {"mean": list(data.mean), "std": list(data.std), "inside_model": True},
         "recipe": recipe.to_dict(),
         "epochs_done": len(history),
+        "seconds_total": round(sum(row["seconds"] for row in history), 2),
         "best": best,
         "final": history[-1] if history else None,
     }
