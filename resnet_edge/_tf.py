@@ -12,44 +12,11 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ INFO/WARNING noise out of the CLI's output
 
-import contextlib  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-
+from resnet_edge._native import quiet_native_stderr  # noqa: E402
 from resnet_edge.errors import MissingDependencyError  # noqa: E402
 
-# Start-up lines that TensorFlow's C++ side writes to stderr at import, whatever TF_CPP_MIN_LOG_LEVEL says.
-_NOISE = ("All log messages before absl::InitializeLog", "oneDNN custom operations", "Could not find cuda drivers",
-          "Unable to register cu", "computation placer already registered", "TF-TRT Warning",
-          "failed call to cuInit")
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Hold file descriptor 2 during TensorFlow's import and replay every line except the known noise."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, ValueError, OSError):  # stderr replaced (e.g. by a test runner): nothing to hide
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), fd)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            for line in tmp.read().decode(errors="replace").splitlines():
-                if line.strip() and not any(n in line for n in _NOISE):
-                    print(line, file=sys.stderr)
-
-
 try:
-    with _quiet_native_stderr():
+    with quiet_native_stderr():
         import tensorflow as tf  # noqa: E402
         import tf_keras as keras  # noqa: E402
 
@@ -68,4 +35,4 @@ except ImportError:  # pragma: no cover
     pass
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["tf", "keras"]
+__all__ = ["tf", "keras", "quiet_native_stderr"]

@@ -13,21 +13,30 @@ from resnet_edge.io import atomic_path, atomic_write_json, ensure_writable, mani
 KERAS_SUFFIXES = (".keras", ".h5")
 
 
-def check_keras_path(out: str | Path) -> Path:
-    """A writable path ending in .keras or .h5 (the formats tf_keras and tfmot read back)."""
+def check_keras_path(out: str | Path, h5_only: bool = False) -> Path:
+    """A writable path ending in .keras or .h5 (the formats tf_keras and tfmot read back).
+
+    ``h5_only`` for quantization-aware models: tfmot's QuantizeLayer saves to .keras in tf_keras 2.21 but
+    cannot be loaded from it again (its variables come back under other names), while .h5 round-trips.
+    """
     out = Path(out)
+    if h5_only and out.suffix != ".h5":
+        raise ResnetEdgeError(
+            f"--out {out}: a quantization-aware model is saved as HDF5: use {out.with_suffix('.h5').name} "
+            "(tfmot's QAT layers do not reload from the .keras format)"
+        )
     if out.suffix not in KERAS_SUFFIXES:
         raise ResnetEdgeError(f"--out {out}: use a .keras or .h5 file name (e.g. {out.with_suffix('.keras').name})")
     return ensure_writable(out)
 
 
-def save_keras(model, out: str | Path, manifest: dict) -> dict:
+def save_keras(model, out: str | Path, manifest: dict, h5_only: bool = False) -> dict:
     """Save ``model`` to ``out`` and ``manifest`` (plus file size and sha256) beside it, both atomically.
 
     Returns the manifest as written. If anything fails, neither file is left half-written and an
     existing file of the same name is kept as it was.
     """
-    out = check_keras_path(out)
+    out = check_keras_path(out, h5_only)
     with atomic_path(out) as tmp:
         model.save(tmp)
     manifest = {

@@ -49,6 +49,10 @@ def _triple(name: str):
     return parse
 
 
+DATA_OPTION = click.option("--data", "source", default="digits", show_default=True, envvar="RESNET_EDGE_DATA",
+                           help="digits | cifar10:DIR | folder:DIR (env RESNET_EDGE_DATA).")
+
+
 def _echo_json_or(obj, as_json: bool, human) -> None:
     from resnet_edge.ui import emit
 
@@ -179,8 +183,7 @@ def _floats(ctx, param, value):
 @click.option("--plain", is_flag=True, default=None, help="Train the plain counterpart (no shortcuts).")
 @click.option("--shortcut", type=click.Choice(["A", "B", "C"], case_sensitive=False), help="Shortcut option (default: the family's).")
 @click.option("--input-size", type=int, help="Model input side (image folders only; other sources fix it).")
-@click.option("--data", "source", default="digits", show_default=True, envvar="RESNET_EDGE_DATA",
-              help="digits | cifar10:DIR | folder:DIR (env RESNET_EDGE_DATA).")
+@DATA_OPTION
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory (checkpoints, models, history).")
 @click.option("--epochs", type=int, default=15, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
@@ -188,7 +191,8 @@ def _floats(ctx, param, value):
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True)
 @click.option("--lr-boundaries", callback=_floats, help="Learning-rate drops as fractions of the run (default: 0.5,0.75 CIFAR; 0.333,0.667 ImageNet).")
-@click.option("--warmup-steps", type=int, help="Steps at lr/10 first (default: the paper's warm-up for 110+ layers).")
+@click.option("--warmup", default="auto", show_default=True,
+              help="lr/10 first: auto = until training error < 80% (the paper's rule for ResNet-110), 0 = off, N = N steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default", show_default=True,
@@ -199,7 +203,7 @@ def _floats(ctx, param, value):
 @click.option("--force", is_flag=True, help="Allow an input so small that the last stage sees a 1x1 map.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final manifest as JSON.")
 def train(model_name, depth, family, plain, shortcut, input_size, source, out, epochs, batch_size, lr, momentum,
-          weight_decay, lr_boundaries, warmup_steps, seed, resume, strategy, cpu_devices, limit, strict, force, as_json):
+          weight_decay, lr_boundaries, warmup, seed, resume, strategy, cpu_devices, limit, strict, force, as_json):
     """Train a ResNet with the paper's recipe on real data, with a checkpoint every epoch.
 
     \b
@@ -214,7 +218,7 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
     ctx = click.get_current_context()
     given = {name for name in ctx.params if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
     recipe_args = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-                   "lr_boundaries": lr_boundaries, "warmup_steps": warmup_steps, "seed": seed}
+                   "lr_boundaries": lr_boundaries, "warmup": _warmup(warmup), "seed": seed}
     saved = saved_run(out) if resume else None
     if resume and not saved:
         raise click.ClickException(f"nothing to resume in {out}: no checkpoint there; drop --resume to start a run")
@@ -241,6 +245,15 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
     _echo_json_or(manifest, as_json, _train_human)
 
 
+def _warmup(value: str):
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected auto, 0 or a number of steps, got {value!r}", param_hint="--warmup") from None
+
+
 def _train_human(m: dict) -> str:
     from resnet_edge.ui import key_values
 
@@ -250,6 +263,7 @@ def _train_human(m: dict) -> str:
         ("epochs", f"{m['epochs_done']} ({f['step']} steps, strategy {m['strategy']['name']} x{m['strategy']['replicas']})"),
         ("final", f"train acc {f['train_acc']:.2%}, val acc {f['val_acc']:.2%}, loss {f['loss']:.4f}"),
         ("best", f"val acc {b['val_acc']:.2%} at epoch {b['epoch']} (best.keras)"),
+        ("warm-up", "none" if m["warmup_ended_at_step"] is None else f"lr/10 for the first {m['warmup_ended_at_step']} steps"),
         ("time", f"{m['seconds_total']:.1f} s training, {m['seconds_total'] / max(1, m['epochs_done']):.2f} s per epoch"),
         ("written", "model.keras, best.keras, history.csv/json, curves.png, checkpoints/"),
     ])
@@ -257,8 +271,7 @@ def _train_human(m: dict) -> str:
 
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.option("--data", "source", default="digits", show_default=True, envvar="RESNET_EDGE_DATA",
-              help="digits | cifar10:DIR | folder:DIR (env RESNET_EDGE_DATA).")
+@DATA_OPTION
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--limit", type=int, help="Evaluate at most N examples.")
@@ -289,6 +302,136 @@ def _evaluate_human(r: dict) -> str:
     )
     confused = ", ".join(f"{c['true']}->{c['predicted']} x{c['count']}" for c in r["most_confused"][:5]) or "none"
     return f"{head}\n\n{per_class}\n\nmost confused (true->predicted): {confused}"
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@DATA_OPTION
+@click.option("--epochs", type=int, default=2, show_default=True, help="Fine-tuning epochs with fake quantization.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Fine-tuning learning rate (SGD, momentum 0.9).")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--limit", type=int, help="Use at most N examples of each split (quick runs).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="QAT model (.h5: tfmot's QAT layers reload only from HDF5).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def qat(model_path, source, epochs, lr, batch_size, limit, out, as_json):
+    """Quantization-aware training (tfmot, default 8-bit scheme) of a trained float MODEL.
+
+    Writes OUT and OUT.json: validation accuracy of the float model, the QAT model and its full-int8
+    TFLite conversion (no calibration data needed), and every layer's fate (quantized, folded,
+    pass-through, or left in float and why).
+    """
+    from resnet_edge.data import load
+    from resnet_edge.optimize.qat import qat as run_qat
+
+    manifest = run_qat(model_path, load(source), out, epochs=epochs, lr=lr, batch_size=batch_size, limit=limit,
+                       verbose=0 if as_json else 2)
+    _echo_json_or(manifest, as_json, _qat_human)
+
+
+def _qat_human(m: dict) -> str:
+    from resnet_edge.ui import key_values
+
+    a = m["accuracy"]
+    counts = {}
+    for row in m["layers"]:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    left = ", ".join(f"{r['layer']} ({r['why']})" for r in m["left_in_float"]) or "none"
+    return key_values([
+        ("written", m["file"]["path"]),
+        ("val accuracy", f"float {a['float']:.2%} -> QAT Keras {a['qat_keras']:.2%} -> int8 TFLite {a['int8_tflite']:.2%}"),
+        ("int8 TFLite", f"{m['int8_tflite']['bytes']:,} bytes, top-1 agreement with QAT Keras {m['int8_tflite']['top1_agreement']:.2%}"),
+        ("layers", ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))),
+        ("left in float", left),
+    ])
+
+
+def _ratio(ctx, param, value):
+    if value is not None and not 0 < value <= 1:
+        raise click.BadParameter(f"must be in (0, 1], got {value}")
+    return value
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@DATA_OPTION
+@click.option("--sparsity", type=float, default=0.5, show_default=True, help="Target share of zero weights (magnitude pruning).")
+@click.option("--schedule", type=click.Choice(["polynomial", "constant"]), default="polynomial", show_default=True)
+@click.option("--structure", help="M:N structured sparsity, e.g. 2:4 (overrides --sparsity).")
+@click.option("--skip", default="", help="Layers left dense: first, last and/or layer names, comma-separated.")
+@click.option("--pqat", is_flag=True, help="Then prune-preserving QAT: the int8 model keeps the zeros.")
+@click.option("--clusters", type=int, help="Weight clustering into N shared values instead of pruning.")
+@click.option("--channels", type=float, callback=_ratio, help="Channel pruning instead: keep this share of each block's inner channels.")
+@click.option("--criterion", type=click.Choice(["l1", "bn"]), default="l1", show_default=True,
+              help="Channel ranking: L1 norm of the filters, or |BatchNorm scale|.")
+@click.option("--epochs", type=int, default=2, show_default=True, help="Fine-tuning epochs.")
+@click.option("--lr", type=float, help="Fine-tuning learning rate (default 0.001; 0.01 for --channels).")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--limit", type=int, help="Use at most N examples of each split (quick runs).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Pruned model (.keras or .h5; .h5 with --pqat).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def prune(model_path, source, sparsity, schedule, structure, skip, pqat, clusters, channels, criterion, epochs, lr,
+          batch_size, limit, out, as_json):
+    """Prune a trained MODEL: magnitude (unstructured or M:N), clustering, or whole channels.
+
+    \b
+    Magnitude pruning and clustering shrink the compressed file (gzip sizes are reported); they do not
+    make dense kernels faster. --channels removes filters inside every residual block and rebuilds a
+    thinner dense ResNet: fewer MACs, lower latency on every runtime.
+    """
+    from resnet_edge.data import load
+
+    data = load(source)
+    verbose = 0 if as_json else 2
+    if channels is not None:
+        if pqat or clusters or structure:
+            raise click.UsageError("--channels does not combine with --pqat, --clusters or --structure")
+        from resnet_edge.optimize.channels import channel_prune
+
+        manifest = channel_prune(model_path, data, out, keep=channels, criterion=criterion, epochs=epochs,
+                                 lr=lr or 0.01, batch_size=batch_size, limit=limit, verbose=verbose)
+        return _echo_json_or(manifest, as_json, _channels_human)
+    from resnet_edge.optimize.prune import prune as run_prune
+
+    manifest = run_prune(model_path, data, out, sparsity=sparsity, schedule=schedule, structure=structure,
+                         skip=tuple(s for s in skip.split(",") if s), epochs=epochs, lr=lr or 1e-3,
+                         batch_size=batch_size, limit=limit, pqat=pqat, clusters=clusters, verbose=verbose)
+    _echo_json_or(manifest, as_json, _prune_human)
+
+
+def _prune_human(m: dict) -> str:
+    from resnet_edge.ui import human_bytes, key_values, table
+
+    a, g = m["accuracy"], m["gzip_bytes"]
+    pairs = [
+        ("written", m["file"]["path"]),
+        ("method", ", ".join(f"{k} {v}" for k, v in m["settings"].items() if v not in (None, [], "") and k not in ("lr", "batch_size", "limit"))),
+        ("sparsity", f"{m['sparsity']:.2%} of the pruned kernels' weights are zero"),
+        ("val accuracy", f"{a['before']:.2%} -> {a['after']:.2%}"),
+        ("gzip float32", f"{human_bytes(g['float32_tflite_before'])} -> {human_bytes(g['float32_tflite_after'])} (raw {human_bytes(g['float32_tflite_raw'])})"),
+    ]
+    if "int8_tflite" in m:
+        t = m["int8_tflite"]
+        pairs.append(("PQAT int8", f"val accuracy {a['int8_tflite']:.2%}; zeros in int8 weights {t['weight_sparsity']['sparsity']:.2%}; gzip {human_bytes(t['gzip_bytes'])}"))
+    rows = [{**r, "sparsity": f"{r['sparsity']:.1%}"} for r in m["layers"]]
+    cols = [("layer", "layer"), ("weights", "weights"), ("sparsity", "sparsity")]
+    if rows and "unique_values" in rows[0]:
+        cols.append(("unique_values", "values"))
+    if rows and "m_by_n_ok" in rows[0]:
+        cols.append(("m_by_n_ok", "M:N ok"))
+    return key_values(pairs) + "\n\n" + table(rows, cols, right={"weights", "sparsity", "unique_values"})
+
+
+def _channels_human(m: dict) -> str:
+    from resnet_edge.ui import key_values, si
+
+    a, c = m["accuracy"], m["counts"]
+    return key_values([
+        ("written", f"{m['file']['path']} ({m['name']})"),
+        ("kept", f"{m['settings']['keep']:.0%} of inner channels by {m['settings']['criterion']}"),
+        ("MACs", f"{si(c['before']['macs'])} -> {si(c['after']['macs'])} ({c['mac_ratio']:.2f}x)"),
+        ("parameters", f"{c['before']['trainable_params']:,} -> {c['after']['trainable_params']:,}"),
+        ("val accuracy", f"{a['before']:.2%} -> {a['thinned_before_fine_tune']:.2%} thinned -> {a['after']:.2%} fine-tuned"),
+    ])
 
 
 def _build_human(s: dict) -> str:

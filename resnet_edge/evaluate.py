@@ -42,26 +42,21 @@ def metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str], top_k: i
     }
 
 
-def _model_takes_raw_pixels(model) -> bool:
-    return any(layer.name == "preprocess" for layer in model.layers)
+def check_classes(model, data, path) -> None:
+    """A model must predict as many classes as the data has."""
+    classes_out = int(model.output_shape[-1])
+    if classes_out != data.num_classes:
+        raise ResnetEdgeError(
+            f"{path} predicts {classes_out} classes but {data.name} has {data.num_classes}; use it on the data it was trained for"
+        )
 
 
 def predict(model, data, split: str = "test", batch_size: int = 256, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and labels of ``split``. A model with built-in normalization gets raw pixels; one
-    without gets pixels normalized with the data's own mean and std."""
-    from resnet_edge._tf import tf
-    from resnet_edge.data.pipeline import make_dataset
+    """Scores and labels of ``split``, fed as the model takes them (see :func:`model_inputs`)."""
+    from resnet_edge.data.pipeline import model_inputs
 
-    size = int(model.input_shape[1])
-    ds = make_dataset(data, split, input_size=size, batch_size=batch_size, limit=limit)
-    if not _model_takes_raw_pixels(model):
-        mean = tf.constant(data.mean, tf.float32)
-        std = tf.constant(data.std, tf.float32)
-        ds = ds.map(lambda x, y: ((x - mean) / std, y))
-    if model.inputs[0].dtype == tf.uint8:
-        ds = ds.map(lambda x, y: (tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), y))
     scores, labels = [], []
-    for x, y in ds:
+    for x, y in model_inputs(model, data, split, batch_size, limit):
         scores.append(model(x, training=False).numpy())
         labels.append(y.numpy())
     return np.concatenate(scores), np.concatenate(labels)
@@ -72,11 +67,7 @@ def evaluate(model_path: str | Path, data, split: str = "test", batch_size: int 
     from resnet_edge.arch.keras_model import load_model
 
     model = load_model(model_path)
-    classes_out = int(model.output_shape[-1])
-    if classes_out != data.num_classes:
-        raise ResnetEdgeError(
-            f"{model_path} predicts {classes_out} classes but {data.name} has {data.num_classes}; evaluate it on the data it was trained for"
-        )
+    check_classes(model, data, model_path)
     scores, labels = predict(model, data, split, batch_size, limit)
     result = metrics(scores, labels, data.classes)
     result.update({"model": str(model_path), "data": data.name, "split": split})

@@ -3,8 +3,14 @@
 Recipe (Section 3.4 and 4.2), every value overridable: SGD with momentum 0.9, weight decay 1e-4 (an L2
 term on every convolution and classifier kernel, gradient ``1e-4 * w`` as in Caffe), batch 128, learning
 rate 0.1 divided by 10 at fixed fractions of the run: CIFAR 32k and 48k of 64k iterations (0.5 and 0.75);
-ImageNet, whose paper schedule divides "when the error plateaus", at 1/3 and 2/3. Nets of 110 layers or
-more warm up at 0.01 for the first 400/64000 of the run, as the paper does for ResNet-110.
+ImageNet, whose paper schedule divides "when the error plateaus", at 1/3 and 2/3.
+
+Warm-up, the paper's rule for ResNet-110: train at lr/10 "until the training error is below 80%", then
+go back to the full rate. ``warmup="auto"`` (the default) applies that rule to every net, checked after
+each batch on the epoch's running training accuracy: a net that converges at once leaves warm-up within a
+few steps, while a deep net that would diverge at 0.1 gets the start the paper gave ResNet-110 (on the
+bundled digits ResNet-56 and plain-56 diverge at 0.1 without it). ``warmup=0`` turns it off; an integer
+N > 0 warms up for exactly N steps.
 
 A run directory holds::
 
@@ -41,8 +47,6 @@ from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.io import atomic_write_bytes, atomic_write_json
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-PAPER_CIFAR_ITERATIONS = 64_000
-PAPER_WARMUP_ITERATIONS = 400
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,8 @@ class Recipe:
     #: Learning-rate drops as fractions of the run (None: the family's paper schedule).
     lr_boundaries: tuple[float, ...] | None = None
     lr_decay: float = 0.1
-    #: Steps at lr * 0.1 before the schedule starts (None: the paper's warm-up for nets of 110+ layers).
-    warmup_steps: int | None = None
+    #: "auto": lr * 0.1 until the training error is below 80% (the paper's rule); 0: none; N: N steps.
+    warmup: str | int = "auto"
     seed: int = 0
 
     def __post_init__(self):
@@ -68,6 +72,8 @@ class Recipe:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ConfigError("need --lr > 0, 0 <= --momentum < 1 and --weight-decay >= 0")
+        if self.warmup != "auto" and not (isinstance(self.warmup, int) and self.warmup >= 0):
+            raise ConfigError(f"--warmup is auto, 0 (off) or a number of steps, got {self.warmup!r}")
         if self.lr_boundaries is not None and not all(0 < b < 1 for b in self.lr_boundaries):
             raise ConfigError(f"--lr-boundaries are fractions of the run between 0 and 1, got {self.lr_boundaries}")
 
@@ -78,26 +84,23 @@ class Recipe:
 
 
 def schedule_points(recipe: Recipe, spec: ResNetSpec, steps_per_epoch: int) -> tuple[list[int], list[float]]:
-    """Step boundaries and learning rates of the piecewise-constant schedule, warm-up included."""
+    """Step boundaries and learning rates of the piecewise-constant schedule (warm-up not included)."""
     total = recipe.epochs * steps_per_epoch
     fractions = recipe.lr_boundaries or ((0.5, 0.75) if spec.family == "cifar" else (1 / 3, 2 / 3))
-    warmup = recipe.warmup_steps
-    if warmup is None:
-        warmup = math.ceil(total * PAPER_WARMUP_ITERATIONS / PAPER_CIFAR_ITERATIONS) if spec.depth >= 110 else 0
-    boundaries = [max(1, round(f * total)) for f in sorted(fractions)]
-    values = [recipe.lr * recipe.lr_decay**i for i in range(len(boundaries) + 1)]
-    if warmup > 0:
-        boundaries = [warmup] + [b for b in boundaries if b > warmup]
-        values = [recipe.lr * 0.1] + values[len(values) - len(boundaries):]
-    # Keep strictly increasing boundaries for tiny runs (several fractions can round to the same step).
-    cleaned_b, cleaned_v = [], [values[0]]
-    for b, v in zip(boundaries, values[1:]):
-        if cleaned_b and b <= cleaned_b[-1]:
-            cleaned_v[-1] = v
+    boundaries: list[int] = []
+    values = [recipe.lr]
+    for i, f in enumerate(sorted(fractions)):
+        step = max(1, round(f * total))
+        if boundaries and step <= boundaries[-1]:  # tiny runs: drops that round to the same step merge
+            values[-1] = recipe.lr * recipe.lr_decay ** (i + 1)
             continue
-        cleaned_b.append(b)
-        cleaned_v.append(v)
-    return cleaned_b, cleaned_v
+        boundaries.append(step)
+        values.append(recipe.lr * recipe.lr_decay ** (i + 1))
+    return boundaries, values
+
+
+WARMUP_FACTOR = 0.1
+WARMUP_UNTIL_ERROR = 0.8
 
 
 def lr_at(step: int, boundaries: list[int], values: list[float]) -> float:
@@ -137,16 +140,40 @@ def _add_weight_decay(model, weight_decay: float) -> None:
     model.add_loss(lambda: weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels]))
 
 
-def compile_model(model, recipe: Recipe, spec: ResNetSpec, steps_per_epoch: int) -> None:
+def compile_model(model, recipe: Recipe, spec: ResNetSpec) -> None:
+    """SGD with momentum and the cross-entropy loss; the learning rate is set per batch by
+    :func:`_lr_callback`."""
     from resnet_edge._tf import keras
 
-    boundaries, values = schedule_points(recipe, spec, steps_per_epoch)
-    lr = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values) if boundaries else values[0]
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=recipe.momentum),
+        optimizer=keras.optimizers.SGD(learning_rate=recipe.lr, momentum=recipe.momentum),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=spec.classifier_activation is None),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
     )
+
+
+def _lr_callback(recipe: Recipe, boundaries: list[int], values: list[float], warm: dict, steps_per_epoch: int):
+    """Set the learning rate before every batch: the schedule at the optimizer's step, times 0.1 while
+    warming up. ``warm`` ({"active": bool, "ended_at": step or None}) is the warm-up state; it is saved in
+    every checkpoint so that a resumed run continues exactly."""
+    from resnet_edge._tf import keras
+
+    class PaperLR(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            step = int(self.model.optimizer.iterations.numpy())
+            if isinstance(recipe.warmup, int) and warm["active"] and step >= recipe.warmup:
+                warm.update(active=False, ended_at=step)
+            factor = WARMUP_FACTOR if warm["active"] else 1.0
+            self.model.optimizer.learning_rate.assign(lr_at(step, boundaries, values) * factor)
+
+        def on_train_batch_end(self, batch, logs=None):
+            # logs["acc"] is the epoch's running accuracy: judge it once it covers 10 batches (or the epoch).
+            if batch + 1 < min(10, steps_per_epoch):
+                return
+            if recipe.warmup == "auto" and warm["active"] and logs and 1.0 - logs["acc"] < WARMUP_UNTIL_ERROR:
+                warm.update(active=False, ended_at=int(self.model.optimizer.iterations.numpy()))
+
+    return PaperLR()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -285,11 +312,13 @@ def train(
             model = load_model(found[-1] / "model.keras", compile=True)
         else:
             model = build_model(spec)
-            compile_model(model, recipe, spec, steps_per_epoch)
+            compile_model(model, recipe, spec)
         _add_weight_decay(model, recipe.weight_decay)  # not serialized: added again on every start
     start = state["epoch"] if state else 0
     history: list[dict] = state["history"] if state else []
     best = state.get("best") if state else None
+    warm = dict(state["warmup"]) if state else {"active": recipe.warmup != 0, "ended_at": None}
+    boundaries, values = schedule_points(recipe, spec, steps_per_epoch)
     if start >= recipe.epochs:
         raise ResnetEdgeError(f"the run in {run_dir} is already complete ({start}/{recipe.epochs} epochs); nothing to resume")
     if verbose is None:
@@ -301,13 +330,14 @@ def train(
             seed=recipe.seed, epoch=epoch,
         )
         t0 = time.perf_counter()
-        fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=verbose)
+        fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=recipe.epochs, verbose=verbose,
+                        callbacks=[_lr_callback(recipe, boundaries, values, warm, steps_per_epoch), _one_epoch_callback()])
         seconds = time.perf_counter() - t0
         step = int(model.optimizer.iterations.numpy())
         row = {
             "epoch": epoch + 1,
             "step": step,
-            "lr": lr_at(step - 1, *schedule_points(recipe, spec, steps_per_epoch)),
+            "lr": float(model.optimizer.learning_rate.numpy()),
             "loss": float(fit.history["loss"][-1]),
             "train_acc": float(fit.history["acc"][-1]),
             "train_error": 1.0 - float(fit.history["acc"][-1]),
@@ -318,19 +348,32 @@ def train(
         history.append(row)
         if best is None or row["val_acc"] > best["val_acc"]:
             best = {"epoch": row["epoch"], "val_acc": row["val_acc"]}
-            save_keras(_clean(model, spec), run_dir / "best.keras", _manifest(spec, data, recipe, history, best, "best", model))
-        state = {"epoch": epoch + 1, "history": history, "best": best, "config": config}
+            save_keras(_clean(model, spec), run_dir / "best.keras", _manifest(spec, data, recipe, history, best, "best", warm))
+        state = {"epoch": epoch + 1, "history": history, "best": best, "warmup": warm, "config": config}
         _write_checkpoint(run_dir, model, state)
         _write_history(run_dir, history)
         if stop_after is not None and epoch + 1 - start >= stop_after and epoch + 1 < recipe.epochs:
             return {"stopped_at_epoch": epoch + 1, "run_dir": str(run_dir)}
-    manifest = _manifest(spec, data, recipe, history, best, "final", model)
+    manifest = _manifest(spec, data, recipe, history, best, "final", warm)
     manifest["counts"] = count_keras(model).to_dict()
     manifest["strategy"] = {"name": strategy, "replicas": dist.num_replicas_in_sync}
     manifest["versions"] = versions()
     manifest = save_keras(_clean(model, spec), run_dir / "model.keras", manifest)
     _plot(run_dir, history, spec.name)
     return manifest
+
+
+def _one_epoch_callback():
+    from resnet_edge._tf import keras
+
+    class OneEpoch(keras.callbacks.Callback):
+        """Stop fit() after one epoch: each epoch gets its own seeded dataset, while the progress bar
+        still reads "Epoch 8/15"."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    return OneEpoch()
 
 
 def _clean(model, spec: ResNetSpec):
@@ -342,7 +385,7 @@ def _clean(model, spec: ResNetSpec):
     return clean
 
 
-def _manifest(spec, data, recipe, history, best, which, model) -> dict:
+def _manifest(spec, data, recipe, history, best, which, warm) -> dict:
     return {
         "kind": "keras-model",
         "name": spec.name,
@@ -354,6 +397,7 @@ def _manifest(spec, data, recipe, history, best, which, model) -> dict:
         "normalization": {"mean": list(data.mean), "std": list(data.std), "inside_model": True},
         "recipe": recipe.to_dict(),
         "epochs_done": len(history),
+        "warmup_ended_at_step": warm["ended_at"],
         "seconds_total": round(sum(row["seconds"] for row in history), 2),
         "best": best,
         "final": history[-1] if history else None,

@@ -55,9 +55,6 @@ def test_paper_schedule():
     b, v = schedule_points(Recipe(epochs=10), cifar, steps_per_epoch=100)
     assert b == [500, 750] and np.allclose(v, [0.1, 0.01, 0.001])
     assert lr_at(499, b, v) == 0.1 and lr_at(500, b, v) == pytest.approx(0.01)
-    # ResNet-110 warms up at 0.01 for 400/64000 of the run, then goes back to 0.1.
-    b, v = schedule_points(Recipe(epochs=160), S.resolve(110), steps_per_epoch=400)
-    assert b[0] == 400 and np.allclose(v[:2], [0.01, 0.1])
     imagenet = S.resolve(18, input_size=64)
     b, _ = schedule_points(Recipe(epochs=90), imagenet, steps_per_epoch=10)
     assert b == [300, 600]
@@ -65,11 +62,19 @@ def test_paper_schedule():
     assert b == [1] and len(v) == 2  # boundaries that round to the same step collapse
 
 
+def test_warmup_rule_ends_below_80_percent_error(trained):
+    _, manifest = trained
+    ended = manifest["warmup_ended_at_step"]
+    assert ended is not None and 1 <= ended < manifest["final"]["step"]
+
+
 def test_recipe_validation():
     with pytest.raises(ConfigError):
         Recipe(epochs=0)
     with pytest.raises(ConfigError):
         Recipe(lr_boundaries=(0.5, 1.5))
+    with pytest.raises(ConfigError):
+        Recipe(warmup="sometimes")
 
 
 def test_refuses_to_overwrite_or_mix_runs(trained, digits):

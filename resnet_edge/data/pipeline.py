@@ -122,3 +122,22 @@ def make_dataset(
     options = tf.data.Options()
     options.deterministic = True
     return ds.batch(batch_size).with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def takes_raw_pixels(model) -> bool:
+    """Whether a Keras model normalizes inside (it has the ``preprocess`` layer, possibly wrapped by tfmot
+    as ``quant_preprocess``) and so takes raw pixels."""
+    return any(getattr(layer, "layer", layer).name == "preprocess" for layer in model.layers)
+
+
+def model_inputs(model, data: Dataset, split: str, batch_size: int, limit: int | None = None) -> "tf.data.Dataset":
+    """Batches of ``split`` in the form ``model`` takes: raw pixels when it normalizes inside, else pixels
+    normalized with the data's own mean and std; uint8 when its input is uint8."""
+    ds = make_dataset(data, split, input_size=int(model.input_shape[1]), batch_size=batch_size, limit=limit)
+    if not takes_raw_pixels(model):
+        mean = tf.constant(data.mean, tf.float32)
+        std = tf.constant(data.std, tf.float32)
+        ds = ds.map(lambda x, y: ((x - mean) / std, y))
+    if model.inputs[0].dtype == tf.uint8:
+        ds = ds.map(lambda x, y: (tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), y))
+    return ds

@@ -26,7 +26,7 @@ def training_curves(runs: dict[str, list[dict]], out: str | Path, title: str = "
         axes[0].plot(epochs, [100 * (1 - r["val_acc"]) for r in history], "--", color=line.get_color(), label=f"{name} val")
         axes[1].plot(epochs, [r["loss"] for r in history], color=line.get_color(), label=name)
     axes[0].set(xlabel="epoch", ylabel="error (%)", title="error (solid: training, dashed: validation)")
-    axes[1].set(xlabel="epoch", ylabel="training loss", title="loss", yscale="log")
+    axes[1].set(xlabel="epoch", ylabel="training loss (with weight decay)", title="loss", yscale="log")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -1,0 +1,134 @@
+"""Keras -> TFLite in every mode the edge needs (host side).
+
+Modes:
+
+* ``float32``: the graph as it is.
+* ``float16``: float16 weights (half the file; the GPU delegate runs them natively, CPUs expand them).
+* ``dynamic``: int8 weights, float activations (dynamic-range quantization; no calibration data).
+* ``int8``: full integer quantization, per-channel weights, calibrated on representative samples from the
+  data layer; a quantization-aware-trained model needs none (its ranges were learned). ``io`` sets the
+  model's input/output type: ``int8``, ``uint8`` or ``float32`` (float in and out, int8 inside).
+* ``int16x8``: 16-bit activations, 8-bit weights (more accurate than int8, slower on most CPUs).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Iterable
+
+import numpy as np
+
+from resnet_edge.errors import ConfigError
+
+MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+IO_TYPES = ("float32", "int8", "uint8")
+
+
+def is_qat_model(model) -> bool:
+    """Whether a Keras model carries tfmot fake-quantization (QuantizeWrapper / QuantizeLayer)."""
+    return any(type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer") for layer in model.layers)
+
+
+def representative_samples(model, data, n: int) -> np.ndarray:
+    """``n`` training images in the form the model takes (raw or normalized), for calibration."""
+    from resnet_edge.data.pipeline import model_inputs
+
+    xs = [x.numpy() for x, _ in model_inputs(model, data, "train", batch_size=64, limit=n)]
+    return np.concatenate(xs)[:n]  # float32, or uint8 for a model with a uint8 input
+
+
+def to_tflite(
+    model,
+    mode: str = "float32",
+    *,
+    representative: np.ndarray | Callable[[], Iterable] | None = None,
+    io: str = "float32",
+) -> bytes:
+    """Convert a tf_keras model; return the ``.tflite`` bytes.
+
+    ``representative`` (an array of model inputs, or a generator function) is needed for ``int8`` and
+    ``int16x8`` unless the model was quantization-aware trained.
+    """
+    from resnet_edge._tf import quiet_native_stderr, tf
+
+    if mode not in MODES:
+        raise ConfigError(f"unknown conversion mode {mode!r}; valid: {', '.join(MODES)}")
+    if io not in IO_TYPES:
+        raise ConfigError(f"unknown --io {io!r}; valid: {', '.join(IO_TYPES)}")
+    if io != "float32" and mode != "int8":
+        raise ConfigError(f"--io {io} applies to --int8 only; {mode} models keep float32 inputs and outputs")
+    qat = is_qat_model(model)
+    if qat and mode not in ("int8", "float32"):
+        raise ConfigError(f"a quantization-aware-trained model converts to int8 (its ranges were learned), not {mode}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode in ("int8", "int16x8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if not qat:
+            if representative is None:
+                raise ConfigError(f"{mode} needs representative samples (calibration data) unless the model is QAT-trained")
+            converter.representative_dataset = _as_generator(representative)
+        if mode == "int8":
+            if not qat:  # a QAT graph is integer-only by construction; TF 2.21's check for it misses Keras models
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if io != "float32":
+                converter.inference_input_type = getattr(tf, io)
+                converter.inference_output_type = getattr(tf, io)
+        else:
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            ]
+    with warnings.catch_warnings(), quiet_native_stderr():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return bytes(converter.convert())
+
+
+def _as_generator(representative) -> Callable[[], Iterable]:
+    if callable(representative):
+        return representative
+    samples = np.asarray(representative)
+
+    def gen():
+        for i in range(len(samples)):
+            yield [samples[i:i + 1]]
+
+    return gen
+
+
+def parity(model, tflite: bytes, data, split: str = "test", limit: int | None = None, num_threads: int | None = None) -> dict:
+    """Run the Keras model and its TFLite conversion on the same samples of ``split``: top-1 agreement,
+    max and mean absolute difference of the (dequantized) outputs, and the accuracy of both."""
+    from resnet_edge.data.pipeline import model_inputs
+    from resnet_edge.runtime.runner import TFLiteModel
+
+    runner = TFLiteModel(tflite, num_threads=num_threads)
+    keras_scores, tfl_scores, labels = [], [], []
+    for x, y in model_inputs(model, data, split, batch_size=64, limit=limit):
+        keras_scores.append(model(x, training=False).numpy())
+        tfl_scores.append(runner.predict(x.numpy(), batch_size=64))
+        labels.append(y.numpy())
+    k, t, y = np.concatenate(keras_scores), np.concatenate(tfl_scores), np.concatenate(labels)
+    diff = np.abs(k - t)
+    return {
+        "split": split,
+        "n": int(len(y)),
+        "top1_agreement": float((k.argmax(1) == t.argmax(1)).mean()),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "keras_accuracy": float((k.argmax(1) == y).mean()),
+        "tflite_accuracy": float((t.argmax(1) == y).mean()),
+    }
+
+
+def convert_and_check(model, data, mode: str = "float32", *, io: str = "float32", split: str = "test",
+                      limit: int | None = None, calibration: int = 100) -> tuple[bytes, dict]:
+    """Convert ``model`` (calibrating on ``calibration`` training samples when the mode needs it) and
+    measure :func:`parity` on ``split``. Returns the ``.tflite`` bytes and the figures."""
+    needs = mode in ("int8", "int16x8") and not is_qat_model(model)
+    rep = representative_samples(model, data, calibration) if needs else None
+    tflite = to_tflite(model, mode, representative=rep, io=io)
+    return tflite, {"mode": mode, "io": io, "bytes": len(tflite), **parity(model, tflite, data, split, limit)}

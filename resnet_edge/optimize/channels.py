@@ -1,0 +1,137 @@
+"""Channel pruning: remove whole filters from the inside of every residual block (host side).
+
+Only channels that do not touch the residual stream go: the first convolution of a basic block, the
+1x1 and 3x3 of a bottleneck. The block's output width, the shortcuts and the Add stay as they are, so the
+network keeps its shape and the thinner model is an ordinary dense ResNet (``ResNetSpec.inner_widths``)
+that runs faster on every runtime, unlike unstructured sparsity.
+
+Ranking criterion, per convolution: ``l1`` (default), the L1 norm of each filter's kernel; or ``bn``, the
+absolute BatchNorm scale that follows it (Liu et al., "network slimming"). The top ``keep`` share of
+filters survives (at least one); their weights, BatchNorm statistics and the matching input slices of
+the next convolution are copied over, so with ``keep=1.0`` the outputs are identical.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from resnet_edge.arch.spec import ResNetSpec, plan, spec_from_dict
+from resnet_edge.errors import ConfigError, ResnetEdgeError
+
+CRITERIA = ("l1", "bn")
+
+
+def _rank(model, conv_name: str, bn_name: str, criterion: str) -> np.ndarray:
+    if criterion == "l1":
+        kernel = model.get_layer(conv_name).kernel.numpy()
+        return np.abs(kernel).sum(axis=(0, 1, 2))
+    return np.abs(model.get_layer(bn_name).gamma.numpy())
+
+
+def select_channels(model, spec: ResNetSpec, keep: float, criterion: str = "l1") -> dict[str, np.ndarray]:
+    """For every inner convolution (by name prefix, e.g. ``conv2_block1_1``), the sorted indices of the
+    filters to keep."""
+    if not 0 < keep <= 1:
+        raise ConfigError(f"--channels must be in (0, 1], got {keep}")
+    if criterion not in CRITERIA:
+        raise ConfigError(f"--criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+    chosen = {}
+    for block in plan(spec).blocks:
+        for conv in block.convs[:-1]:  # the last conv of a block writes to the residual stream: kept whole
+            scores = _rank(model, f"{conv.name}_conv", f"{conv.name}_bn", criterion)
+            k = max(1, int(round(len(scores) * keep)))
+            chosen[conv.name] = np.sort(np.argsort(-scores, kind="stable")[:k])
+    return chosen
+
+
+def thin(model, spec: ResNetSpec, keep: float, criterion: str = "l1"):
+    """Return ``(thin_model, thin_spec)``: the same network with fewer inner channels and the surviving weights."""
+    from resnet_edge.arch.keras_model import build_model
+
+    chosen = select_channels(model, spec, keep, criterion)
+    widths = tuple(tuple(len(chosen[c.name]) for c in block.convs[:-1]) for block in plan(spec).blocks)
+    thin_spec = spec.replace(inner_widths=widths)
+    thin_model = build_model(thin_spec)
+    # Where a layer's output channels were cut, and where its input channels were.
+    out_cut, in_cut = {}, {}
+    for block in plan(spec).blocks:
+        for i, conv in enumerate(block.convs[:-1]):
+            idx = chosen[conv.name]
+            out_cut[f"{conv.name}_conv"] = idx
+            out_cut[f"{conv.name}_bn"] = idx
+            in_cut[f"{block.convs[i + 1].name}_conv"] = idx
+    for layer in thin_model.layers:
+        weights = model.get_layer(layer.name).get_weights()
+        if layer.name in in_cut:  # kernel H x W x Cin x Cout: keep the surviving input channels
+            weights[0] = weights[0][:, :, in_cut[layer.name], :]
+        if layer.name in out_cut:  # the last axis of a kernel, every vector of a BatchNorm
+            idx = out_cut[layer.name]
+            weights = [w[..., idx] for w in weights]
+        layer.set_weights(weights)
+    return thin_model, thin_spec
+
+
+def channel_prune(
+    model_path: str | Path,
+    data,
+    out: str | Path,
+    *,
+    keep: float = 0.5,
+    criterion: str = "l1",
+    epochs: int = 2,
+    lr: float = 0.01,
+    batch_size: int = 128,
+    limit: int | None = None,
+    verbose: int = 2,
+) -> dict:
+    """Thin ``model_path`` to ``keep`` of its inner channels, fine-tune, and write ``out`` + manifest.
+
+    Needs the model's manifest (``NAME.json``, written by ``build``/``train``) for its recipe. Side
+    effects: writes ``out`` and its ``.json``; the source model is untouched.
+    """
+    from resnet_edge.arch.keras_model import count_keras
+    from resnet_edge.build import check_keras_path, save_keras, versions
+    from resnet_edge.evaluate import check_classes
+    from resnet_edge.optimize.common import accuracy, fine_tune, load_for_tfmot, now, outputs_logits, read_manifest
+
+    if not 0 < keep <= 1:
+        raise ConfigError(f"--channels must be in (0, 1], got {keep}")
+    if epochs < 0:
+        raise ConfigError(f"--epochs must be 0 or more, got {epochs}")
+    check_keras_path(out)
+    source = read_manifest(model_path)
+    if not source.get("spec"):
+        raise ResnetEdgeError(f"channel pruning needs {Path(model_path).with_suffix('.json')} (the manifest `resnet-edge build`/`train` write beside the model) to know its architecture")
+    spec = spec_from_dict(source["spec"])
+    model = load_for_tfmot(model_path)
+    check_classes(model, data, model_path)
+    t0 = time.perf_counter()
+    before = accuracy(model, data, "val", limit)
+    thin_model, thin_spec = thin(model, spec, keep, criterion)
+    right_after = accuracy(thin_model, data, "val", limit)
+    history = fine_tune(thin_model, data, epochs=epochs, lr=lr, batch_size=batch_size, limit=limit, verbose=verbose,
+                        from_logits=outputs_logits(model)) if epochs else []
+    after = accuracy(thin_model, data, "val", limit)
+    c0, c1 = count_keras(model), count_keras(thin_model)
+    manifest = {
+        "kind": "keras-model",
+        "name": thin_spec.name,
+        "optimization": "channel-pruning",
+        "created": now(),
+        "source": {"path": str(model_path), "manifest": source.get("file")},
+        "spec": thin_spec.to_dict(),
+        "data": data.info(),
+        "settings": {"keep": keep, "criterion": criterion, "epochs": epochs, "lr": lr, "batch_size": batch_size, "limit": limit},
+        "accuracy": {"split": "val", "before": before, "thinned_before_fine_tune": right_after, "after": after},
+        "counts": {"before": c0.to_dict(), "after": c1.to_dict(), "mac_ratio": c1.macs / c0.macs,
+                   "param_ratio": c1.trainable_params / c0.trainable_params},
+        "inner_widths": [list(w) for w in thin_spec.inner_widths],
+        "history": history,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "versions": versions(),
+        "trained": bool(source.get("trained")),
+    }
+    return save_keras(thin_model, out, manifest)

@@ -1,0 +1,89 @@
+"""Run a ``.tflite`` classifier with a TFLite runtime (edge side: numpy + LiteRT, no TensorFlow).
+
+:class:`TFLiteModel` hides the model's input and output types: callers give float pixels as the model's
+Keras source took them (raw 0..255 when normalization is inside the model) and get float scores back.
+Quantized inputs are quantized with the model's own scale and zero point; quantized outputs are
+dequantized.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from resnet_edge._native import quiet_native_stderr
+from resnet_edge.runtime.backends import interpreter_class
+
+
+class TFLiteModel:
+    """One interpreter for one model. ``model`` is a path or the model's bytes."""
+
+    def __init__(self, model: str | os.PathLike | bytes, backend: str = "auto", num_threads: int | None = None):
+        cls = interpreter_class(backend)
+        kwargs = {"num_threads": num_threads} if num_threads else {}
+        with quiet_native_stderr():
+            if isinstance(model, (bytes, bytearray)):
+                self.interpreter = cls(model_content=bytes(model), **kwargs)
+            else:
+                self.interpreter = cls(model_path=str(Path(model)), **kwargs)
+            self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch = int(self._input["shape"][0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self._input["shape"])
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input["dtype"])
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        return np.dtype(self._output["dtype"])
+
+    @staticmethod
+    def _quant(detail) -> tuple[float, int]:
+        scale, zero = detail.get("quantization", (0.0, 0))
+        return float(scale), int(zero)
+
+    def _to_input(self, x: np.ndarray) -> np.ndarray:
+        dtype = self.input_dtype
+        if dtype == np.float32:
+            return x.astype(np.float32, copy=False)
+        scale, zero = self._quant(self._input)
+        info = np.iinfo(dtype)
+        if scale:  # a quantized input: q = x / scale + zero_point
+            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+        return np.clip(np.round(x), info.min, info.max).astype(dtype)  # raw integer pixels (uint8 input)
+
+    def _from_output(self, y: np.ndarray) -> np.ndarray:
+        scale, zero = self._quant(self._output)
+        if self.output_dtype != np.float32 and scale:
+            return (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32)
+
+    def _resize(self, batch: int) -> None:
+        if batch != self._batch:
+            shape = list(self.input_shape)
+            shape[0] = batch
+            self.interpreter.resize_tensor_input(self._input["index"], shape)
+            self.interpreter.allocate_tensors()
+            self._batch = batch
+
+    def invoke_raw(self, x: np.ndarray) -> np.ndarray:
+        """Run one batch already in the model's input dtype; return the raw output tensor."""
+        self._resize(int(x.shape[0]))
+        self.interpreter.set_tensor(self._input["index"], x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._output["index"]).copy()
+
+    def predict(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Float scores for float inputs (N x H x W x C), run ``batch_size`` at a time."""
+        out = []
+        for start in range(0, len(x), batch_size):
+            out.append(self._from_output(self.invoke_raw(self._to_input(x[start:start + batch_size]))))
+        return np.concatenate(out) if out else np.zeros((0,) + tuple(self._output["shape"][1:]), np.float32)

@@ -1,0 +1,218 @@
+"""QAT, magnitude / M:N pruning, PQAT, clustering and channel pruning of small CIFAR ResNets with a few
+real training steps on digits; results checked in the Keras models and in the converted TFLite weights."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from resnet_edge.cli import cli
+from resnet_edge.data import load
+from resnet_edge.errors import ConfigError, ResnetEdgeError
+
+LIMIT = 256  # examples per split: a few real SGD steps, not a benchmark
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits")
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory):
+    """A ResNet-20 trained for 3 epochs on the digits (the float model every test starts from)."""
+    from resnet_edge.train import Recipe, spec_for_data, train
+
+    run = tmp_path_factory.mktemp("r20")
+    train(spec_for_data(digits, model="resnet20"), digits, run, Recipe(epochs=3, batch_size=64), verbose=0)
+    return run / "model.keras"
+
+
+def test_qat_quantizes_everything_and_converts_without_calibration(trained, digits, tmp_path):
+    from resnet_edge.optimize.qat import load_qat
+    from resnet_edge.convert import is_qat_model, to_tflite
+    from resnet_edge.tflite.model import read, op_name, type_name
+
+    out = tmp_path / "qat.h5"
+    m = json.loads(CliRunner().invoke(cli, ["qat", str(trained), "--epochs", "1", "--limit", str(LIMIT), "--out",
+                                            str(out), "--json"]).output)
+    assert m["left_in_float"] == []
+    statuses = {r["layer"]: r["status"] for r in m["layers"]}
+    assert statuses["conv1_bn"] == "folded" and statuses["conv2_block1_1_conv"] == "quantized"
+    assert statuses["conv3_block1_0_pad"] == "pass-through"
+    a = m["accuracy"]
+    assert a["int8_tflite"] >= a["float"] - 0.05  # a few steps of QAT keep the float accuracy
+    assert m["int8_tflite"]["top1_agreement"] >= 0.95
+    # Reloads in the quantize scope, converts to int8 without representative data, all ops integer.
+    q = load_qat(out)
+    assert is_qat_model(q)
+    tfl = to_tflite(q, "int8", io="int8")
+    model, _ = read(tfl)
+    g = model.subgraphs[0]
+    ops = [op_name(model, op.opcodeIndex) for op in g.operators]
+    assert "QUANTIZE" not in ops[1:] and "DEQUANTIZE" not in ops
+    assert type_name(g.tensors[g.inputs[0]].type) == "int8"
+    conv_outputs = [type_name(g.tensors[op.outputs[0]].type) for op in g.operators if op_name(model, op.opcodeIndex) == "CONV_2D"]
+    assert set(conv_outputs) == {"int8"}
+
+
+def test_qat_output_must_be_h5(trained, tmp_path):
+    r = CliRunner().invoke(cli, ["qat", str(trained), "--out", str(tmp_path / "q.keras")])
+    assert r.exit_code != 0 and "q.h5" in r.output
+
+
+def test_qat_refuses_quantized_model(trained, tmp_path):
+    from resnet_edge.optimize.qat import quantize
+    from resnet_edge.arch.keras_model import load_model
+
+    q = quantize(load_model(trained))
+    with pytest.raises(ResnetEdgeError, match="already quantization-aware"):
+        quantize(q)
+
+
+def test_keras3_model_is_refused(tmp_path):
+    """A .keras archive written by Keras 3 says so in its metadata; tfmot needs Keras 2."""
+    import zipfile
+
+    from resnet_edge.optimize.common import load_for_tfmot
+
+    path = tmp_path / "k3.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        z.writestr("config.json", "{}")
+    with pytest.raises(ResnetEdgeError, match="tf_keras"):
+        load_for_tfmot(path)
+
+
+def test_keras3_in_memory_model_is_refused():
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\n"
+        "import keras\n"
+        "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])\n"
+        "from resnet_edge.optimize.qat import quantize\n"
+        "from resnet_edge.errors import ResnetEdgeError\n"
+        "try:\n    quantize(m)\nexcept ResnetEdgeError as e:\n    print('refused:', e)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "refused:" in proc.stdout and "tf_keras" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_magnitude_pruning_sparsity_in_keras_and_tflite(trained, digits, tmp_path):
+    from resnet_edge.arch.keras_model import load_model
+    from resnet_edge.convert import to_tflite
+    from resnet_edge.optimize.prune import kernel_sparsity, prune
+    from resnet_edge.tflite.model import weight_sparsity
+
+    out = tmp_path / "p.keras"
+    m = prune(trained, digits, out, sparsity=0.5, schedule="constant", skip=("first",), epochs=1, limit=LIMIT, verbose=0)
+    model = load_model(out)
+    rows = kernel_sparsity(model)
+    assert rows[0]["layer"] == "conv1_conv" and rows[0]["sparsity"] < 0.1  # skipped: stays dense
+    assert all(abs(r["sparsity"] - 0.5) < 0.02 for r in rows[1:])
+    assert m["gzip_bytes"]["float32_tflite_after"] < 0.8 * m["gzip_bytes"]["float32_tflite_before"]
+    tfl = weight_sparsity(to_tflite(model, "float32"))
+    assert tfl["sparsity"] > 0.45
+
+
+def test_two_four_structure(trained, digits, tmp_path):
+    from resnet_edge.optimize.prune import prune
+
+    m = prune(trained, digits, tmp_path / "24.keras", structure="2:4", skip=("first", "last"), epochs=1, limit=LIMIT,
+              verbose=0)
+    assert all(r["m_by_n_ok"] for r in m["layers"])
+    assert m["settings"]["target_sparsity"] == 0.5 and m["sparsity"] >= 0.49
+
+
+def test_pqat_keeps_zeros_in_int8_weights(trained, digits, tmp_path):
+    from resnet_edge.optimize.prune import prune
+
+    m = prune(trained, digits, tmp_path / "pq.h5", sparsity=0.5, schedule="constant", skip=("first",), epochs=1,
+              limit=LIMIT, pqat=True, verbose=0)
+    w = m["int8_tflite"]["weight_sparsity"]
+    assert w["dtypes"] == ["int8"]
+    assert w["sparsity"] >= 0.45  # the skipped first conv is dense, the rest keeps ~50% zeros
+
+
+def test_clustering_leaves_few_values(trained, digits, tmp_path):
+    from resnet_edge.optimize.prune import prune
+
+    m = prune(trained, digits, tmp_path / "c.keras", clusters=8, epochs=1, limit=LIMIT, verbose=0)
+    assert all(r["unique_values"] <= 8 for r in m["layers"])
+
+
+def test_channel_pruning_at_1_is_exact(trained, build):
+    from resnet_edge._tf import tf
+    from resnet_edge.arch.keras_model import load_model
+    from resnet_edge.arch.spec import spec_from_dict
+    from resnet_edge.optimize.channels import thin
+
+    spec = spec_from_dict(json.loads(trained.with_suffix(".json").read_text())["spec"])
+    model = load_model(trained)
+    same, same_spec = thin(model, spec, 1.0)
+    x = tf.random.stateless_uniform((4, 32, 32, 3), seed=(1, 1), maxval=255)
+    np.testing.assert_array_equal(model(x, training=False).numpy(), same(x, training=False).numpy())
+    assert same_spec.inner_widths == tuple((16,) * 1 for _ in range(3)) + tuple((32,) for _ in range(3)) + tuple((64,) for _ in range(3))
+
+
+def test_channel_pruning_thins_consistently(trained, digits, tmp_path):
+    from resnet_edge.arch.keras_model import load_model
+    from resnet_edge.arch.spec import count, spec_from_dict
+    from resnet_edge.optimize.channels import channel_prune
+
+    out = tmp_path / "thin.keras"
+    m = channel_prune(trained, digits, out, keep=0.5, epochs=1, limit=LIMIT, verbose=0)
+    model = load_model(out)
+    spec = spec_from_dict(json.loads(out.with_suffix(".json").read_text())["spec"])
+    assert spec.inner_widths[0] == (8,) and spec.inner_widths[-1] == (32,)
+    assert model.get_layer("conv2_block1_1_conv").kernel.shape[-1] == 8
+    assert model.get_layer("conv2_block1_2_conv").kernel.shape[2] == 8
+    assert model.get_layer("conv2_block1_2_conv").kernel.shape[-1] == 16  # block output untouched
+    assert count(spec).macs == m["counts"]["after"]["macs"] < 0.6 * m["counts"]["before"]["macs"]
+
+
+def test_bn_criterion_keeps_largest_gammas(trained):
+    from resnet_edge.arch.keras_model import load_model
+    from resnet_edge.arch.spec import spec_from_dict
+    from resnet_edge.optimize.channels import select_channels
+
+    spec = spec_from_dict(json.loads(trained.with_suffix(".json").read_text())["spec"])
+    model = load_model(trained)
+    kept = select_channels(model, spec, 0.25, "bn")["conv3_block2_1"]
+    gamma = np.abs(model.get_layer("conv3_block2_1_bn").gamma.numpy())
+    assert len(kept) == 8 and gamma[kept].min() >= np.sort(gamma)[-8]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--sparsity", "1.5"], "between 0 and 1"),
+        (["--sparsity", "0"], "between 0 and 1"),
+        (["--structure", "4:2"], "0 < M < N"),
+        (["--structure", "two:four"], "M:N"),
+        (["--channels", "1.5"], "(0, 1]"),
+        (["--channels", "0"], "(0, 1]"),
+        (["--skip", "conv9_block1_1_conv"], "not a layer"),
+        (["--clusters", "1"], "at least 2"),
+    ],
+)
+def test_prune_errors(trained, tmp_path, args, fragment):
+    r = CliRunner().invoke(cli, ["prune", str(trained), "--limit", "64", "--out", str(tmp_path / "x.keras"), *args])
+    assert r.exit_code != 0 and fragment in r.output, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "x.keras").exists()
+
+
+def test_parse_structure():
+    from resnet_edge.optimize.prune import check_m_by_n, parse_structure
+
+    assert parse_structure("2:4") == (2, 4)
+    with pytest.raises(ConfigError):
+        parse_structure("4:4")
+    k = np.zeros((3, 3, 8, 2))
+    k[0, 0, :2, 0] = 1
+    assert check_m_by_n(k, 2, 4)
+    k[0, 0, 2, 0] = 1
+    assert not check_m_by_n(k, 2, 4)
