@@ -43,11 +43,13 @@ def to_tflite(
     *,
     representative: np.ndarray | Callable[[], Iterable] | None = None,
     io: str = "float32",
+    settings: dict | None = None,
 ) -> bytes:
     """Convert a tf_keras model; return the ``.tflite`` bytes.
 
     ``representative`` (an array of model inputs, or a generator function) is needed for ``int8`` and
-    ``int16x8`` unless the model was quantization-aware trained.
+    ``int16x8`` unless the model was quantization-aware trained. ``settings``, if given, is filled with
+    the exact converter settings used (for the manifest).
     """
     from resnet_edge._tf import quiet_native_stderr, tf
 
@@ -71,6 +73,12 @@ def to_tflite(
         if not qat:
             if representative is None:
                 raise ConfigError(f"{mode} needs representative samples (calibration data) unless the model is QAT-trained")
+            if not callable(representative):
+                want = tuple(int(d) for d in model.input_shape[1:])
+                got = tuple(np.asarray(representative).shape[1:])
+                if got != want:
+                    raise ConfigError(f"representative samples have shape {got} but the model takes {want}; "
+                                      "calibrate with data of the model's input size")
             converter.representative_dataset = _as_generator(representative)
         if mode == "int8":
             if not qat:  # a QAT graph is integer-only by construction; TF 2.21's check for it misses Keras models
@@ -82,6 +90,18 @@ def to_tflite(
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
             ]
+    if settings is not None:
+        settings.update({
+            "converter": "tf.lite.TFLiteConverter.from_keras_model",
+            "tensorflow": tf.__version__,
+            "optimizations": [str(o) for o in converter.optimizations],
+            "supported_types": [str(t.name) for t in converter.target_spec.supported_types],
+            "supported_ops": sorted(str(o) for o in converter.target_spec.supported_ops),
+            "inference_input_type": str(getattr(converter.inference_input_type, "name", converter.inference_input_type)),
+            "inference_output_type": str(getattr(converter.inference_output_type, "name", converter.inference_output_type)),
+            "representative_samples": None if representative is None or callable(representative) else int(len(representative)),
+            "quantization_aware_trained": qat,
+        })
     with warnings.catch_warnings(), quiet_native_stderr():
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         return bytes(converter.convert())
@@ -99,29 +119,40 @@ def _as_generator(representative) -> Callable[[], Iterable]:
     return gen
 
 
-def parity(model, tflite: bytes, data, split: str = "test", limit: int | None = None, num_threads: int | None = None) -> dict:
-    """Run the Keras model and its TFLite conversion on the same samples of ``split``: top-1 agreement,
-    max and mean absolute difference of the (dequantized) outputs, and the accuracy of both."""
+def parity(model, tflite: bytes, data, split: str = "test", limit: int | None = None) -> dict:
+    """Run the Keras model and its TFLite conversion on the same samples of ``split`` (see
+    :func:`parity_arrays`)."""
     from resnet_edge.data.pipeline import model_inputs
+
+    xs, ys = [], []
+    for x, y in model_inputs(model, data, split, batch_size=64, limit=limit):
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    return {"split": split, **parity_arrays(model, tflite, np.concatenate(xs), np.concatenate(ys))}
+
+
+def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accuracy: bool = True) -> dict:
+    """Top-1 agreement between Keras and TFLite, max and mean absolute difference of the (dequantized)
+    outputs, and, when ``count_accuracy``, the accuracy of both and the drop in points."""
     from resnet_edge.runtime.runner import TFLiteModel
 
-    runner = TFLiteModel(tflite, num_threads=num_threads)
-    keras_scores, tfl_scores, labels = [], [], []
-    for x, y in model_inputs(model, data, split, batch_size=64, limit=limit):
-        keras_scores.append(model(x, training=False).numpy())
-        tfl_scores.append(runner.predict(x.numpy(), batch_size=64))
-        labels.append(y.numpy())
-    k, t, y = np.concatenate(keras_scores), np.concatenate(tfl_scores), np.concatenate(labels)
-    diff = np.abs(k - t)
-    return {
-        "split": split,
-        "n": int(len(y)),
-        "top1_agreement": float((k.argmax(1) == t.argmax(1)).mean()),
+    keras_scores = np.concatenate([model(x[i:i + 64], training=False).numpy() for i in range(0, len(x), 64)])
+    tfl_scores = TFLiteModel(tflite).predict(x, batch_size=64)
+    diff = np.abs(keras_scores - tfl_scores)
+    out = {
+        "n": int(len(x)),
+        "top1_agreement": float((keras_scores.argmax(1) == tfl_scores.argmax(1)).mean()),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
-        "keras_accuracy": float((k.argmax(1) == y).mean()),
-        "tflite_accuracy": float((t.argmax(1) == y).mean()),
+        "keras_accuracy": None,
+        "tflite_accuracy": None,
+        "accuracy_drop_points": None,
     }
+    if count_accuracy:
+        ka = float((keras_scores.argmax(1) == y).mean())
+        ta = float((tfl_scores.argmax(1) == y).mean())
+        out.update(keras_accuracy=ka, tflite_accuracy=ta, accuracy_drop_points=100 * (ka - ta))
+    return out
 
 
 def convert_and_check(model, data, mode: str = "float32", *, io: str = "float32", split: str = "test",

@@ -28,7 +28,6 @@ augmentation, which are derived from (seed, epoch) rather than from a random sta
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as _dt
 import json

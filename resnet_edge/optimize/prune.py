@@ -94,7 +94,8 @@ def prune(
     """Prune (or, with ``clusters``, cluster) ``model_path``, fine-tune, strip, and write ``out`` + manifest.
 
     Side effects: writes ``out`` and ``out``'s ``.json``; the source model is untouched. With ``pqat``
-    the pruned model then gets prune-preserving QAT and ``out`` holds the QAT model (reload it in
+    the pruned model then gets prune-preserving QAT (at ``lr / 10``, as :func:`qat` fine-tunes gently) and
+    ``out`` holds the QAT model (reload it in
     :func:`resnet_edge.optimize.qat.quantize_scope`); the manifest then also reports the zeros that
     survive in the converted int8 TFLite weights.
     """
@@ -194,7 +195,7 @@ def prune(
         from resnet_edge.convert import representative_samples
 
         q = quantize(stripped, scheme="pqat", calibration=representative_samples(stripped, data, 256))
-        manifest["pqat_history"] = fine_tune(q, data, epochs=epochs, lr=lr, batch_size=batch_size, limit=limit,
+        manifest["pqat_history"] = fine_tune(q, data, epochs=epochs, lr=lr / 10, batch_size=batch_size, limit=limit,
                                              verbose=verbose, from_logits=logits)
         int8, figures = convert_and_check(q, data, "int8", io="int8", split="val", limit=limit)
         from resnet_edge.tflite.model import weight_sparsity

@@ -118,7 +118,11 @@ def quantize(model, scheme: str = "default", calibration=None):
 
     if scheme not in ("default", "pqat"):
         raise ResnetEdgeError(f"unknown QAT scheme {scheme!r}; valid: default, pqat")
-    annotated = keras.models.clone_model(model, clone_function=annotate)
+    # Work on a private copy: tfmot's wrappers replace attributes (kernel -> its fake-quantized tensor) of
+    # the layers they wrap, which would break the caller's float model.
+    source = keras.models.clone_model(model)
+    source.set_weights(model.get_weights())
+    annotated = keras.models.clone_model(source, clone_function=annotate)
     with quantize_scope():
         if scheme == "pqat":
             q = qk.quantize_apply(annotated, mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
@@ -236,7 +240,7 @@ def qat(
     out: str | Path,
     *,
     epochs: int = 2,
-    lr: float = 1e-3,
+    lr: float = 1e-4,
     batch_size: int = 128,
     limit: int | None = None,
     scheme: str = "default",

@@ -1,0 +1,243 @@
+"""``resnet-edge convert``: Keras model -> checked, self-describing ``.tflite`` files (host side).
+
+For each mode: convert (:mod:`resnet_edge.convert`), embed the app's metadata (labels, normalization,
+recipe; :mod:`resnet_edge.tflite.metadata`), measure parity against the Keras model on held-out data,
+report accelerator readiness and runtime compatibility, and write ``NAME.tflite`` + ``NAME.json``
+atomically. ``max_drop`` turns an accuracy drop into a failure: the model is kept, its manifest says
+``"status": "failed"``, and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from resnet_edge import __version__
+from resnet_edge.convert import MODES, is_qat_model, parity_arrays, to_tflite
+from resnet_edge.errors import ConfigError, ResnetEdgeError
+from resnet_edge.io import atomic_write_bytes, atomic_write_json, ensure_writable, manifest_path, sha256_file
+
+
+def load_any(path: str | Path):
+    """A float, pruned or QAT Keras model written by this toolkit."""
+    from resnet_edge.arch.keras_model import load_model
+
+    try:
+        return load_model(path)
+    except ResnetEdgeError as first:
+        if Path(path).suffix != ".h5":
+            raise
+        from resnet_edge.optimize.qat import load_qat
+
+        try:
+            return load_qat(path)
+        except ResnetEdgeError:
+            raise first from None
+
+
+def output_paths(name: str, modes: list[str], out: str | None) -> dict[str, Path]:
+    """One mode: OUT is the file (default NAME_MODE.tflite). Several: OUT is a directory."""
+    if len(modes) == 1:
+        path = Path(out) if out else Path(f"{name}_{modes[0]}.tflite")
+        if path.suffix != ".tflite":
+            raise ConfigError(f"--out {path}: use a .tflite file name (e.g. {path.with_suffix('.tflite').name})")
+        return {modes[0]: ensure_writable(path)}
+    folder = Path(out) if out else Path(".")
+    if folder.suffix == ".tflite":
+        raise ConfigError(f"--out {folder}: several modes write several files; give a directory instead")
+    return {m: ensure_writable(folder / f"{name}_{m}.tflite") for m in modes}
+
+
+def _samples(model, data, split: str, n: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``n`` inputs of ``split`` in the model's form, their labels, and whether the data fits the model
+    as it is (same image size). Images of another size are resized (bilinear) for calibration and parity."""
+    from resnet_edge._tf import tf
+    from resnet_edge.data.pipeline import model_inputs, takes_raw_pixels
+
+    size = int(model.input_shape[1])
+    fits = data.image_size is None or data.image_size == size
+    if fits:
+        xs, ys = [], []
+        for x, y in model_inputs(model, data, split, batch_size=64, limit=n):
+            xs.append(x.numpy())
+            ys.append(y.numpy())
+        return np.concatenate(xs)[:n], np.concatenate(ys)[:n], True
+    part = data.split(split).take(n)
+    x = tf.image.resize(tf.cast(part.x, tf.float32), [size, size]).numpy()
+    if not takes_raw_pixels(model):
+        x = (x - np.asarray(data.mean, np.float32)) / np.asarray(data.std, np.float32)
+    if model.inputs[0].dtype == tf.uint8:
+        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    return x, part.y, False
+
+
+OLD_RUNTIME_ENV = "RESNET_EDGE_TFLITE_RUNTIME_PYTHON"
+
+
+def tflite_runtime_check(tflite_path: Path, python: str | None = None) -> dict:
+    """Load and run the model in tflite-runtime 2.14 (the last release, common on Raspberry Pis), in a
+    child process so that a crash there cannot take this process down.
+
+    tflite-runtime 2.14 needs numpy < 2, which TensorFlow 2.21's environment does not have: the check
+    runs with ``python`` or ``$RESNET_EDGE_TFLITE_RUNTIME_PYTHON`` (made by
+    ``tools/make_tflite_runtime_env.sh``), else with this interpreter if tflite-runtime works in it.
+    """
+    import os
+
+    python = python or os.environ.get(OLD_RUNTIME_ENV) or sys.executable
+    code = (
+        "import sys, numpy as np\n"
+        "import tflite_runtime, tflite_runtime.interpreter as t\n"
+        "i = t.Interpreter(model_path=sys.argv[1]); i.allocate_tensors()\n"
+        "d = i.get_input_details()[0]\n"
+        "i.set_tensor(d['index'], np.zeros(d['shape'], d['dtype'])); i.invoke()\n"
+        "print(tflite_runtime.__version__)\n"
+    )
+    try:
+        proc = subprocess.run([python, "-c", code, str(tflite_path)], capture_output=True, text=True, timeout=300)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        return {"runtime": "tflite-runtime", "ok": False, "error": f"could not run {python}: {exc}"}
+    if proc.returncode == 0:
+        return {"runtime": "tflite-runtime", "version": proc.stdout.strip().splitlines()[-1], "ok": True, "python": python}
+    err = proc.stderr.strip()
+    if "No module named 'tflite_runtime'" in err or "compiled using NumPy 1.x" in err:
+        return {"runtime": "tflite-runtime", "ok": None,
+                "error": f"not available with {python} (it needs numpy<2): run tools/make_tflite_runtime_env.sh "
+                         f"and set {OLD_RUNTIME_ENV}"}
+    last = (err.splitlines() or [f"exit code {proc.returncode}"])[-1]
+    return {"runtime": "tflite-runtime", "ok": False, "error": last[:300], "python": python}
+
+
+def convert(
+    *,
+    model_path: str | Path | None = None,
+    spec=None,
+    modes: list[str],
+    out: str | None = None,
+    data=None,
+    calibration: int = 100,
+    io: str = "float32",
+    targets: tuple[str, ...] = (),
+    max_drop: float | None = None,
+    parity_samples: int = 500,
+    check_old_runtime: bool = True,
+) -> list[dict]:
+    """Convert a saved model (``model_path``) or a fresh one (``spec``) to every mode in ``modes``.
+
+    Side effects: writes ``NAME_MODE.tflite`` (or ``out``) and a ``.json`` manifest beside each, atomically.
+    Raises :class:`ResnetEdgeError` after writing when ``max_drop`` is exceeded (those manifests say
+    ``"status": "failed"``).
+    """
+    from resnet_edge.tflite import metadata as md
+    from resnet_edge.tflite.inspect import inspect
+    from resnet_edge.tflite.readiness import report
+
+    modes = list(dict.fromkeys(modes or ["float32"]))
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise ConfigError(f"unknown mode(s) {bad}; valid: {', '.join(MODES)}")
+    if io != "float32" and "int8" not in modes:
+        raise ConfigError(f"--io {io} sets the int8 model's input/output type: add --int8")
+    if (model_path is None) == (spec is None):
+        raise ConfigError("give a MODEL file, or --depth/--model to build one (not both)")
+    if calibration < 1:
+        raise ConfigError(f"--calibration must be at least 1, got {calibration}")
+    if max_drop is not None and max_drop < 0:
+        raise ConfigError(f"--max-drop is the accuracy drop in points that fails the command (>= 0), got {max_drop}")
+    source_manifest = {}
+    if model_path is not None:
+        model = load_any(model_path)
+        mp = manifest_path(model_path)
+        source_manifest = json.loads(mp.read_text()) if mp.exists() else {}
+        name = Path(model_path).stem
+        source = {"path": str(model_path), "sha256": sha256_file(model_path), "trained": source_manifest.get("trained")}
+    else:
+        from resnet_edge.arch.keras_model import build_model
+
+        model = build_model(spec)
+        name = spec.name
+        source = {"built": spec.to_dict(), "trained": False}
+    qat = is_qat_model(model)
+    if qat:
+        wrong = [m for m in modes if m not in ("int8", "float32")]
+        if wrong:
+            raise ConfigError(f"a quantization-aware-trained model converts to int8 (or float32), not {', '.join(wrong)}")
+    paths = output_paths(name, modes, out)
+    classes_match = data is not None and int(model.output_shape[-1]) == data.num_classes
+    recipe = source_manifest.get("spec") or (spec.to_dict() if spec is not None else None)
+    labels = data.classes if classes_match else None
+    norm = source_manifest.get("normalization") or (
+        {"mean": list(recipe["preprocess"]["mean"]), "std": list(recipe["preprocess"]["std"]), "inside_model": True}
+        if recipe and recipe.get("preprocess") else None)
+    needs_rep = any(m in ("int8", "int16x8") for m in modes) and not qat
+    rep = fits = None
+    if needs_rep:
+        rep, _, fits = _samples(model, data, "train", calibration)
+    results = []
+    failed = []
+    for mode in modes:
+        settings: dict = {}
+        tfl = to_tflite(model, mode, representative=rep if mode in ("int8", "int16x8") else None,
+                        io=io if mode == "int8" else "float32", settings=settings)
+        info = {
+            "format": "resnet_edge/1",
+            "name": name,
+            "mode": mode,
+            "labels": labels,
+            "normalization": norm,
+            "input": {"size": int(model.input_shape[1]), "channels": 3, "pixels": "raw 0..255 RGB" if norm else "normalized"},
+            "recipe": recipe,
+            "trained": bool(source.get("trained")),
+            "tool": f"resnet-edge {__version__}",
+        }
+        tfl = md.embed(tfl, info)
+        path = paths[mode]
+        figures = None
+        if data is not None:
+            x, y, data_fits = _samples(model, data, "test", parity_samples)
+            figures = {"split": "test", **parity_arrays(model, tfl, x, y, count_accuracy=classes_match and data_fits)}
+        status = "ok"
+        if max_drop is not None and figures and figures.get("accuracy_drop_points") is not None:
+            if figures["accuracy_drop_points"] > max_drop:
+                status = "failed"
+                failed.append(f"{path.name}: accuracy fell {figures['accuracy_drop_points']:.2f} points (> --max-drop {max_drop})")
+        atomic_write_bytes(path, tfl)
+        summary = inspect(tfl, targets=())
+        manifest = {
+            "kind": "tflite-model",
+            "status": status,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source": source,
+            "mode": mode,
+            "file": {"path": path.name, "bytes": len(tfl), "sha256": hashlib.sha256(tfl).hexdigest()},
+            "ops": summary["ops"],
+            "op_versions": summary["op_versions"],
+            "quantization": {**summary["quantization"], "inputs": summary["inputs"], "outputs": summary["outputs"]},
+            "converter_settings": settings,
+            "calibration": None if mode not in ("int8", "int16x8") or qat else {
+                "samples": int(len(rep)), "split": "train", "data": data.name if data is not None else None,
+                "resized": not fits},
+            "parity": figures,
+            "metadata": info,
+            "readiness": {t: report(tfl, t) for t in targets},
+            "compatibility": {
+                "min_runtime_version": summary["min_runtime_version"],
+                "tflite_runtime_2_14": tflite_runtime_check(path) if check_old_runtime else None,
+            },
+            "untrained_warning": None if source.get("trained") else
+                "the source model is untrained: its accuracy (and any accuracy here) means nothing",
+        }
+        atomic_write_json(manifest_path(path), manifest)
+        results.append(manifest)
+    if failed:
+        raise ResnetEdgeError("; ".join(failed) + " (models kept, manifests marked failed)")
+    return results
+
+
+__all__ = ["convert", "load_any"]

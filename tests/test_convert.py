@@ -1,0 +1,253 @@
+"""resnet-edge convert and inspect: every mode on a small trained CIFAR ResNet with parity numbers, QAT
+and pruned inputs, metadata round trip, readiness, old-runtime loading, and bad input."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from resnet_edge.cli import cli
+from resnet_edge.data import load
+from resnet_edge.errors import ConfigError, ResnetEdgeError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits")
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory):
+    from resnet_edge.train import Recipe, spec_for_data, train
+
+    run = tmp_path_factory.mktemp("r20")
+    train(spec_for_data(digits, model="resnet20"), digits, run, Recipe(epochs=3, batch_size=64), verbose=0)
+    return run / "model.keras"
+
+
+@pytest.fixture(scope="module")
+def converted(trained, digits, tmp_path_factory):
+    """All five modes of the trained model, converted in one call (int8 with int8 input/output)."""
+    from resnet_edge.export import convert
+
+    out = tmp_path_factory.mktemp("tfl")
+    manifests = convert(model_path=trained, modes=["float32", "float16", "dynamic", "int8", "int16x8"], out=str(out),
+                        data=digits, io="int8", targets=("cpu", "gpu", "nnapi"), parity_samples=200,
+                        check_old_runtime=False)
+    return out, {m["mode"]: m for m in manifests}
+
+
+# mode -> (minimum top-1 agreement, maximum |diff| of the output probabilities)
+BOUNDS = {"float32": (1.0, 1e-4), "float16": (0.99, 1e-2), "dynamic": (0.97, 0.1), "int8": (0.97, 0.15),
+          "int16x8": (0.97, 0.1)}
+
+
+@pytest.mark.parametrize("mode", sorted(BOUNDS))
+def test_every_mode_has_parity(converted, mode):
+    out, manifests = converted
+    m = manifests[mode]
+    agree, maxdiff = BOUNDS[mode]
+    p = m["parity"]
+    assert p["n"] == 200 and p["top1_agreement"] >= agree and p["max_abs_diff"] <= maxdiff, p
+    assert p["mean_abs_diff"] <= p["max_abs_diff"]
+    assert abs(p["accuracy_drop_points"]) <= 3.0
+    assert (out / m["file"]["path"]).stat().st_size == m["file"]["bytes"]
+    assert json.loads((out / m["file"]["path"]).with_suffix(".json").read_text()) == m
+    assert m["compatibility"]["min_runtime_version"]
+
+
+def test_sizes_and_types_per_mode(converted):
+    from resnet_edge.tflite.inspect import inspect
+
+    out, m = converted
+    size = {k: v["file"]["bytes"] for k, v in m.items()}
+    assert size["float16"] < 0.6 * size["float32"] and size["int8"] < 0.35 * size["float32"]
+    r = {k: inspect(out / v["file"]["path"], targets=()) for k, v in m.items()}
+    assert r["int8"]["inputs"][0]["dtype"] == "int8" and r["int8"]["outputs"][0]["dtype"] == "int8"
+    assert r["int8"]["quantization"]["per_channel_tensors"] >= 19  # every convolution per channel
+    assert "QUANTIZE" not in r["int8"]["ops"] and "DEQUANTIZE" not in r["int8"]["ops"]
+    assert r["float16"]["tensor_dtypes"].get("float16", 0) > 0 and "DEQUANTIZE" in r["float16"]["ops"]
+    assert r["int16x8"]["tensor_dtypes"].get("int16", 0) > 0
+    assert r["float32"]["inputs"][0]["dtype"] == "float32"
+
+
+def test_metadata_round_trip(converted, digits):
+    from resnet_edge.tflite.metadata import read_info
+
+    out, m = converted
+    info = read_info((out / m["int8"]["file"]["path"]).read_bytes())
+    assert info["labels"] == digits.classes
+    assert info["normalization"]["inside_model"] and np.allclose(info["normalization"]["mean"], digits.mean)
+    assert info["recipe"]["name"] == "resnet20" and info["mode"] == "int8" and info["trained"]
+
+
+def test_readiness_reports(converted):
+    _, m = converted
+    assert m["float32"]["readiness"]["gpu"]["ready"]
+    cpu = m["float32"]["readiness"]["cpu"]
+    # Shortcut option A subsamples with 1x1 max pools, which XNNPACK does not take: measured, not assumed.
+    assert cpu["partitions"] >= 2 and {b["op"] for b in cpu["blockers"]} == {"MAX_POOL_2D"}
+    assert not m["int16x8"]["readiness"]["nnapi"]["ready"]  # NNAPI has no 16-bit activations
+    assert m["int8"]["readiness"]["nnapi"]["ready"]
+
+
+def test_option_b_net_is_one_xnnpack_partition(tmp_path, digits):
+    from resnet_edge.arch.keras_model import build_model
+    from resnet_edge.arch.spec import resolve
+    from resnet_edge.convert import to_tflite
+    from resnet_edge.tflite.readiness import report
+
+    r = report(to_tflite(build_model(resolve(20, shortcut="B"))), "cpu")
+    assert r["ready"] and r["partitions"] == 1
+
+
+def test_gpu_incompatible_op_is_reported():
+    from resnet_edge._tf import keras, tf
+    from resnet_edge.tflite.readiness import report
+
+    inp = keras.Input((8, 8, 3), batch_size=1)
+    x = keras.layers.Conv2D(4, 3)(inp)
+    x = keras.layers.Lambda(lambda t: tf.math.top_k(tf.reshape(t, [-1, 144]), k=3).values)(x)
+    tfl = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, x)).convert()
+    gpu = report(tfl, "gpu")
+    assert not gpu["ready"] and [b["op"] for b in gpu["blockers"]] == ["TOPK_V2"]
+    assert report(tfl, "cpu")["blockers"][0]["op"] == "TOPK_V2"
+
+
+def test_qat_model_converts_without_representative_data(trained, digits, tmp_path):
+    from resnet_edge.export import convert
+    from resnet_edge.optimize.qat import qat
+
+    qat(trained, digits, tmp_path / "q.h5", epochs=1, limit=128, verbose=0)
+    (m,) = convert(model_path=tmp_path / "q.h5", modes=["int8"], out=str(tmp_path / "q.tflite"), data=digits, io="int8",
+                   parity_samples=100, check_old_runtime=False)
+    assert m["calibration"] is None and m["converter_settings"]["quantization_aware_trained"]
+    assert m["parity"]["top1_agreement"] >= 0.97
+    with pytest.raises(ConfigError, match="int8"):
+        convert(model_path=tmp_path / "q.h5", modes=["float16"], out=str(tmp_path / "x.tflite"), data=digits)
+
+
+def test_pruned_model_keeps_zeros_in_tflite(trained, digits, tmp_path):
+    from resnet_edge.export import convert
+    from resnet_edge.optimize.prune import prune
+    from resnet_edge.tflite.inspect import inspect
+
+    prune(trained, digits, tmp_path / "p.keras", sparsity=0.5, schedule="constant", epochs=1, limit=128, verbose=0)
+    (m,) = convert(model_path=tmp_path / "p.keras", modes=["float32"], out=str(tmp_path / "p.tflite"), data=digits,
+                   parity_samples=50, check_old_runtime=False)
+    assert inspect(tmp_path / "p.tflite", targets=())["weight_sparsity"]["sparsity"] > 0.45
+
+
+def test_convert_depth_18_int8_cli(tmp_path):
+    """The headline command on a fresh ResNet-18 (small calibration and parity so the test stays quick)."""
+    r = CliRunner().invoke(cli, ["convert", "--depth", "18", "--int8", "--calibration", "4", "--samples", "4",
+                                 "--out", str(tmp_path / "r18.tflite"), "--json"])
+    assert r.exit_code == 0, r.output
+    (m,) = json.loads(r.output)
+    assert m["untrained_warning"] and m["parity"]["keras_accuracy"] is None  # 1000 classes: no accuracy on digits
+    assert m["calibration"]["resized"] and 11.0e6 < m["file"]["bytes"] < 12.5e6
+    assert m["quantization"]["inputs"][0]["dtype"] == "float32"
+
+
+def test_inspect_cli(converted):
+    out, m = converted
+    r = CliRunner().invoke(cli, ["inspect", str(out / m["int8"]["file"]["path"])])
+    assert r.exit_code == 0, r.output
+    for text in ("CONV_2D", "per-channel", "labels", "on gpu", "on nnapi", "min runtime"):
+        assert text in r.output
+    j = json.loads(CliRunner().invoke(cli, ["inspect", str(out / m["float32"]["file"]["path"]), "--json", "--target", "gpu"]).output)
+    assert set(j["readiness"]) == {"gpu"} and j["ops"]["CONV_2D"] == 19
+
+
+@pytest.fixture(scope="module")
+def old_runtime_python(tmp_path_factory):
+    env = tmp_path_factory.mktemp("trenv") / "env"
+    proc = subprocess.run(["bash", str(ROOT / "tools" / "make_tflite_runtime_env.sh"), str(env)],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.skip(f"tflite-runtime 2.14 does not install here: {proc.stderr.strip()[-200:]}")
+    return str(env / "bin" / "python")
+
+
+def test_loads_in_tflite_runtime_2_14(converted, old_runtime_python):
+    from resnet_edge.export import tflite_runtime_check
+
+    out, m = converted
+    for mode in ("float32", "float16", "int8"):
+        r = tflite_runtime_check(out / m[mode]["file"]["path"], python=old_runtime_python)
+        assert r["ok"] and r["version"] == "2.14.0", r
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"", "only 0 bytes"),
+    (b"hello world, not a model at all", "not a TFLite model"),
+    (None, "truncated"),
+])
+def test_corrupt_tflite_is_one_line_error(converted, tmp_path, content, fragment):
+    out, m = converted
+    bad = tmp_path / "bad.tflite"
+    if content is None:  # a real model cut in half
+        content = (out / m["float32"]["file"]["path"]).read_bytes()[:200_000]
+    bad.write_bytes(content)
+    r = CliRunner().invoke(cli, ["inspect", str(bad)])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert fragment in r.output, r.output
+
+
+def test_flipped_bytes_never_crash(converted, tmp_path):
+    """Damage the flatbuffer's tables; inspect answers (report or one-line error), in this process."""
+    out, m = converted
+    data = bytearray((out / m["int8"]["file"]["path"]).read_bytes())
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        damaged = bytearray(data)
+        for i in rng.integers(8, 4000, 40):
+            damaged[i] ^= 0xFF
+        path = tmp_path / f"d{trial}.tflite"
+        path.write_bytes(bytes(damaged))
+        r = CliRunner().invoke(cli, ["inspect", str(path), "--json"])
+        assert r.exit_code in (0, 1) and "Traceback" not in r.output
+
+
+def test_convert_errors(trained, tmp_path):
+    runner = CliRunner()
+    cases = [
+        (["--io", "int8"], "add --int8"),
+        (["--int8", "--float16", "--out", str(tmp_path / "a.tflite")], "give a directory"),
+        (["--out", str(tmp_path / "a.bin")], ".tflite"),
+        (["--max-drop", "-1"], ">= 0"),
+        (["--int8", "--calibration", "0"], "at least 1"),
+    ]
+    for args, fragment in cases:
+        r = runner.invoke(cli, ["convert", str(trained), *args])
+        assert r.exit_code != 0 and fragment in r.output and "Traceback" not in r.output, (args, r.output)
+    r = runner.invoke(cli, ["convert", str(tmp_path / "missing.keras")])
+    assert r.exit_code != 0 and "not found" in r.output
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_representative_data_of_wrong_shape(trained):
+    from resnet_edge.arch.keras_model import load_model
+    from resnet_edge.convert import to_tflite
+
+    with pytest.raises(ConfigError, match="shape"):
+        to_tflite(load_model(trained), "int8", representative=np.zeros((4, 16, 16, 3), np.float32))
+
+
+def test_max_drop_fails_but_keeps_model(trained, digits, tmp_path):
+    """One calibration image of a blank digit ruins the int8 ranges; the drop must fail the command."""
+    from resnet_edge.export import convert
+
+    with pytest.raises(ResnetEdgeError, match="max-drop"):
+        convert(model_path=trained, modes=["int8"], out=str(tmp_path / "m.tflite"), data=digits, calibration=1,
+                max_drop=0.0, parity_samples=359, check_old_runtime=False)
+    manifest = json.loads((tmp_path / "m.json").read_text())
+    assert manifest["status"] == "failed" and (tmp_path / "m.tflite").exists()
