@@ -365,7 +365,8 @@ def _ratio(ctx, param, value):
 @click.option("--criterion", type=click.Choice(["l1", "bn"]), default="l1", show_default=True,
               help="Channel ranking: L1 norm of the filters, or |BatchNorm scale|.")
 @click.option("--epochs", type=int, default=2, show_default=True, help="Fine-tuning epochs.")
-@click.option("--lr", type=float, help="Fine-tuning learning rate (default 0.001; 0.01 for --channels).")
+@click.option("--lr", type=float, default=0.01, show_default=True,
+              help="Fine-tuning learning rate (PQAT's QAT phase uses 1e-4).")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--limit", type=int, help="Use at most N examples of each split (quick runs).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Pruned model (.keras or .h5; .h5 with --pqat).")
@@ -389,12 +390,12 @@ def prune(model_path, source, sparsity, schedule, structure, skip, pqat, cluster
         from resnet_edge.optimize.channels import channel_prune
 
         manifest = channel_prune(model_path, data, out, keep=channels, criterion=criterion, epochs=epochs,
-                                 lr=lr or 0.01, batch_size=batch_size, limit=limit, verbose=verbose)
+                                 lr=lr, batch_size=batch_size, limit=limit, verbose=verbose)
         return _echo_json_or(manifest, as_json, _channels_human)
     from resnet_edge.optimize.prune import prune as run_prune
 
     manifest = run_prune(model_path, data, out, sparsity=sparsity, schedule=schedule, structure=structure,
-                         skip=tuple(s for s in skip.split(",") if s), epochs=epochs, lr=lr or 1e-3,
+                         skip=tuple(s for s in skip.split(",") if s), epochs=epochs, lr=lr,
                          batch_size=batch_size, limit=limit, pqat=pqat, clusters=clusters, verbose=verbose)
     _echo_json_or(manifest, as_json, _prune_human)
 
@@ -450,7 +451,7 @@ def _channels_human(m: dict) -> str:
               help="Input/output type of the --int8 model.")
 @DATA_OPTION
 @click.option("--calibration", type=int, default=100, show_default=True, help="Representative samples for --int8/--int16x8.")
-@click.option("--samples", type=int, default=500, show_default=True, help="Held-out test samples for the parity check.")
+@click.option("--samples", type=int, help="Held-out test samples for the parity check (default 500; 100 when resized).")
 @click.option("--target", "targets", multiple=True, type=click.Choice(["cpu", "gpu", "nnapi"]),
               help="Readiness report for this accelerator (repeatable).")
 @click.option("--max-drop", type=float, help="Fail (exit 1, model kept, manifest marked failed) if accuracy drops more than P points.")

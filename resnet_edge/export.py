@@ -125,10 +125,13 @@ def convert(
     io: str = "float32",
     targets: tuple[str, ...] = (),
     max_drop: float | None = None,
-    parity_samples: int = 500,
+    parity_samples: int | None = None,
     check_old_runtime: bool = True,
 ) -> list[dict]:
     """Convert a saved model (``model_path``) or a fresh one (``spec``) to every mode in ``modes``.
+
+    ``parity_samples`` held-out test images (default 500, or 100 when the data must be resized to the
+    model's input, where only agreement and differences mean something) measure parity.
 
     Side effects: writes ``NAME_MODE.tflite`` (or ``out``) and a ``.json`` manifest beside each, atomically.
     Raises :class:`ResnetEdgeError` after writing when ``max_drop`` is exceeded (those manifests say
@@ -200,7 +203,10 @@ def convert(
         path = paths[mode]
         figures = None
         if data is not None:
-            x, y, data_fits = _samples(model, data, "test", parity_samples)
+            # 500 held-out images; 100 when they must be resized (then only agreement and differences count).
+            fits_as_is = data.image_size is None or data.image_size == int(model.input_shape[1])
+            n = parity_samples or (500 if fits_as_is else 100)
+            x, y, data_fits = _samples(model, data, "test", n)
             figures = {"split": "test", **parity_arrays(model, tfl, x, y, count_accuracy=classes_match and data_fits)}
         status = "ok"
         if max_drop is not None and figures and figures.get("accuracy_drop_points") is not None:

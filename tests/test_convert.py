@@ -84,6 +84,10 @@ def test_metadata_round_trip(converted, digits):
     assert info["labels"] == digits.classes
     assert info["normalization"]["inside_model"] and np.allclose(info["normalization"]["mean"], digits.mean)
     assert info["recipe"]["name"] == "resnet20" and info["mode"] == "int8" and info["trained"]
+    from resnet_edge.runtime.runner import TFLiteModel
+
+    runner = TFLiteModel(out / m["int8"]["file"]["path"])  # the runtime reads the same entry back
+    assert runner.labels == digits.classes and runner.info["normalization"] == info["normalization"]
 
 
 def test_readiness_reports(converted):

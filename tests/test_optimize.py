@@ -47,6 +47,9 @@ def test_qat_quantizes_everything_and_converts_without_calibration(trained, digi
     # Reloads in the quantize scope, converts to int8 without representative data, all ops integer.
     q = load_qat(out)
     assert is_qat_model(q)
+    again = CliRunner().invoke(cli, ["qat", str(out), "--limit", "64", "--out", str(tmp_path / "qq.h5")])
+    assert again.exit_code != 0 and "already quantization-aware" in again.output
+    assert m["counts"]["trainable_params"] > 0 and m["compressed_bytes"]["int8_tflite_gzip"] < m["compressed_bytes"]["int8_tflite"]
     tfl = to_tflite(q, "int8", io="int8")
     model, _ = read(tfl)
     g = model.subgraphs[0]
@@ -114,6 +117,7 @@ def test_magnitude_pruning_sparsity_in_keras_and_tflite(trained, digits, tmp_pat
     assert rows[0]["layer"] == "conv1_conv" and rows[0]["sparsity"] < 0.1  # skipped: stays dense
     assert all(abs(r["sparsity"] - 0.5) < 0.02 for r in rows[1:])
     assert m["gzip_bytes"]["float32_tflite_after"] < 0.8 * m["gzip_bytes"]["float32_tflite_before"]
+    assert m["counts"]["nonzero_params_after"] < 0.6 * m["counts"]["after"]["total_params"]
     tfl = weight_sparsity(to_tflite(model, "float32"))
     assert tfl["sparsity"] > 0.45
 

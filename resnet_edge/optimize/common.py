@@ -26,8 +26,9 @@ def keras_version_of_file(path: Path) -> str | None:
 
 
 def load_for_tfmot(path: str | Path):
-    """Load a tf_keras model for tensorflow-model-optimization; refuse Keras 3 files with a clear line."""
-    from resnet_edge.arch.keras_model import load_model
+    """Load a tf_keras model for tensorflow-model-optimization (QAT .h5 files too); refuse Keras 3 files
+    with a clear line."""
+    from resnet_edge.export import load_any
 
     path = Path(path)
     version = keras_version_of_file(path) if path.exists() else None
@@ -36,7 +37,7 @@ def load_for_tfmot(path: str | Path):
             f"{path} was saved by Keras {version}; tensorflow-model-optimization needs Keras 2 (tf_keras): "
             "save it with tf_keras (TF_USE_LEGACY_KERAS=1) or rebuild it with `resnet-edge build`/`train`"
         )
-    return load_model(path)
+    return load_any(path)
 
 
 def check_keras2(model) -> None:

@@ -84,7 +84,7 @@ def prune(
     structure: str | None = None,
     skip: tuple[str, ...] = (),
     epochs: int = 2,
-    lr: float = 1e-3,
+    lr: float = 1e-2,
     batch_size: int = 128,
     limit: int | None = None,
     pqat: bool = False,
@@ -94,8 +94,8 @@ def prune(
     """Prune (or, with ``clusters``, cluster) ``model_path``, fine-tune, strip, and write ``out`` + manifest.
 
     Side effects: writes ``out`` and ``out``'s ``.json``; the source model is untouched. With ``pqat``
-    the pruned model then gets prune-preserving QAT (at ``lr / 10``, as :func:`qat` fine-tunes gently) and
-    ``out`` holds the QAT model (reload it in
+    the pruned model then gets prune-preserving QAT (at QAT's gentle rate, 1e-4) and ``out`` holds the QAT
+    model (reload it in
     :func:`resnet_edge.optimize.qat.quantize_scope`); the manifest then also reports the zeros that
     survive in the converted int8 TFLite weights.
     """
@@ -105,7 +105,7 @@ def prune(
     from resnet_edge.evaluate import check_classes
     from resnet_edge.optimize.common import (accuracy, fine_tune, gzip_size, load_for_tfmot, now, outputs_logits,
                                              read_manifest)
-    from resnet_edge.optimize.qat import quantize, tfmot
+    from resnet_edge.optimize.qat import QAT_LR, quantize, tfmot
 
     if clusters is None and not 0 < sparsity < 1:
         raise ConfigError(f"--sparsity must be between 0 and 1 (exclusive), got {sparsity}")
@@ -170,6 +170,7 @@ def prune(
             row["m_by_n_ok"] = check_m_by_n(stripped.get_layer(row["layer"]).kernel.numpy(), *m_by_n)
     float_tflite_after = to_tflite(stripped, "float32")
     total_weights = sum(r["weights"] for r in layers)
+    from resnet_edge.arch.keras_model import count_keras
     manifest = {
         "kind": "keras-model",
         "optimization": method["method"] if not pqat else "pruning+pqat",
@@ -180,6 +181,8 @@ def prune(
         "settings": {**method, "skip": list(skip), "epochs": epochs, "lr": lr, "batch_size": batch_size, "limit": limit},
         "accuracy": {"split": "val", "before": before, "after": after},
         "sparsity": sum(r["sparsity"] * r["weights"] for r in layers) / total_weights,
+        "counts": {"before": count_keras(model).to_dict(), "after": count_keras(stripped).to_dict(),
+                   "nonzero_params_after": int(sum(int((w != 0).sum()) for w in stripped.get_weights()))},
         "layers": layers,
         "gzip_bytes": {"float32_tflite_before": gzip_size(float_tflite_before),
                        "float32_tflite_after": gzip_size(float_tflite_after),
@@ -195,7 +198,7 @@ def prune(
         from resnet_edge.convert import representative_samples
 
         q = quantize(stripped, scheme="pqat", calibration=representative_samples(stripped, data, 256))
-        manifest["pqat_history"] = fine_tune(q, data, epochs=epochs, lr=lr / 10, batch_size=batch_size, limit=limit,
+        manifest["pqat_history"] = fine_tune(q, data, epochs=epochs, lr=QAT_LR, batch_size=batch_size, limit=limit,
                                              verbose=verbose, from_logits=logits)
         int8, figures = convert_and_check(q, data, "int8", io="int8", split="val", limit=limit)
         from resnet_edge.tflite.model import weight_sparsity

@@ -9,12 +9,22 @@ dequantized.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from resnet_edge._native import quiet_native_stderr
+from resnet_edge.errors import MissingDependencyError
 from resnet_edge.runtime.backends import interpreter_class
+from resnet_edge.tflite.metadata import read_info
+from resnet_edge.tflite.model import load_bytes
+
+
+def _read_info(content: bytes) -> dict | None:
+    """The model's ``resnet_edge`` metadata; None when it has none or the schema module is missing."""
+    try:
+        return read_info(content)
+    except MissingDependencyError:  # tflite-runtime alone has no flatbuffer schema module
+        return None
 
 
 class TFLiteModel:
@@ -23,15 +33,20 @@ class TFLiteModel:
     def __init__(self, model: str | os.PathLike | bytes, backend: str = "auto", num_threads: int | None = None):
         cls = interpreter_class(backend)
         kwargs = {"num_threads": num_threads} if num_threads else {}
+        content = bytes(model) if isinstance(model, (bytes, bytearray)) else load_bytes(model)
+        #: The ``resnet_edge`` metadata entry (labels, normalization, recipe), or None. Reading it also
+        #: verifies the flatbuffer before the runtime sees it.
+        self.info = _read_info(content)
         with quiet_native_stderr():
-            if isinstance(model, (bytes, bytearray)):
-                self.interpreter = cls(model_content=bytes(model), **kwargs)
-            else:
-                self.interpreter = cls(model_path=str(Path(model)), **kwargs)
+            self.interpreter = cls(model_content=content, **kwargs)
             self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = int(self._input["shape"][0])
+
+    @property
+    def labels(self) -> list[str] | None:
+        return (self.info or {}).get("labels")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
