@@ -20,3 +20,22 @@ def built(spec):
 @pytest.fixture(scope="session")
 def build():
     return built
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The bundled digits data set (loaded once)."""
+    from resnet_edge.data import load
+
+    return load("digits")
+
+
+@pytest.fixture(scope="session")
+def trained_resnet20(digits, tmp_path_factory):
+    """A ResNet-20 trained for 3 epochs on the digits: the float model the optimization and conversion
+    tests start from (the path of its model.keras, with its manifest beside it)."""
+    from resnet_edge.train import Recipe, spec_for_data, train
+
+    run = tmp_path_factory.mktemp("r20")
+    train(spec_for_data(digits, model="resnet20"), digits, run, Recipe(epochs=3, batch_size=64), verbose=0)
+    return run / "model.keras"

@@ -10,24 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from resnet_edge.cli import cli
-from resnet_edge.data import load
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load("digits")
-
-
-@pytest.fixture(scope="module")
-def trained(digits, tmp_path_factory):
-    from resnet_edge.train import Recipe, spec_for_data, train
-
-    run = tmp_path_factory.mktemp("r20")
-    train(spec_for_data(digits, model="resnet20"), digits, run, Recipe(epochs=3, batch_size=64), verbose=0)
-    return run / "model.keras"
+def trained(trained_resnet20):
+    return trained_resnet20
 
 
 @pytest.fixture(scope="module")

@@ -8,25 +8,14 @@ import pytest
 from click.testing import CliRunner
 
 from resnet_edge.cli import cli
-from resnet_edge.data import load
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 
 LIMIT = 256  # examples per split: a few real SGD steps, not a benchmark
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load("digits")
-
-
-@pytest.fixture(scope="module")
-def trained(digits, tmp_path_factory):
-    """A ResNet-20 trained for 3 epochs on the digits (the float model every test starts from)."""
-    from resnet_edge.train import Recipe, spec_for_data, train
-
-    run = tmp_path_factory.mktemp("r20")
-    train(spec_for_data(digits, model="resnet20"), digits, run, Recipe(epochs=3, batch_size=64), verbose=0)
-    return run / "model.keras"
+def trained(trained_resnet20):
+    return trained_resnet20
 
 
 def test_qat_quantizes_everything_and_converts_without_calibration(trained, digits, tmp_path):

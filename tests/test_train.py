@@ -14,14 +14,8 @@ from click.testing import CliRunner
 
 from resnet_edge.arch import spec as S
 from resnet_edge.cli import cli
-from resnet_edge.data import load
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.train import Recipe, lr_at, schedule_points, spec_for_data, train
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load("digits")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Iterable
 
 from resnet_edge.errors import ConfigError, UnknownModelError
 
@@ -445,8 +444,3 @@ def get(name: str) -> Entry:
 def default_spec(name: str, **options) -> ResNetSpec:
     """The registry model ``name`` with its family's defaults (or the given options)."""
     return resolve(model=name, **options)
-
-
-def iter_specs(names: Iterable[str] | None = None) -> Iterable[ResNetSpec]:
-    for name in names or REGISTRY:
-        yield default_spec(name)

@@ -1,4 +1,4 @@
-"""What the optimization commands share: loading a model tfmot accepts, fine-tuning, accuracy, saving."""
+"""What the optimization commands share: loading a model tfmot accepts, fine-tuning, accuracy, sizes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import gzip
 import json
 import zipfile
 from pathlib import Path
-
-import numpy as np
 
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.io import manifest_path
@@ -94,21 +92,6 @@ def fine_tune(model, data, *, epochs: int, lr: float, batch_size: int, limit: in
 def gzip_size(data: bytes) -> int:
     """Size after gzip -9: what sparsity and clustering buy in a compressed download."""
     return len(gzip.compress(data, compresslevel=9))
-
-
-def file_bytes_of(model, suffix: str = ".h5") -> bytes:
-    """The model serialized to bytes (weights as stored), for size comparisons."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"m{suffix}"
-        model.save(path, include_optimizer=False)
-        return path.read_bytes()
-
-
-def weight_sparsity(arrays: list[np.ndarray]) -> float:
-    total = sum(a.size for a in arrays)
-    return float(sum(int((a == 0).sum()) for a in arrays) / total) if total else 0.0
 
 
 def now() -> str:

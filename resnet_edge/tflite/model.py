@@ -54,7 +54,7 @@ def read(model: bytes | str | os.PathLike, name: str | None = None):
     s = schema()
     try:
         m = s.ModelT.InitFromPackedBuf(bytes(data), 0)
-    except Exception as exc:  # the generated code raises IndexError/struct.error/... on a damaged buffer
+    except Exception:  # the generated code raises IndexError/struct.error/... on a damaged buffer
         raise InvalidModelError(f"{label} is truncated or damaged: its flatbuffer cannot be parsed; convert or copy it again") from None
     _check(m, data, label)
     return m, bytes(data)
