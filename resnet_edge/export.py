@@ -42,8 +42,9 @@ def load_any(path: str | Path):
 
 
 def output_paths(name: str, modes: list[str], out: str | None) -> dict[str, Path]:
-    """One mode: OUT is the file (default NAME_MODE.tflite). Several: OUT is a directory."""
-    if len(modes) == 1:
+    """One mode: OUT is the file (default NAME_MODE.tflite). Several, or an existing directory: OUT is the
+    directory that receives NAME_MODE.tflite files."""
+    if len(modes) == 1 and not (out and Path(out).is_dir()):
         path = Path(out) if out else Path(f"{name}_{modes[0]}.tflite")
         if path.suffix != ".tflite":
             raise ConfigError(f"--out {path}: use a .tflite file name (e.g. {path.with_suffix('.tflite').name})")
@@ -180,6 +181,8 @@ def convert(
         if recipe and recipe.get("preprocess") else None)
     needs_rep = any(m in ("int8", "int16x8") for m in modes) and not qat
     rep = fits = None
+    if needs_rep and data is None:
+        raise ConfigError("int8 and int16x8 need calibration images: give data (--data)")
     if needs_rep:
         rep, _, fits = _samples(model, data, "train", calibration)
     results = []

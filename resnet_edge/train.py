@@ -43,7 +43,7 @@ from pathlib import Path
 from resnet_edge.arch.spec import Preprocess, ResNetSpec, resolve
 from resnet_edge.data.sources import Dataset
 from resnet_edge.errors import ConfigError, ResnetEdgeError
-from resnet_edge.io import atomic_write_bytes, atomic_write_json
+from resnet_edge.io import current_umask, atomic_write_bytes, atomic_write_json
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -194,6 +194,7 @@ def _write_checkpoint(run_dir: Path, model, state: dict) -> Path:
     try:
         model.save(tmp / "model.keras")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; give the checkpoint the usual permissions
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)

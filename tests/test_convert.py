@@ -228,6 +228,16 @@ def test_convert_errors(trained, tmp_path):
     assert not list(tmp_path.glob("*.tflite"))
 
 
+def test_single_mode_into_existing_directory(trained, digits, tmp_path):
+    from resnet_edge.export import convert
+
+    (m,) = convert(model_path=trained, modes=["float16"], out=str(tmp_path), data=digits, parity_samples=20,
+                   check_old_runtime=False)
+    assert (tmp_path / "model_float16.tflite").exists() and m["file"]["path"] == "model_float16.tflite"
+    with pytest.raises(ConfigError, match="calibration"):
+        convert(model_path=trained, modes=["int8"], out=str(tmp_path / "x.tflite"), data=None)
+
+
 def test_representative_data_of_wrong_shape(trained):
     from resnet_edge.arch.keras_model import load_model
     from resnet_edge.convert import to_tflite
