@@ -66,8 +66,11 @@ def cli():
 
     \b
     Start with:
-      resnet-edge models                  the family, with parameters and MACs
-      resnet-edge build --depth 18        a ResNet-18 as a Keras model
+      resnet-edge models                                  the family, with parameters and MACs
+      resnet-edge build --depth 18                        a ResNet-18 as a Keras model
+      resnet-edge train --model resnet20 --out runs/r20   the paper's recipe on the bundled digits
+      resnet-edge convert runs/r20/model.keras --int8     a checked, self-describing .tflite
+      resnet-edge inspect runs/r20/model_int8.tflite      what the .tflite holds and which accelerator runs it
     """
 
 
