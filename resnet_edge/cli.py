@@ -458,7 +458,7 @@ def _channels_human(m: dict) -> str:
 @click.option("--target", "targets", multiple=True, type=click.Choice(["cpu", "gpu", "nnapi"]),
               help="Readiness report for this accelerator (repeatable).")
 @click.option("--max-drop", type=float, help="Fail (exit 1, model kept, manifest marked failed) if accuracy drops more than P points.")
-@click.option("--out", "-o", help="Output .tflite (one mode) or directory (several). Default: NAME_MODE.tflite here.")
+@click.option("--out", "-o", help="Output .tflite (one mode) or directory (several). Default: NAME_MODE.tflite beside MODEL (here for --depth/--model).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 def convert(model_path, depth, model_name, family, classes, want_float32, want_float16, want_dynamic, want_int8,
             want_int16x8, io, source, calibration, samples, targets, max_drop, out, as_json):

@@ -41,15 +41,15 @@ def load_any(path: str | Path):
             raise first from None
 
 
-def output_paths(name: str, modes: list[str], out: str | None) -> dict[str, Path]:
-    """One mode: OUT is the file (default NAME_MODE.tflite). Several, or an existing directory: OUT is the
-    directory that receives NAME_MODE.tflite files."""
+def output_paths(name: str, modes: list[str], out: str | None, default_dir: Path = Path(".")) -> dict[str, Path]:
+    """One mode: OUT is the file (default ``default_dir``/NAME_MODE.tflite). Several, or an existing
+    directory: OUT is the directory that receives NAME_MODE.tflite files (default ``default_dir``)."""
     if len(modes) == 1 and not (out and Path(out).is_dir()):
-        path = Path(out) if out else Path(f"{name}_{modes[0]}.tflite")
+        path = Path(out) if out else default_dir / f"{name}_{modes[0]}.tflite"
         if path.suffix != ".tflite":
             raise ConfigError(f"--out {path}: use a .tflite file name (e.g. {path.with_suffix('.tflite').name})")
         return {modes[0]: ensure_writable(path)}
-    folder = Path(out) if out else Path(".")
+    folder = Path(out) if out else default_dir
     if folder.suffix == ".tflite":
         raise ConfigError(f"--out {folder}: several modes write several files; give a directory instead")
     return {m: ensure_writable(folder / f"{name}_{m}.tflite") for m in modes}
@@ -172,7 +172,8 @@ def convert(
         wrong = [m for m in modes if m not in ("int8", "float32")]
         if wrong:
             raise ConfigError(f"a quantization-aware-trained model converts to int8 (or float32), not {', '.join(wrong)}")
-    paths = output_paths(name, modes, out)
+    # Beside the source model by default (a fresh model: the current directory).
+    paths = output_paths(name, modes, out, Path(model_path).parent if model_path is not None else Path("."))
     classes_match = data is not None and int(model.output_shape[-1]) == data.num_classes
     recipe = source_manifest.get("spec") or (spec.to_dict() if spec is not None else None)
     labels = data.classes if classes_match else None

@@ -234,6 +234,8 @@ def test_single_mode_into_existing_directory(trained, digits, tmp_path):
     (m,) = convert(model_path=trained, modes=["float16"], out=str(tmp_path), data=digits, parity_samples=20,
                    check_old_runtime=False)
     assert (tmp_path / "model_float16.tflite").exists() and m["file"]["path"] == "model_float16.tflite"
+    (beside,) = convert(model_path=trained, modes=["float32"], data=digits, parity_samples=20, check_old_runtime=False)
+    assert (trained.parent / "model_float32.tflite").exists()  # default: beside the source model
     with pytest.raises(ConfigError, match="calibration"):
         convert(model_path=trained, modes=["int8"], out=str(tmp_path / "x.tflite"), data=None)
 
