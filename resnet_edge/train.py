@@ -135,7 +135,8 @@ def _add_weight_decay(model, weight_decay: float) -> None:
         return
     from resnet_edge._tf import keras, tf
 
-    kernels = [layer.kernel for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    kernels = [layer.kernel for layer in model.layers
+               if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.trainable]
     model.add_loss(lambda: weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels]))
 
 

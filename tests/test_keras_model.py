@@ -59,7 +59,7 @@ def test_layer_names_follow_keras_applications(build):
                      "conv5_block3_out", "avg_pool", "predictions"):
         assert expected in names
     cifar = {layer.name for layer in build(S.default_spec("resnet20")).layers}
-    assert {"conv3_block1_0_pool", "conv3_block1_0_pad", "conv4_block3_add"} <= cifar
+    assert {"conv3_block1_0_subsample", "conv3_block1_0_pad", "conv4_block3_add"} <= cifar
     assert not any(n.endswith("_0_conv") for n in cifar)
 
 

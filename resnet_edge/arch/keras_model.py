@@ -2,7 +2,7 @@
 
 Layer names follow Keras Applications, so later stages and reports can address a layer:
 ``conv1_conv``, ``conv1_bn``, ``conv1_relu``, ``pool1_pool``, ``conv2_block1_1_conv``, ...,
-``conv2_block1_0_conv`` (projection shortcut), ``conv3_block1_0_pool`` / ``conv3_block1_0_pad``
+``conv2_block1_0_conv`` (projection shortcut), ``conv3_block1_0_subsample`` / ``conv3_block1_0_pad``
 (option A shortcut), ``conv2_block1_add``, ``conv2_block1_out``, ``avg_pool``, ``predictions``;
 ``preprocess`` when normalization is built in.
 """
@@ -92,8 +92,14 @@ def build_model(spec: ResNetSpec) -> "keras.Model":
         if block.shortcut == "projection":
             shortcut = _conv_bn(shortcut, block.projection, relu=False)
         elif block.shortcut == "pad":
-            if block.stride > 1:  # stride-2 subsampling: a 1x1 max pool with stride 2 picks x[::2, ::2]
-                shortcut = layers.MaxPooling2D(1, strides=block.stride, name=f"{block.name}_0_pool")(shortcut)
+            if block.stride > 1:
+                # Stride-2 subsampling, x[:, ::2, ::2, :], as a frozen 1x1 depthwise convolution with weight 1:
+                # exact, still parameter-free in training, and taken by XNNPACK (a 1x1 max pool, a 1x1 average
+                # pool or a strided slice are not: each split the graph into XNNPACK partitions).
+                shortcut = layers.DepthwiseConv2D(
+                    1, strides=block.stride, use_bias=False, depthwise_initializer="ones", trainable=False,
+                    name=f"{block.name}_0_subsample",
+                )(shortcut)
             if block.out_channels > block.in_channels:
                 shortcut = ChannelPad(block.out_channels - block.in_channels, name=f"{block.name}_0_pad")(shortcut)
         if block.shortcut is not None:
@@ -125,12 +131,13 @@ def count_keras(model: "keras.Model") -> Counts:
 
     Independent of :func:`resnet_edge.arch.spec.count` (which reads the plan): it works on models that
     were loaded, pruned, thinned or wrapped for QAT (wrappers are looked through), and the tests hold
-    the two counts against each other. MACs count convolutions and dense layers only, as Table 1 does.
+    the two counts against each other. MACs count trainable convolutions and dense layers, as Table 1 does
+    (the frozen identity subsampling of shortcut A is data movement, not a layer of the paper).
     """
     macs = convs = 0
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)  # QuantizeWrapper / PruneLowMagnitude wrap the real layer
-        if isinstance(inner, (layers.Conv2D, layers.Dense)):
+        if isinstance(inner, (layers.Conv2D, layers.Dense)) and inner.trainable:
             # A kernel element is one multiply-accumulate per output position (depthwise included).
             kernel = inner.depthwise_kernel if isinstance(inner, layers.DepthwiseConv2D) else inner.kernel
             shape = layer.output_shape

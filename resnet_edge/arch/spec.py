@@ -382,6 +382,8 @@ def count(spec: ResNetSpec) -> Counts:
             cin = c.filters
         if block.projection is not None:
             conv(block.projection, channels, size_in)
+        if block.shortcut == "pad" and block.stride > 1:
+            nontrainable += channels  # the frozen 1x1 depthwise subsampling of option A (weight 1)
         channels = block.out_channels
     trainable += p.features * spec.classes + spec.classes
     macs += p.features * spec.classes

@@ -34,7 +34,8 @@ def prunable_layers(model, skip: tuple[str, ...] = ()) -> list[str]:
     (the stem convolution) and ``last`` (the classifier)."""
     from resnet_edge._tf import keras
 
-    weighted = [layer.name for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    weighted = [layer.name for layer in model.layers
+                if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.trainable]
     names = set(model_layer.name for model_layer in model.layers)
     skipped = set()
     for s in skip:
@@ -55,7 +56,7 @@ def kernel_sparsity(model, names: list[str] | None = None) -> list[dict]:
 
     rows = []
     for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and (names is None or layer.name in names):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.trainable and (names is None or layer.name in names):
             k = layer.kernel.numpy()
             rows.append({"layer": layer.name, "weights": int(k.size), "sparsity": float((k == 0).mean())})
     return rows

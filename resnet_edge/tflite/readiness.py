@@ -2,8 +2,7 @@
 
 * ``cpu`` (XNNPACK): measured, not guessed. The model is loaded in LiteRT with its default XNNPACK
   delegate and the execution plan is read back: one DELEGATE node means XNNPACK takes the whole graph;
-  the ops left outside are listed. (Shortcut option A's channel PAD, for instance, stays on the plain
-  TFLite kernels and splits the graph.)
+  the ops left outside are listed (XNNPACK leaves an int8 SOFTMAX, for instance, to the plain TFLite kernel).
 * ``gpu`` (the GPU delegate): checked against the op list of LiteRT's GPU delegate (its model builder;
   table below) and its data types. TensorFlow 2.21's ``Analyzer(gpu_compatibility=True)`` was tried and
   not used: it reported TOPK_V2 as compatible, which the delegate does not run.
