@@ -63,7 +63,10 @@ def thin(model, spec: ResNetSpec, keep: float, criterion: str = "l1"):
             out_cut[f"{conv.name}_conv"] = idx
             out_cut[f"{conv.name}_bn"] = idx
             in_cut[f"{block.convs[i + 1].name}_conv"] = idx
+    source_names = {layer.name for layer in model.layers}
     for layer in thin_model.layers:
+        if layer.name not in source_names and not layer.trainable:
+            continue  # a frozen constant layer (shortcut A's subsampling) keeps the value it was built with
         weights = model.get_layer(layer.name).get_weights()
         if layer.name in in_cut:  # kernel H x W x Cin x Cout: keep the surviving input channels
             weights[0] = weights[0][:, :, in_cut[layer.name], :]
