@@ -29,12 +29,32 @@ def is_qat_model(model) -> bool:
     return any(type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer") for layer in model.layers)
 
 
+def model_samples(model, data, split: str, n: int | None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``n`` inputs of ``split`` in the model's form, their labels, and whether the data fits the model
+    as it is (same image size). Images of another size are resized (bilinear) for calibration and parity."""
+    from resnet_edge._tf import tf
+    from resnet_edge.data.pipeline import model_inputs, takes_raw_pixels
+
+    size = int(model.input_shape[1])
+    fits = data.image_size is None or data.image_size == size
+    if fits:
+        xs, ys = [], []
+        for x, y in model_inputs(model, data, split, batch_size=64, limit=n):
+            xs.append(x.numpy())
+            ys.append(y.numpy())
+        return np.concatenate(xs)[:n], np.concatenate(ys)[:n], True
+    part = data.split(split).take(n)
+    x = tf.image.resize(tf.cast(part.x, tf.float32), [size, size]).numpy()
+    if not takes_raw_pixels(model):
+        x = (x - np.asarray(data.mean, np.float32)) / np.asarray(data.std, np.float32)
+    if model.inputs[0].dtype == tf.uint8:
+        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    return x, part.y, False
+
+
 def representative_samples(model, data, n: int) -> np.ndarray:
     """``n`` training images in the form the model takes (raw or normalized), for calibration."""
-    from resnet_edge.data.pipeline import model_inputs
-
-    xs = [x.numpy() for x, _ in model_inputs(model, data, "train", batch_size=64, limit=n)]
-    return np.concatenate(xs)[:n]  # float32, or uint8 for a model with a uint8 input
+    return model_samples(model, data, "train", n)[0]  # float32, or uint8 for a model with a uint8 input
 
 
 def to_tflite(
@@ -122,13 +142,8 @@ def _as_generator(representative) -> Callable[[], Iterable]:
 def parity(model, tflite: bytes, data, split: str = "test", limit: int | None = None) -> dict:
     """Run the Keras model and its TFLite conversion on the same samples of ``split`` (see
     :func:`parity_arrays`)."""
-    from resnet_edge.data.pipeline import model_inputs
-
-    xs, ys = [], []
-    for x, y in model_inputs(model, data, split, batch_size=64, limit=limit):
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-    return {"split": split, **parity_arrays(model, tflite, np.concatenate(xs), np.concatenate(ys))}
+    x, y, _ = model_samples(model, data, split, limit)
+    return {"split": split, **parity_arrays(model, tflite, x, y)}
 
 
 def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accuracy: bool = True) -> dict:

@@ -16,10 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from resnet_edge import __version__
-from resnet_edge.convert import MODES, is_qat_model, parity_arrays, to_tflite
+from resnet_edge.convert import MODES, is_qat_model, model_samples, parity_arrays, to_tflite
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.io import atomic_write_bytes, atomic_write_json, ensure_writable, manifest_path, sha256_file
 
@@ -53,29 +52,6 @@ def output_paths(name: str, modes: list[str], out: str | None, default_dir: Path
     if folder.suffix == ".tflite":
         raise ConfigError(f"--out {folder}: several modes write several files; give a directory instead")
     return {m: ensure_writable(folder / f"{name}_{m}.tflite") for m in modes}
-
-
-def _samples(model, data, split: str, n: int) -> tuple[np.ndarray, np.ndarray, bool]:
-    """``n`` inputs of ``split`` in the model's form, their labels, and whether the data fits the model
-    as it is (same image size). Images of another size are resized (bilinear) for calibration and parity."""
-    from resnet_edge._tf import tf
-    from resnet_edge.data.pipeline import model_inputs, takes_raw_pixels
-
-    size = int(model.input_shape[1])
-    fits = data.image_size is None or data.image_size == size
-    if fits:
-        xs, ys = [], []
-        for x, y in model_inputs(model, data, split, batch_size=64, limit=n):
-            xs.append(x.numpy())
-            ys.append(y.numpy())
-        return np.concatenate(xs)[:n], np.concatenate(ys)[:n], True
-    part = data.split(split).take(n)
-    x = tf.image.resize(tf.cast(part.x, tf.float32), [size, size]).numpy()
-    if not takes_raw_pixels(model):
-        x = (x - np.asarray(data.mean, np.float32)) / np.asarray(data.std, np.float32)
-    if model.inputs[0].dtype == tf.uint8:
-        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
-    return x, part.y, False
 
 
 OLD_RUNTIME_ENV = "RESNET_EDGE_TFLITE_RUNTIME_PYTHON"
@@ -185,7 +161,7 @@ def convert(
     if needs_rep and data is None:
         raise ConfigError("int8 and int16x8 need calibration images: give data (--data)")
     if needs_rep:
-        rep, _, fits = _samples(model, data, "train", calibration)
+        rep, _, fits = model_samples(model, data, "train", calibration)
     results = []
     failed = []
     for mode in modes:
@@ -210,7 +186,7 @@ def convert(
             # 500 held-out images; 100 when they must be resized (then only agreement and differences count).
             fits_as_is = data.image_size is None or data.image_size == int(model.input_shape[1])
             n = parity_samples or (500 if fits_as_is else 100)
-            x, y, data_fits = _samples(model, data, "test", n)
+            x, y, data_fits = model_samples(model, data, "test", n)
             figures = {"split": "test", **parity_arrays(model, tfl, x, y, count_accuracy=classes_match and data_fits)}
         status = "ok"
         if max_drop is not None and figures and figures.get("accuracy_drop_points") is not None:

@@ -57,13 +57,13 @@ def main(depth, threads, runs, rounds, out, as_json):
     from resnet_edge.arch.keras_model import build_model
     from resnet_edge.arch.spec import resolve
     from resnet_edge.data import load
-    from resnet_edge.export import _samples
+    from resnet_edge.convert import model_samples
     from resnet_edge.runtime.bench import latency
 
     # A fresh model of the same architecture (latency does not depend on the weight values) and the same
     # calibration images the toolkit uses.
     model = build_model(resolve(depth))
-    rep, _, _ = _samples(model, load("digits"), "train", 100)
+    rep, _, _ = model_samples(model, load("digits"), "train", 100)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
