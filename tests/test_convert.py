@@ -178,6 +178,49 @@ def test_loads_in_tflite_runtime_2_14(converted, old_runtime_python):
         assert r["ok"] and r["version"] == "2.14.0", r
 
 
+
+def test_time_in_tflite_runtime_2_14(converted, old_runtime_python):
+    """The timing script runs as a plain file with tflite-runtime 2.14 alone (no resnet_edge there), both
+    kernel paths, models in turn."""
+    from resnet_edge.runtime.bench import compare_in
+
+    out, m = converted
+    paths = [out / m[mode]["file"]["path"] for mode in ("float32", "int8")]
+    for kernels in ("xnnpack", "builtin"):
+        r = compare_in(old_runtime_python, paths, runtime="tflite_runtime", threads=1, kernels=kernels, runs=5, rounds=2)
+        assert (r["runtime"], r["version"], r["kernels"], r["rounds"]) == ("tflite_runtime", "2.14.0", kernels, 2)
+        assert [x["path"] for x in r["models"]] == [str(p) for p in paths]
+        assert all(0 < x["min_ms"] <= x["median_ms"] <= x["max_ms"] for x in r["models"]), r
+
+
+def test_latency_kernels_choose_the_delegate(converted):
+    """kernels="builtin" really leaves XNNPACK out (no DELEGATE node), "xnnpack" really uses it."""
+    from resnet_edge.runtime.bench import latency
+    from resnet_edge.runtime.runner import TFLiteModel
+
+    out, m = converted
+    path = out / m["float32"]["file"]["path"]
+    for kernels, delegated in (("xnnpack", True), ("builtin", False)):
+        ops = {op["op_name"] for op in TFLiteModel(path, kernels=kernels).interpreter._get_ops_details()}
+        assert ("DELEGATE" in ops) is delegated, (kernels, ops)
+        r = latency(path, runs=3, warmup=1, threads=1, kernels=kernels)
+        assert r["kernels"] == kernels and 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+    with pytest.raises(ConfigError, match="kernels must be one of"):
+        TFLiteModel(path, kernels="gpu")
+
+
+def test_timing_of_a_corrupt_model_is_one_line(tmp_path):
+    import sys
+
+    from resnet_edge.runtime.bench import compare_in
+
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(ResnetEdgeError, match="timing with .* failed: error: ") as info:
+        compare_in(sys.executable, [bad], runs=1)
+    assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 

@@ -8,12 +8,20 @@ Goals from the issue, reported as measured (accuracy on the test split, through 
 * channel pruning at 0.5: >= 1.5x lower TFLite latency (same runtime, same threads, one run) at <= 1 point lost;
 * channel pruning of an (untrained) ResNet-18 at 224x224, for latency only.
 
+Channel-pruning latency is timed for every runtime at hand (LiteRT here; tflite-runtime 2.14 too when
+RESNET_EDGE_TFLITE_RUNTIME_PYTHON names its environment, see tools/make_tflite_runtime_env.sh), with
+XNNPACK and with TFLite's builtin kernels, at each --threads count; the models of one row are timed in
+turn in one process. Three one-layer probes (a 3x3 convolution at 32x32 with 16->16, 16->8 and 8->16
+channels) show what a halved stage-1 convolution saves on that runtime: XNNPACK's float kernels on
+x86 compute output channels in tiles of 16, so there 16->8 costs as much as 16->16.
+
     python tools/bench_optimize.py --model runs/bench_train/full/model.keras --out runs/bench_optimize
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,17 +30,81 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+PROBES = ((16, 16), (16, 8), (8, 16))  # 3x3 convolutions at 32x32: ResNet-20's first stage, whole and halved
+
+
+def conv_probes() -> dict[str, bytes]:
+    """One-layer float32 models, a 3x3 convolution at 32x32 per (in, out) channel pair of ``PROBES``: they
+    show whether the runtime's kernel gets faster when a stage-1 convolution loses half its filters."""
+    from resnet_edge._tf import keras
+    from resnet_edge.convert import to_tflite
+
+    probes = {}
+    for cin, cout in PROBES:
+        x = keras.Input((32, 32, cin))
+        y = keras.layers.Conv2D(cout, 3, padding="same", activation="relu")(x)
+        probes[f"conv{cin}to{cout}"] = to_tflite(keras.Model(x, y), "float32")
+    return probes
+
+
+def runtimes() -> list[tuple[str, str]]:
+    """(runtime, python) pairs to time with: LiteRT here, and tflite-runtime 2.14 where its side
+    environment (tools/make_tflite_runtime_env.sh) is named by RESNET_EDGE_TFLITE_RUNTIME_PYTHON."""
+    from resnet_edge.export import OLD_RUNTIME_ENV
+
+    found = [("litert", sys.executable)]
+    if os.environ.get(OLD_RUNTIME_ENV):
+        found.append(("tflite_runtime", os.environ[OLD_RUNTIME_ENV]))
+    return found
+
+
+def latency_matrix(paths: dict[str, Path], threads: list[int], runs: int, rounds: int) -> list[dict]:
+    """Median ms of every model per (runtime, kernels, threads), all models of a row timed in turn in one child."""
+    from resnet_edge.runtime.bench import compare_in
+
+    matrix = []
+    for runtime, python in runtimes():
+        for kernels in ("xnnpack", "builtin"):
+            for n in threads:
+                r = compare_in(python, list(paths.values()), runtime=runtime, threads=n, kernels=kernels,
+                               runs=runs, rounds=rounds)
+                row = {"runtime": f"{r['runtime']} {r['version']}", "kernels": kernels, "threads": n}
+                row.update({name: m["median_ms"] for name, m in zip(paths, r["models"])})
+                row["float32_speedup"] = row["float32"] / row["channels50_float32"]
+                row["int8_speedup"] = row["int8"] / row["channels50_int8"]
+                matrix.append(row)
+    return matrix
+
+
+def latency_table(matrix: list[dict]) -> str:
+    from resnet_edge.ui import table
+
+    shown = []
+    for r in matrix:
+        probe = " / ".join(f"{r[f'conv{i}to{o}'] * 1e3:.1f}" for i, o in PROBES)
+        shown.append({"rt": r["runtime"], "k": r["kernels"], "t": r["threads"],
+                      "f": f"{r['float32']:.3f} -> {r['channels50_float32']:.3f}", "fx": f"{r['float32_speedup']:.2f}x",
+                      "q": f"{r['int8']:.3f} -> {r['channels50_int8']:.3f}", "qx": f"{r['int8_speedup']:.2f}x",
+                      "p": probe})
+    probe_head = "3x3 conv 32x32 " + " / ".join(f"{i}->{o}" for i, o in PROBES) + " (us)"
+    return table(shown, [("rt", "runtime"), ("k", "kernels"), ("t", "threads"), ("f", "float32 ms: full -> channels 0.5"),
+                         ("fx", "speedup"), ("q", "int8 ms: full -> channels 0.5"), ("qx", "speedup"), ("p", probe_head)],
+                 right={"t", "fx", "qx"})
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_path", type=click.Path(dir_okay=False),
               help="A trained float ResNet (with its manifest); default: train ResNet-20 on digits for 15 epochs.")
 @click.option("--data", "source", default="digits", show_default=True)
 @click.option("--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs of each optimization.")
-@click.option("--threads", type=int, default=1, show_default=True)
-@click.option("--runs", type=int, default=200, show_default=True, help="Timed runs per latency figure.")
+@click.option("--threads", default="1,2", show_default=True, help="Thread counts to time, comma-separated.")
+@click.option("--runs", type=int, default=200, show_default=True, help="Timed runs per model and round.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Rounds of timing, the models in turn.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/bench_optimize", show_default=True)
 @click.option("--skip-resnet18", is_flag=True, help="Leave out the ResNet-18 224x224 latency figure.")
 @click.option("--json", "as_json", is_flag=True)
-def main(model_path, source, epochs, threads, runs, out, skip_resnet18, as_json):
+def main(model_path, source, epochs, threads, runs, rounds, out, skip_resnet18, as_json):
+    threads = [int(t) for t in threads.split(",")]
     from resnet_edge.arch.keras_model import load_model
     from resnet_edge.arch.spec import resolve
     from resnet_edge.build import build
@@ -91,18 +163,21 @@ def main(model_path, source, epochs, threads, runs, out, skip_resnet18, as_json)
     mch = channel_prune(model_path, data, out / "channels50.keras", keep=0.5, epochs=max(epochs, 5))
     thin_model = load_model(out / "channels50.keras")
     thin_bytes, ch = tfl(thin_model)
-    lat_base = latency(float_bytes, runs=runs, threads=threads)
-    lat_thin = latency(thin_bytes, runs=runs, threads=threads)
-    lat_ptq = latency(ptq_bytes, runs=runs, threads=threads)
     thin_int8, _ = tfl(thin_model, "int8", "int8")
-    lat_thin_int8 = latency(thin_int8, runs=runs, threads=threads)
-    speed = lat_base["median_ms"] / lat_thin["median_ms"]
+    files = {"float32": float_bytes, "channels50_float32": thin_bytes, "int8": ptq_bytes, "channels50_int8": thin_int8,
+             **conv_probes()}
+    paths = {}
+    for name, content in files.items():
+        paths[name] = out / f"latency_{name}.tflite"
+        paths[name].write_bytes(content)
+    matrix = latency_matrix(paths, threads, runs, rounds)
+    result["latency"] = matrix
+    head = matrix[0]
     rows.append({"model": "channels 0.5 (float32)", "acc": ch["tflite_accuracy"],
-                 "note": f"MACs x{mch['counts']['mac_ratio']:.2f}; latency {lat_base['median_ms']:.3f} -> "
-                         f"{lat_thin['median_ms']:.3f} ms = {speed:.2f}x faster (goal >= 1.5x); int8 "
-                         f"{lat_ptq['median_ms']:.3f} -> {lat_thin_int8['median_ms']:.3f} ms"})
+                 "note": f"MACs x{mch['counts']['mac_ratio']:.2f}; {head['runtime']} {head['kernels']} {head['threads']} "
+                         f"thread(s): {head['float32']:.3f} -> {head['channels50_float32']:.3f} ms = "
+                         f"{head['float32_speedup']:.2f}x (goal >= 1.5x; every runtime below)"})
     result["rows"] = rows
-    result["latency_ms"] = {"float32": lat_base, "channels50_float32": lat_thin, "int8": lat_ptq, "channels50_int8": lat_thin_int8}
 
     if not skip_resnet18:
         spec = resolve(18)
@@ -110,8 +185,8 @@ def main(model_path, source, epochs, threads, runs, out, skip_resnet18, as_json)
         model18 = load_model(out / "resnet18.keras")
         thin18, _ = thin(model18, spec, 0.5)
         b18, t18 = to_tflite(model18), to_tflite(thin18)
-        l18 = latency(b18, runs=max(10, runs // 10), threads=threads)
-        lt18 = latency(t18, runs=max(10, runs // 10), threads=threads)
+        l18 = latency(b18, runs=max(10, runs // 10), threads=threads[0])
+        lt18 = latency(t18, runs=max(10, runs // 10), threads=threads[0])
         from resnet_edge.arch.keras_model import count_keras
 
         result["resnet18"] = {"macs": r18["counts"]["macs"], "macs_thin": count_keras(thin18).macs,
@@ -126,7 +201,10 @@ def main(model_path, source, epochs, threads, runs, out, skip_resnet18, as_json)
         return
     shown = [{**r, "acc": "-" if r["acc"] is None else f"{r['acc']:.2%}"} for r in rows]
     print(table(shown, [("model", "model"), ("acc", "test top-1 (TFLite)"), ("note", "notes")], right={"acc"}))
-    print(f"\n{len(data.test)} test images; latency: median of {runs} runs, {threads} thread(s), one process.")
+    print(f"\n{len(data.test)} test images" + ("" if skip_resnet18 else
+          f"; ResNet-18 latency: LiteRT XNNPACK, {threads[0]} thread(s)") + ".\n")
+    print(latency_table(matrix))
+    print(f"\nLatency: median ms of {rounds} x {runs} runs; the models of a row are timed in turn in one child process.")
 
 
 if __name__ == "__main__":

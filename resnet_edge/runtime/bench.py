@@ -1,57 +1,62 @@
-"""Latency of a ``.tflite`` model on this machine (edge side: numpy + a TFLite runtime).
+"""Latency of ``.tflite`` models on this machine (edge side: numpy + a TFLite runtime).
 
-One interpreter, a fixed random input of the model's own type, ``warmup`` untimed runs and then ``runs``
-timed invocations (``time.perf_counter`` around ``invoke`` only). Reports median, mean, p90, min and
-max in milliseconds; the median is the figure to compare (these machines are shared and noisy, so
-compare models measured in the same run, as ratios).
+:func:`latency`: one interpreter in this process, a fixed random input of the model's own type,
+``warmup`` untimed runs and then ``runs`` timed invocations (``time.perf_counter`` around ``invoke``
+only). Reports median, mean, p90, min and max in milliseconds; the median is the figure to compare
+(these machines are shared and noisy, so compare models measured in the same run, as ratios).
+
+:func:`compare_in`: the same timing of several models, in turn, by another Python (for instance the
+``tflite-runtime`` 2.14 environment of ``tools/make_tflite_runtime_env.sh``) running
+:mod:`resnet_edge.runtime.timing` as a plain script in a child process.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
+from pathlib import Path
 
-import numpy as np
-
+from resnet_edge.errors import ResnetEdgeError
+from resnet_edge.runtime import timing
 from resnet_edge.runtime.runner import TFLiteModel
 
 
 def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5, threads: int | None = None,
-            backend: str = "auto", seed: int = 0) -> dict:
-    """Time ``runs`` single-batch invocations of ``model``; return figures in milliseconds."""
+            backend: str = "auto", kernels: str = "xnnpack", seed: int = 0) -> dict:
+    """Time ``runs`` single-batch invocations of ``model``; return figures in milliseconds.
+
+    ``kernels``: ``xnnpack`` (the runtime's default delegate) or ``builtin`` (TFLite's own kernels).
+    """
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
     t0 = time.perf_counter()
-    runner = TFLiteModel(model, backend=backend, num_threads=threads)
+    runner = TFLiteModel(model, backend=backend, num_threads=threads, kernels=kernels)
     init_ms = (time.perf_counter() - t0) * 1e3
-    shape = runner.input_shape
-    rng = np.random.default_rng(seed)
-    dtype = runner.input_dtype
-    if dtype == np.float32:
-        x = rng.uniform(0, 255, shape).astype(np.float32)
-    else:
-        info = np.iinfo(dtype)
-        x = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
-    interp = runner.interpreter
-    index = runner._input["index"]
-    for _ in range(warmup):
-        interp.set_tensor(index, x)
-        interp.invoke()
-    times = np.empty(runs)
-    for i in range(runs):
-        interp.set_tensor(index, x)
-        start = time.perf_counter()
-        interp.invoke()
-        times[i] = time.perf_counter() - start
-    ms = times * 1e3
-    return {
-        "runs": runs,
-        "warmup": warmup,
-        "threads": threads,
-        "init_ms": round(init_ms, 2),
-        "median_ms": float(np.median(ms)),
-        "mean_ms": float(ms.mean()),
-        "p90_ms": float(np.percentile(ms, 90)),
-        "min_ms": float(ms.min()),
-        "max_ms": float(ms.max()),
-    }
+    x = timing.sample_input(runner._input, seed)
+    seconds = timing.time_invoke(runner.interpreter, x, runs, warmup)
+    return {"runs": runs, "warmup": warmup, "threads": threads, "kernels": kernels, "init_ms": round(init_ms, 2),
+            **timing.summary(seconds)}
+
+
+def compare_in(python: str, paths: list[str | os.PathLike], *, runtime: str = "auto", threads: int | None = None,
+               kernels: str = "xnnpack", runs: int = 200, warmup: int = 10, rounds: int = 1,
+               timeout: float = 600) -> dict:
+    """Time ``paths`` with the runtime of another Python interpreter ``python`` (see
+    :func:`resnet_edge.runtime.timing.compare` for the result). Raises :class:`ResnetEdgeError` with
+    the child's last line when it cannot run or fails."""
+    cmd = [python, timing.__file__, *map(str, paths), "--runtime", runtime, "--kernels", kernels,
+           "--runs", str(runs), "--warmup", str(warmup), "--rounds", str(rounds)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        raise ResnetEdgeError(f"could not time models with {python}: {exc}") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        raise ResnetEdgeError(f"timing with {python} failed: {last}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["python"] = str(Path(python))
+    return result

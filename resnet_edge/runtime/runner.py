@@ -9,12 +9,14 @@ dequantized.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
 from resnet_edge._native import quiet_native_stderr
-from resnet_edge.errors import MissingDependencyError
+from resnet_edge.errors import ConfigError, MissingDependencyError
 from resnet_edge.runtime.backends import interpreter_class
+from resnet_edge.runtime.timing import KERNELS, interpreter_kwargs
 from resnet_edge.tflite.metadata import read_info
 from resnet_edge.tflite.model import load_bytes
 
@@ -30,9 +32,13 @@ def _read_info(content: bytes) -> dict | None:
 class TFLiteModel:
     """One interpreter for one model. ``model`` is a path or the model's bytes."""
 
-    def __init__(self, model: str | os.PathLike | bytes, backend: str = "auto", num_threads: int | None = None):
+    def __init__(self, model: str | os.PathLike | bytes, backend: str = "auto", num_threads: int | None = None,
+                 kernels: str = "xnnpack"):
+        if kernels not in KERNELS:
+            raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
         cls = interpreter_class(backend)
-        kwargs = {"num_threads": num_threads} if num_threads else {}
+        # kernels: "xnnpack" (the runtime's default delegate) or "builtin" (TFLite's own kernels only)
+        kwargs = interpreter_kwargs(sys.modules[cls.__module__], num_threads, kernels)
         content = bytes(model) if isinstance(model, (bytes, bytearray)) else load_bytes(model)
         #: The ``resnet_edge`` metadata entry (labels, normalization, recipe), or None. Reading it also
         #: verifies the flatbuffer before the runtime sees it.
