@@ -530,12 +530,12 @@ def _readiness_line(name: str, target: str, r: dict) -> str:
     if "error" in r:
         return f"{name} on {target}: {r['error']}"
     if r["ready"]:
-        extra = f" ({r['partitions']} XNNPACK partition)" if target == "cpu" else ""
+        extra = f" ({r['partitions']} XNNPACK partition in {r.get('runtime', 'LiteRT')})" if target == "cpu" else ""
         line = f"{name} on {target}: ready, all {r['ops']} ops{extra}"
     else:
         what = ", ".join(f"{b['op']}#{b['index']}" for b in r["blockers"][:6])
         why = "; ".join(sorted({b["why"] for b in r["blockers"]}))
-        parts = f", {r['partitions']} partitions" if target == "cpu" else ""
+        parts = f", {r['partitions']} partitions in {r.get('runtime', 'LiteRT')}" if target == "cpu" else ""
         line = f"{name} on {target}: {r['blocked']} of {r['ops']} ops blocked{parts}: {what} ({why})"
     if r.get("advice"):
         line += f"; {r['advice']}"

@@ -86,6 +86,7 @@ def test_readiness_reports(converted):
     # Measured, not assumed: shortcut A's subsampling (a frozen 1x1 depthwise conv) keeps the float graph in one
     # XNNPACK partition; int8 SOFTMAX is the one op XNNPACK leaves out of the int8 graph.
     assert m["float32"]["readiness"]["cpu"]["ready"] and m["float32"]["readiness"]["cpu"]["partitions"] == 1
+    assert m["float32"]["readiness"]["cpu"]["runtime"].startswith("LiteRT ")  # which runtime's XNNPACK said so
     assert [b["op"] for b in m["int8"]["readiness"]["cpu"]["blockers"]] == ["SOFTMAX"]
     assert not m["int16x8"]["readiness"]["nnapi"]["ready"]  # NNAPI has no 16-bit activations
     assert m["int8"]["readiness"]["nnapi"]["ready"]

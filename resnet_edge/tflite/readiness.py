@@ -107,8 +107,11 @@ def cpu_report(model: bytes, num_threads: int = 1) -> dict:
     outside.sort(key=lambda d: int(d["index"]))
     blockers = [{"op": d["op_name"], "index": int(d["index"]), "why": "XNNPACK did not take this op (runs on the built-in TFLite kernel)"}
                 for d in outside]
-    return {"target": "cpu", "ops": len(originals), "partitions": len(delegates), "blocked": len(blockers),
-            "ready": len(delegates) == 1 and not blockers, "blockers": blockers}
+    import ai_edge_litert
+
+    return {"target": "cpu", "runtime": f"LiteRT {getattr(ai_edge_litert, '__version__', '?')}", "ops": len(originals),
+            "partitions": len(delegates), "blocked": len(blockers), "ready": len(delegates) == 1 and not blockers,
+            "blockers": blockers}
 
 
 def cpu_report_isolated(model: bytes, timeout: float = 120) -> dict:
