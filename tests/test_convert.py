@@ -188,8 +188,8 @@ def test_time_in_tflite_runtime_2_14(converted, old_runtime_python):
     out, m = converted
     paths = [out / m[mode]["file"]["path"] for mode in ("float32", "int8")]
     for kernels in ("xnnpack", "builtin"):
-        r = compare_in(old_runtime_python, paths, runtime="tflite_runtime", threads=1, kernels=kernels, runs=5, rounds=2)
-        assert (r["runtime"], r["version"], r["kernels"], r["rounds"]) == ("tflite_runtime", "2.14.0", kernels, 2)
+        r = compare_in(old_runtime_python, paths, runtime="tflite-runtime", threads=1, kernels=kernels, runs=5, rounds=2)
+        assert (r["runtime"], r["version"], r["kernels"], r["rounds"]) == ("tflite-runtime", "2.14.0", kernels, 2)
         assert [x["path"] for x in r["models"]] == [str(p) for p in paths]
         assert all(0 < x["min_ms"] <= x["median_ms"] <= x["max_ms"] for x in r["models"]), r
 

@@ -54,7 +54,7 @@ def runtimes() -> list[tuple[str, str]]:
 
     found = [("litert", sys.executable)]
     if os.environ.get(OLD_RUNTIME_ENV):
-        found.append(("tflite_runtime", os.environ[OLD_RUNTIME_ENV]))
+        found.append(("tflite-runtime", os.environ[OLD_RUNTIME_ENV]))
     return found
 
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 import importlib
 
 from resnet_edge.errors import MissingDependencyError
+from resnet_edge.runtime.timing import RUNTIMES, runtime_module
 
-BACKENDS = {
-    "litert": "ai_edge_litert.interpreter",
-    "tflite-runtime": "tflite_runtime.interpreter",
-}
+BACKENDS = {name: package + ".interpreter" for name, package in RUNTIMES.items()}
 
 
 def available_backends() -> list[str]:
@@ -41,12 +39,10 @@ def interpreter_class(backend: str = "auto"):
     """
     if backend != "auto" and backend not in BACKENDS:
         raise MissingDependencyError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
-    names = list(BACKENDS) if backend == "auto" else [backend]
-    for name in names:
-        try:
-            return importlib.import_module(BACKENDS[name]).Interpreter
-        except ImportError:
-            continue
+    try:
+        return runtime_module(backend)[2].Interpreter
+    except ImportError:
+        pass
     wanted = "ai-edge-litert" if backend in ("auto", "litert") else "tflite-runtime"
     raise MissingDependencyError(
         f"no TFLite runtime for backend {backend!r}: pip install {wanted} (or 'resnet-edge[edge]')"

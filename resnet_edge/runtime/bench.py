@@ -29,8 +29,6 @@ def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5
 
     ``kernels``: ``xnnpack`` (the runtime's default delegate) or ``builtin`` (TFLite's own kernels).
     """
-    if runs < 1 or warmup < 0:
-        raise ValueError("runs must be >= 1 and warmup >= 0")
     t0 = time.perf_counter()
     runner = TFLiteModel(model, backend=backend, num_threads=threads, kernels=kernels)
     init_ms = (time.perf_counter() - t0) * 1e3

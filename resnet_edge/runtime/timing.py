@@ -4,7 +4,7 @@ This file imports nothing from ``resnet_edge`` so that it also runs as a plain s
 runtime is installed: a Raspberry Pi's ``tflite-runtime`` 2.14, or the side environment made by
 ``tools/make_tflite_runtime_env.sh`` (numpy < 2)::
 
-    python timing.py A.tflite B.tflite --runtime tflite_runtime --threads 2 --kernels xnnpack --rounds 3
+    python timing.py A.tflite B.tflite --runtime tflite-runtime --threads 2 --kernels xnnpack --rounds 3
 
 prints one JSON object: the runtime's name and version, and per model the median, mean, p90, min and
 max of the timed invocations in milliseconds. With several models and ``--rounds`` > 1 the models are
@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 KERNELS = ("xnnpack", "builtin")
-RUNTIMES = {"litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime"}
+RUNTIMES = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}  # name -> package, best first
 
 
 def runtime_module(runtime: str = "auto"):
