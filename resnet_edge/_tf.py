@@ -13,6 +13,9 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ INFO/WARNING noise out of the CLI's output
 
 from resnet_edge._native import quiet_native_stderr  # noqa: E402
+from resnet_edge._tmp import use_private_tempdir  # noqa: E402
+
+use_private_tempdir()  # TensorFlow's autograph files go there, and go with it even after a kill -9
 from resnet_edge.errors import MissingDependencyError  # noqa: E402
 
 try:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from pathlib import Path
 
 from resnet_edge import __version__
 from resnet_edge.arch.spec import ResNetSpec, count, paper_reference
 from resnet_edge.errors import ResnetEdgeError
-from resnet_edge.io import atomic_path, atomic_write_json, ensure_writable, manifest_path, sha256_file
+from resnet_edge.io import ensure_writable, manifest_path, replace_together, sha256_file
 
 KERAS_SUFFIXES = (".keras", ".h5")
 
@@ -37,13 +38,10 @@ def save_keras(model, out: str | Path, manifest: dict, h5_only: bool = False) ->
     existing file of the same name is kept as it was.
     """
     out = check_keras_path(out, h5_only)
-    with atomic_path(out) as tmp:
+    with replace_together(out, manifest_path(out)) as (tmp, tmp_manifest):
         model.save(tmp)
-    manifest = {
-        **manifest,
-        "file": {"path": out.name, "bytes": out.stat().st_size, "sha256": sha256_file(out)},
-    }
-    atomic_write_json(manifest_path(out), manifest)
+        manifest = {**manifest, "file": {"path": out.name, "bytes": tmp.stat().st_size, "sha256": sha256_file(tmp)}}
+        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -8,6 +8,7 @@ edge-side commands start fast and run without TensorFlow.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -15,8 +16,31 @@ from click.core import ParameterSource
 
 from resnet_edge import __version__
 from resnet_edge.errors import ResnetEdgeError
+from resnet_edge.ui import safe_text
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Finite(click.FloatRange):
+    """A float in a range that is also finite: ``nan`` and ``inf`` pass a plain range check."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+# Every count is bounded by what makes sense, so that a typo fails in a second with one line instead
+# of starting "Epoch 17/99999999999999999999" (the checks run before TensorFlow is imported).
+DEPTH = click.IntRange(1, 10_000)
+SIZE = click.IntRange(1, 8192)
+CLASSES = click.IntRange(1, 1_000_000)
+EPOCHS = click.IntRange(1, 100_000)
+EPOCHS0 = click.IntRange(0, 100_000)  # fine-tuning may be skipped
+BATCH = click.IntRange(1, 65_536)
+LIMIT = click.IntRange(1, 1_000_000_000)
+SAMPLES = click.IntRange(1, 1_000_000)
 
 
 class Group(click.Group):
@@ -25,11 +49,11 @@ class Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except ResnetEdgeError as exc:
-            raise click.ClickException(str(exc)) from None
+        except ResnetEdgeError as exc:  # messages may quote a file or a device: escaped, bounded, one line
+            raise click.ClickException(safe_text(exc, 2000)) from None
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
+            raise click.ClickException(safe_text(f"{exc.strerror or exc}{where}", 2000)) from None
 
 
 def _triple(name: str):
@@ -49,6 +73,8 @@ def _triple(name: str):
     return parse
 
 
+TRUST_OPTION = click.option("--trust", is_flag=True,
+                            help="Load MODEL even if its config carries code (a Lambda layer, ...): only for a file you trust.")
 DATA_OPTION = click.option("--data", "source", default="digits", show_default=True, envvar="RESNET_EDGE_DATA",
                            help="digits | cifar10:DIR | folder:DIR (env RESNET_EDGE_DATA).")
 
@@ -118,7 +144,7 @@ def models(family, plain, as_json):
 
 
 @cli.command()
-@click.option("--depth", "-d", type=int, help="Network depth: 18/34/50/101/152 (ImageNet) or 6n+2 (CIFAR).")
+@click.option("--depth", "-d", type=DEPTH, help="Network depth: 18/34/50/101/152 (ImageNet) or 6n+2 (CIFAR).")
 @click.option("--model", "-m", "model_name", help="A registry name instead of --depth (see `resnet-edge models`).")
 @click.option("--family", type=click.Choice(["imagenet", "cifar"]), help="Default: ImageNet for Table 1 depths, else CIFAR.")
 @click.option("--plain", is_flag=True, help="The plain counterpart: same layers, no shortcuts.")
@@ -126,8 +152,8 @@ def models(family, plain, as_json):
               help="A: zero-padded identity (CIFAR default); B: projection where the shape changes (ImageNet default); C: all projections.")
 @click.option("--variant", type=click.Choice(["v1", "v1.5"]), default="v1", show_default=True,
               help="Bottleneck stride on the first 1x1 (v1, the paper) or on the 3x3 (v1.5).")
-@click.option("--input-size", type=int, help="Square input side in pixels. Default: 224 (ImageNet), 32 (CIFAR).")
-@click.option("--classes", type=int, help="Number of classes. Default: 1000 (ImageNet), 10 (CIFAR).")
+@click.option("--input-size", type=SIZE, help="Square input side in pixels. Default: 224 (ImageNet), 32 (CIFAR).")
+@click.option("--classes", type=CLASSES, help="Number of classes. Default: 1000 (ImageNet), 10 (CIFAR).")
 @click.option("--raw-input", type=click.Choice(["float32", "uint8"]),
               help="Build normalization into the model: it then takes raw 0..255 pixels of this dtype.")
 @click.option("--mean", callback=_triple("mean"), help="Per-channel mean for --raw-input, in 0..255 units (R,G,B). Default: ImageNet's.")
@@ -181,27 +207,27 @@ def _floats(ctx, param, value):
 
 @cli.command()
 @click.option("--model", "-m", "model_name", help="Registry name, e.g. resnet20 or plain56 (see `resnet-edge models`).")
-@click.option("--depth", "-d", type=int, help="Depth instead of --model (18..152 ImageNet, 6n+2 CIFAR).")
+@click.option("--depth", "-d", type=DEPTH, help="Depth instead of --model (18..152 ImageNet, 6n+2 CIFAR).")
 @click.option("--family", type=click.Choice(["imagenet", "cifar"]), help="Family for --depth.")
 @click.option("--plain", is_flag=True, default=None, help="Train the plain counterpart (no shortcuts).")
 @click.option("--shortcut", type=click.Choice(["A", "B", "C"], case_sensitive=False), help="Shortcut option (default: the family's).")
-@click.option("--input-size", type=int, help="Model input side (image folders only; other sources fix it).")
+@click.option("--input-size", type=SIZE, help="Model input side (image folders only; other sources fix it).")
 @DATA_OPTION
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory (checkpoints, models, history).")
-@click.option("--epochs", type=int, default=15, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True, help="Initial learning rate.")
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--epochs", type=EPOCHS, default=15, show_default=True)
+@click.option("--batch-size", type=BATCH, default=128, show_default=True)
+@click.option("--lr", type=Finite(0, 100, min_open=True), default=0.1, show_default=True, help="Initial learning rate.")
+@click.option("--momentum", type=Finite(0, 1, max_open=True), default=0.9, show_default=True)
+@click.option("--weight-decay", type=Finite(0, 1), default=1e-4, show_default=True)
 @click.option("--lr-boundaries", callback=_floats, help="Learning-rate drops as fractions of the run (default: 0.5,0.75 CIFAR; 0.333,0.667 ImageNet).")
 @click.option("--warmup", default="auto", show_default=True,
               help="lr/10 first: auto = until training error < 80% (the paper's rule for ResNet-110), 0 = off, N = N steps.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default", show_default=True,
               help="tf.distribute strategy (mirrored: all GPUs, or all logical CPUs; multiworker: cluster from TF_CONFIG).")
-@click.option("--cpu-devices", type=int, help="Split the CPU into N logical devices (try mirrored training without GPUs).")
-@click.option("--limit", type=int, help="Use at most N examples of each split (quick runs).")
+@click.option("--cpu-devices", type=click.IntRange(1, 256), help="Split the CPU into N logical devices (try mirrored training without GPUs).")
+@click.option("--limit", type=LIMIT, help="Use at most N examples of each split (quick runs).")
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping and counting it.")
 @click.option("--force", is_flag=True, help="Allow an input so small that the last stage sees a 1x1 map.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final manifest as JSON.")
@@ -276,16 +302,17 @@ def _train_human(m: dict) -> str:
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @DATA_OPTION
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--limit", type=int, help="Evaluate at most N examples.")
+@click.option("--batch-size", type=BATCH, default=256, show_default=True)
+@click.option("--limit", type=LIMIT, help="Evaluate at most N examples.")
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@TRUST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the full confusion matrix).")
-def evaluate(model_path, source, split, batch_size, limit, strict, as_json):
+def evaluate(model_path, source, split, batch_size, limit, strict, trust, as_json):
     """Accuracy of a Keras MODEL on a data split: top-1, top-5, per class, most confused pairs."""
     from resnet_edge.data import load
     from resnet_edge.evaluate import evaluate as run_evaluation
 
-    result = run_evaluation(model_path, load(source, strict=strict), split, batch_size, limit)
+    result = run_evaluation(model_path, load(source, strict=strict), split, batch_size, limit, trust=trust)
     _echo_json_or(result, as_json, _evaluate_human)
 
 
@@ -294,7 +321,7 @@ def _evaluate_human(r: dict) -> str:
 
     k = r["top_k"]
     head = key_values([
-        ("model", r["model"]),
+        ("model", safe_text(r["model"], 300)),
         ("data", f"{r['data']} ({r['split']}, {r['n']} images)"),
         ("top-1", f"{r['top1']:.2%}"),
         (f"top-{k}", f"{r[f'top{k}']:.2%}"),
@@ -310,14 +337,15 @@ def _evaluate_human(r: dict) -> str:
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @DATA_OPTION
-@click.option("--epochs", type=int, default=2, show_default=True, help="Fine-tuning epochs with fake quantization.")
-@click.option("--lr", type=float, default=1e-4, show_default=True,
+@click.option("--epochs", type=EPOCHS0, default=2, show_default=True, help="Fine-tuning epochs with fake quantization.")
+@click.option("--lr", type=Finite(0, 100, min_open=True), default=1e-4, show_default=True,
               help="Fine-tuning learning rate (SGD, momentum 0.9). 1e-3 let the digits ResNet-20 drift to 69% in 3 epochs.")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--limit", type=int, help="Use at most N examples of each split (quick runs).")
+@click.option("--batch-size", type=BATCH, default=128, show_default=True)
+@click.option("--limit", type=LIMIT, help="Use at most N examples of each split (quick runs).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="QAT model (.h5: tfmot's QAT layers reload only from HDF5).")
+@TRUST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def qat(model_path, source, epochs, lr, batch_size, limit, out, as_json):
+def qat(model_path, source, epochs, lr, batch_size, limit, out, trust, as_json):
     """Quantization-aware training (tfmot, default 8-bit scheme) of a trained float MODEL.
 
     Writes OUT and OUT.json: validation accuracy of the float model, the QAT model and its full-int8
@@ -328,7 +356,7 @@ def qat(model_path, source, epochs, lr, batch_size, limit, out, as_json):
     from resnet_edge.optimize.qat import qat as run_qat
 
     manifest = run_qat(model_path, load(source), out, epochs=epochs, lr=lr, batch_size=batch_size, limit=limit,
-                       verbose=0 if as_json else 2)
+                       verbose=0 if as_json else 2, trust=trust)
     _echo_json_or(manifest, as_json, _qat_human)
 
 
@@ -358,24 +386,25 @@ def _ratio(ctx, param, value):
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @DATA_OPTION
-@click.option("--sparsity", type=float, default=0.5, show_default=True, help="Target share of zero weights (magnitude pruning).")
+@click.option("--sparsity", type=Finite(0, 1, min_open=True, max_open=True), default=0.5, show_default=True, help="Target share of zero weights (magnitude pruning).")
 @click.option("--schedule", type=click.Choice(["polynomial", "constant"]), default="polynomial", show_default=True)
 @click.option("--structure", help="M:N structured sparsity, e.g. 2:4 (overrides --sparsity).")
 @click.option("--skip", default="", help="Layers left dense: first, last and/or layer names, comma-separated.")
 @click.option("--pqat", is_flag=True, help="Then prune-preserving QAT: the int8 model keeps the zeros.")
-@click.option("--clusters", type=int, help="Weight clustering into N shared values instead of pruning.")
-@click.option("--channels", type=float, callback=_ratio, help="Channel pruning instead: keep this share of each block's inner channels.")
+@click.option("--clusters", type=click.IntRange(2, 65_536), help="Weight clustering into N shared values instead of pruning.")
+@click.option("--channels", type=Finite(), callback=_ratio, help="Channel pruning instead: keep this share of each block's inner channels.")
 @click.option("--criterion", type=click.Choice(["l1", "bn"]), default="l1", show_default=True,
               help="Channel ranking: L1 norm of the filters, or |BatchNorm scale|.")
-@click.option("--epochs", type=int, default=2, show_default=True, help="Fine-tuning epochs.")
-@click.option("--lr", type=float, default=0.01, show_default=True,
+@click.option("--epochs", type=EPOCHS0, default=2, show_default=True, help="Fine-tuning epochs.")
+@click.option("--lr", type=Finite(0, 100, min_open=True), default=0.01, show_default=True,
               help="Fine-tuning learning rate (PQAT's QAT phase uses 1e-4).")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--limit", type=int, help="Use at most N examples of each split (quick runs).")
+@click.option("--batch-size", type=BATCH, default=128, show_default=True)
+@click.option("--limit", type=LIMIT, help="Use at most N examples of each split (quick runs).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Pruned model (.keras or .h5; .h5 with --pqat).")
+@TRUST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def prune(model_path, source, sparsity, schedule, structure, skip, pqat, clusters, channels, criterion, epochs, lr,
-          batch_size, limit, out, as_json):
+          batch_size, limit, out, trust, as_json):
     """Prune a trained MODEL: magnitude (unstructured or M:N), clustering, or whole channels.
 
     \b
@@ -393,13 +422,14 @@ def prune(model_path, source, sparsity, schedule, structure, skip, pqat, cluster
         from resnet_edge.optimize.channels import channel_prune
 
         manifest = channel_prune(model_path, data, out, keep=channels, criterion=criterion, epochs=epochs,
-                                 lr=lr, batch_size=batch_size, limit=limit, verbose=verbose)
+                                 lr=lr, batch_size=batch_size, limit=limit, verbose=verbose, trust=trust)
         return _echo_json_or(manifest, as_json, _channels_human)
     from resnet_edge.optimize.prune import prune as run_prune
 
     manifest = run_prune(model_path, data, out, sparsity=sparsity, schedule=schedule, structure=structure,
                          skip=tuple(s for s in skip.split(",") if s), epochs=epochs, lr=lr,
-                         batch_size=batch_size, limit=limit, pqat=pqat, clusters=clusters, verbose=verbose)
+                         batch_size=batch_size, limit=limit, pqat=pqat, clusters=clusters, verbose=verbose,
+                         trust=trust)
     _echo_json_or(manifest, as_json, _prune_human)
 
 
@@ -441,10 +471,10 @@ def _channels_human(m: dict) -> str:
 
 @cli.command()
 @click.argument("model_path", metavar="[MODEL]", required=False, type=click.Path(dir_okay=False))
-@click.option("--depth", "-d", type=int, help="Build a fresh model of this depth instead of reading MODEL.")
+@click.option("--depth", "-d", type=DEPTH, help="Build a fresh model of this depth instead of reading MODEL.")
 @click.option("--model", "-m", "model_name", help="Build this registry model instead of reading MODEL.")
 @click.option("--family", type=click.Choice(["imagenet", "cifar"]), help="Family for --depth.")
-@click.option("--classes", type=int, help="Classes of a model built here (default: the data's when it fits, else the family's).")
+@click.option("--classes", type=CLASSES, help="Classes of a model built here (default: the data's when it fits, else the family's).")
 @click.option("--float32", "want_float32", is_flag=True, help="Float32 (the default when no mode is given).")
 @click.option("--float16", "want_float16", is_flag=True, help="Float16 weights (half size; GPU-friendly).")
 @click.option("--dynamic", "want_dynamic", is_flag=True, help="Dynamic range: int8 weights, float activations.")
@@ -453,15 +483,16 @@ def _channels_human(m: dict) -> str:
 @click.option("--io", type=click.Choice(["float32", "int8", "uint8"]), default="float32", show_default=True,
               help="Input/output type of the --int8 model.")
 @DATA_OPTION
-@click.option("--calibration", type=int, default=100, show_default=True, help="Representative samples for --int8/--int16x8.")
-@click.option("--samples", type=int, help="Held-out test samples for the parity check (default 500; 100 when resized).")
+@click.option("--calibration", type=SAMPLES, default=100, show_default=True, help="Representative samples for --int8/--int16x8.")
+@click.option("--samples", type=SAMPLES, help="Held-out test samples for the parity check (default 500; 100 when resized).")
 @click.option("--target", "targets", multiple=True, type=click.Choice(["cpu", "gpu", "nnapi"]),
               help="Readiness report for this accelerator (repeatable).")
-@click.option("--max-drop", type=float, help="Fail (exit 1, model kept, manifest marked failed) if accuracy drops more than P points.")
+@click.option("--max-drop", type=Finite(0, 100), help="Fail (exit 1, model kept, manifest marked failed) if accuracy drops more than P points.")
 @click.option("--out", "-o", help="Output .tflite (one mode) or directory (several). Default: NAME_MODE.tflite beside MODEL (here for --depth/--model).")
+@TRUST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 def convert(model_path, depth, model_name, family, classes, want_float32, want_float16, want_dynamic, want_int8,
-            want_int16x8, io, source, calibration, samples, targets, max_drop, out, as_json):
+            want_int16x8, io, source, calibration, samples, targets, max_drop, out, trust, as_json):
     """Convert a Keras MODEL (plain, QAT or pruned) or a fresh --depth/--model to TFLite.
 
     \b
@@ -494,7 +525,7 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     if not as_json:
         click.echo(f"Converting to {', '.join(modes)} ...", err=True)
     manifests = run_convert(model_path=model_path, spec=spec, modes=modes, out=out, data=data, calibration=calibration,
-                            io=io, targets=tuple(targets), max_drop=max_drop, parity_samples=samples)
+                            io=io, targets=tuple(targets), max_drop=max_drop, parity_samples=samples, trust=trust)
     _echo_json_or(manifests, as_json, _convert_human)
 
 
@@ -546,18 +577,29 @@ def _readiness_line(name: str, target: str, r: dict) -> str:
 @click.argument("model_path", metavar="MODEL.tflite", type=click.Path(dir_okay=False))
 @click.option("--target", "targets", multiple=True, type=click.Choice(["cpu", "gpu", "nnapi"]),
               help="Readiness for these accelerators only (default: all three).")
+@click.option("--no-verify", "no_verify", is_flag=True,
+              help="Do not refuse a model of ours whose checksum does not match (look at a damaged file anyway).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def inspect(model_path, targets, as_json):
+def inspect(model_path, targets, no_verify, as_json):
     """Ops, tensors, quantization, size, sparsity, metadata, signatures and accelerator readiness of a
-    .tflite, read without TensorFlow (the file is verified before any runtime sees it)."""
+    .tflite, read without TensorFlow.
+
+    \b
+    The checksum that resnet-edge writes into every model is verified first: a damaged model of ours
+    is refused (--no-verify looks anyway); a model from another tool is shown as not verified. The
+    flatbuffer is checked before it is read, and LiteRT loads and runs it in a child process with
+    memory and time limits: a model the runtime cannot load is an error (exit 1).
+    """
     from resnet_edge.tflite.inspect import inspect as run_inspect
 
-    report = run_inspect(model_path, targets=tuple(targets) or ("cpu", "gpu", "nnapi"))
+    report = run_inspect(model_path, targets=tuple(targets) or ("cpu", "gpu", "nnapi"), verify=not no_verify)
     _echo_json_or(report, as_json, lambda r: _inspect_human(model_path, r))
 
 
 def _inspect_human(path: str, r: dict) -> str:
-    from resnet_edge.ui import human_bytes, key_values, table
+    from resnet_edge.ui import human_bytes, key_values, safe_text, table
+
+    shown = safe_text(path, 120)
 
     def io_text(t):
         q = t["quantization"]
@@ -565,8 +607,17 @@ def _inspect_human(path: str, r: dict) -> str:
         return f"{t['name']} {t['shape']} {t['dtype']}{qt}"
 
     meta = r["metadata"] or {}
+    check = r["integrity"]
+    integrity_text = {"verified": "verified (the checksum resnet-edge wrote inside matches)",
+                      "unverified": f"not verified: {check.get('why', '')}"}.get(check["status"], check["status"])
     pairs = [
-        ("file", f"{path} ({human_bytes(r['bytes'])}, sha256 {r['sha256'][:12]}...)"),
+        ("file", f"{shown} ({human_bytes(r['bytes'])}, sha256 {r['sha256'][:12]}...)"),
+        ("integrity", integrity_text),
+    ]
+    if r.get("manifest"):
+        mf = r["manifest"]
+        pairs.append(("manifest", f"{mf['path']} matches" if mf["matches"] else f"{mf['path']} is STALE: {mf['why']}"))
+    pairs += [
         ("size", f"weights {human_bytes(r['size']['weights'])}, graph and other {human_bytes(r['size']['graph_and_other'])}"),
         ("input", "; ".join(io_text(t) for t in r["inputs"])),
         ("output", "; ".join(io_text(t) for t in r["outputs"])),
@@ -574,19 +625,30 @@ def _inspect_human(path: str, r: dict) -> str:
         ("quantization", f"{r['quantization']['per_channel_tensors']} per-channel, {r['quantization']['per_tensor_tensors']} per-tensor tensors"),
         ("weight sparsity", f"{r['weight_sparsity']['sparsity']:.1%} zeros in conv/FC weights ({', '.join(r['weight_sparsity']['dtypes']) or '-'})"),
         ("min runtime", r["min_runtime_version"] or "not recorded"),
-        ("signatures", "; ".join(f"{s['key']}({', '.join(s['inputs'])}) -> {', '.join(s['outputs'])}" for s in r["signatures"]) or "none"),
+        ("signatures", safe_text("; ".join(f"{s['key']}({', '.join(s['inputs'])}) -> {', '.join(s['outputs'])}"
+                                           for s in r["signatures"]), 400) or "none"),
         ("metadata", ", ".join(r["metadata_entries"]) or "none"),
     ]
-    if meta:
-        labels = meta.get("labels")
+    if meta.get("error"):
+        pairs.append(("model", meta["error"]))
+    elif meta:
+        labels = meta.get("labels") if isinstance(meta.get("labels"), list) else None
         pairs.append(("model", f"{meta.get('name')} ({meta.get('mode')}), {'trained' if meta.get('trained') else 'UNTRAINED'}"))
-        pairs.append(("labels", "none" if not labels else f"{len(labels)}: {', '.join(labels[:10])}{' ...' if len(labels) > 10 else ''}"))
+        pairs.append(("labels", "none" if not labels else f"{len(labels)}: {', '.join(map(str, labels[:10]))}{' ...' if len(labels) > 10 else ''}"))
         norm = meta.get("normalization")
-        pairs.append(("normalization", "none (feed normalized input)" if not norm else f"inside the model: mean {norm['mean']}, std {norm['std']} (feed raw 0..255 pixels)"))
+        pairs.append(("normalization", "none (feed normalized input)" if not isinstance(norm, dict) else
+                      f"inside the model: mean {_short(norm.get('mean'))}, std {_short(norm.get('std'))} (feed raw 0..255 pixels)"))
     ops = table([{"op": k, "n": v, "version": r["op_versions"][k]} for k, v in r["ops"].items()],
                 [("op", "op"), ("n", "count"), ("version", "version")], right={"n", "version"})
-    ready = "\n".join(_readiness_line(path, t, rep) for t, rep in r["readiness"].items())
+    ready = "\n".join(_readiness_line(shown, t, rep) for t, rep in r["readiness"].items())
     return f"{key_values(pairs)}\n\n{ops}\n\n{ready}"
+
+
+def _short(values) -> str:
+    """Per-channel statistics with a sensible number of digits: [77.996, 78.0] -> [78.0, 78.0]."""
+    if not isinstance(values, list):
+        return str(values)
+    return "[" + ", ".join(f"{v:.4g}" if isinstance(v, (int, float)) else str(v) for v in values[:8]) + "]"
 
 
 def _build_human(s: dict) -> str:

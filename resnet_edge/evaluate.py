@@ -62,11 +62,13 @@ def predict(model, data, split: str = "test", batch_size: int = 256, limit: int 
     return np.concatenate(scores), np.concatenate(labels)
 
 
-def evaluate(model_path: str | Path, data, split: str = "test", batch_size: int = 256, limit: int | None = None) -> dict:
-    """Load a Keras model and report :func:`metrics` on ``split`` of ``data``."""
+def evaluate(model_path: str | Path, data, split: str = "test", batch_size: int = 256, limit: int | None = None,
+             trust: bool = False) -> dict:
+    """Load a Keras model (``trust``: without checking it for code) and report :func:`metrics` on ``split``
+    of ``data``."""
     from resnet_edge.arch.keras_model import load_model
 
-    model = load_model(model_path)
+    model = load_model(model_path, trust=trust)
     check_classes(model, data, model_path)
     scores, labels = predict(model, data, split, batch_size, limit)
     result = metrics(scores, labels, data.classes)

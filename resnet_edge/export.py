@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,30 +21,21 @@ from pathlib import Path
 from resnet_edge import __version__
 from resnet_edge.convert import MODES, is_qat_model, model_samples, parity_arrays, to_tflite
 from resnet_edge.errors import ConfigError, ResnetEdgeError
-from resnet_edge.io import atomic_write_bytes, atomic_write_json, ensure_writable, manifest_path, sha256_file
+from resnet_edge.io import ensure_writable, manifest_path, read_manifest, replace_together, sha256_file
 
 
-def load_any(path: str | Path):
-    """A float, pruned or QAT Keras model written by this toolkit."""
+def load_any(path: str | Path, trust: bool = False):
+    """A float, pruned or QAT Keras model (:func:`resnet_edge.arch.keras_model.load_model`)."""
     from resnet_edge.arch.keras_model import load_model
 
-    try:
-        return load_model(path)
-    except ResnetEdgeError as first:
-        if Path(path).suffix != ".h5":
-            raise
-        from resnet_edge.optimize.qat import load_qat
-
-        try:
-            return load_qat(path)
-        except ResnetEdgeError:
-            raise first from None
+    return load_model(path, trust=trust)
 
 
 def output_paths(name: str, modes: list[str], out: str | None, default_dir: Path = Path(".")) -> dict[str, Path]:
     """One mode: OUT is the file (default ``default_dir``/NAME_MODE.tflite). Several, or an existing
     directory: OUT is the directory that receives NAME_MODE.tflite files (default ``default_dir``)."""
-    if len(modes) == 1 and not (out and Path(out).is_dir()):
+    is_dir = bool(out) and (Path(out).is_dir() or str(out).endswith(("/", os.sep)))  # a trailing slash: a directory
+    if len(modes) == 1 and not is_dir:
         path = Path(out) if out else default_dir / f"{name}_{modes[0]}.tflite"
         if path.suffix != ".tflite":
             raise ConfigError(f"--out {path}: use a .tflite file name (e.g. {path.with_suffix('.tflite').name})")
@@ -76,19 +68,22 @@ def tflite_runtime_check(tflite_path: Path, python: str | None = None) -> dict:
         "i.set_tensor(d['index'], np.zeros(d['shape'], d['dtype'])); i.invoke()\n"
         "print(tflite_runtime.__version__)\n"
     )
+    from resnet_edge import _child
+
+    memory = _child.memory_limit(Path(tflite_path).stat().st_size)
     try:
-        proc = subprocess.run([python, "-c", code, str(tflite_path)], capture_output=True, text=True, timeout=300)
+        proc = _child.run([python, "-c", code, str(tflite_path)], timeout=300, memory=memory)
     except (subprocess.TimeoutExpired, OSError) as exc:
         return {"runtime": "tflite-runtime", "ok": False, "error": f"could not run {python}: {exc}"}
     if proc.returncode == 0:
-        return {"runtime": "tflite-runtime", "version": proc.stdout.strip().splitlines()[-1], "ok": True, "python": python}
-    err = proc.stderr.strip()
+        return {"runtime": "tflite-runtime", "version": proc.stdout.decode().strip().splitlines()[-1], "ok": True,
+                "python": python}
+    err = proc.stderr.decode("utf-8", errors="replace").strip()
     if "No module named 'tflite_runtime'" in err or "compiled using NumPy 1.x" in err:
         return {"runtime": "tflite-runtime", "ok": None,
                 "error": f"not available with {python} (it needs numpy<2): run tools/make_tflite_runtime_env.sh "
                          f"and set {OLD_RUNTIME_ENV}"}
-    last = (err.splitlines() or [f"exit code {proc.returncode}"])[-1]
-    return {"runtime": "tflite-runtime", "ok": False, "error": last[:300], "python": python}
+    return {"runtime": "tflite-runtime", "ok": False, "error": _child.describe_failure(proc, memory), "python": python}
 
 
 def convert(
@@ -104,9 +99,11 @@ def convert(
     max_drop: float | None = None,
     parity_samples: int | None = None,
     check_old_runtime: bool = True,
+    trust: bool = False,
 ) -> list[dict]:
     """Convert a saved model (``model_path``) or a fresh one (``spec``) to every mode in ``modes``.
 
+    ``trust`` loads a model file without checking it for code (see :mod:`resnet_edge.keras_files`).
     ``parity_samples`` held-out test images (default 500, or 100 when the data must be resized to the
     model's input, where only agreement and differences mean something) measure parity.
 
@@ -132,9 +129,8 @@ def convert(
         raise ConfigError(f"--max-drop is the accuracy drop in points that fails the command (>= 0), got {max_drop}")
     source_manifest = {}
     if model_path is not None:
-        model = load_any(model_path)
-        mp = manifest_path(model_path)
-        source_manifest = json.loads(mp.read_text()) if mp.exists() else {}
+        model = load_any(model_path, trust=trust)
+        source_manifest = read_manifest(model_path)
         name = Path(model_path).stem
         source = {"path": str(model_path), "sha256": sha256_file(model_path), "trained": source_manifest.get("trained")}
     else:
@@ -150,6 +146,10 @@ def convert(
             raise ConfigError(f"a quantization-aware-trained model converts to int8 (or float32), not {', '.join(wrong)}")
     # Beside the source model by default (a fresh model: the current directory).
     paths = output_paths(name, modes, out, Path(model_path).parent if model_path is not None else Path("."))
+    for p in paths.values():
+        if model_path is not None and manifest_path(p).resolve() == manifest_path(model_path).resolve():
+            raise ConfigError(f"--out {p} would overwrite {manifest_path(p).name}, the manifest of {Path(model_path).name}; "
+                              f"choose another name (e.g. {p.stem}_{next(iter(paths))}.tflite)")
     classes_match = data is not None and int(model.output_shape[-1]) == data.num_classes
     recipe = source_manifest.get("spec") or (spec.to_dict() if spec is not None else None)
     labels = data.classes if classes_match else None
@@ -193,33 +193,36 @@ def convert(
             if figures["accuracy_drop_points"] > max_drop:
                 status = "failed"
                 failed.append(f"{path.name}: accuracy fell {figures['accuracy_drop_points']:.2f} points (> --max-drop {max_drop})")
-        atomic_write_bytes(path, tfl)
-        summary = inspect(tfl, targets=())
-        manifest = {
-            "kind": "tflite-model",
-            "status": status,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "source": source,
-            "mode": mode,
-            "file": {"path": path.name, "bytes": len(tfl), "sha256": hashlib.sha256(tfl).hexdigest()},
-            "ops": summary["ops"],
-            "op_versions": summary["op_versions"],
-            "quantization": {**summary["quantization"], "inputs": summary["inputs"], "outputs": summary["outputs"]},
-            "converter_settings": settings,
-            "calibration": None if mode not in ("int8", "int16x8") or qat else {
-                "samples": int(len(rep)), "split": "train", "data": data.name if data is not None else None,
-                "resized": not fits},
-            "parity": figures,
-            "metadata": info,
-            "readiness": {t: report(tfl, t) for t in targets},
-            "compatibility": {
-                "min_runtime_version": summary["min_runtime_version"],
-                "tflite_runtime_2_14": tflite_runtime_check(path) if check_old_runtime else None,
-            },
-            "untrained_warning": None if source.get("trained") else
-                "the source model is untrained: its accuracy (and any accuracy here) means nothing",
-        }
-        atomic_write_json(manifest_path(path), manifest)
+        summary = inspect(tfl, targets=(), load_check=False)
+        with replace_together(path, manifest_path(path)) as (tmp_model, tmp_manifest):
+            # every check runs before the commit: a kill at any point leaves the old pair or the new one
+            tmp_model.write_bytes(tfl)
+            manifest = {
+                "kind": "tflite-model",
+                "status": status,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "source": source,
+                "mode": mode,
+                "file": {"path": path.name, "bytes": len(tfl), "sha256": hashlib.sha256(tfl).hexdigest(),
+                         "content_sha256": summary["integrity"].get("sha256")},
+                "ops": summary["ops"],
+                "op_versions": summary["op_versions"],
+                "quantization": {**summary["quantization"], "inputs": summary["inputs"], "outputs": summary["outputs"]},
+                "converter_settings": settings,
+                "calibration": None if mode not in ("int8", "int16x8") or qat else {
+                    "samples": int(len(rep)), "split": "train", "data": data.name if data is not None else None,
+                    "resized": not fits},
+                "parity": figures,
+                "metadata": info,
+                "readiness": {t: report(tfl, t) for t in targets},
+                "compatibility": {
+                    "min_runtime_version": summary["min_runtime_version"],
+                    "tflite_runtime_2_14": tflite_runtime_check(tmp_model) if check_old_runtime else None,
+                },
+                "untrained_warning": None if source.get("trained") else
+                    "the source model is untrained: its accuracy (and any accuracy here) means nothing",
+            }
+            tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         results.append(manifest)
     if failed:
         raise ResnetEdgeError("; ".join(failed) + " (models kept, manifests marked failed)")

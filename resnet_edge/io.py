@@ -3,7 +3,15 @@
 Every writer goes through :func:`atomic_path`: the data goes to a temporary file in the destination's
 own directory (so the final ``os.replace`` is atomic on the same file system), and the temporary file
 is removed if anything fails, including a KeyboardInterrupt. A file that was already there stays
-untouched until the new one is complete. Pure Python: safe on the edge side.
+untouched until the new one is complete.
+
+A model and its manifest are replaced together or not at all (:func:`replace_together`): both are
+written to temporary files first, then a small journal naming both renames is written atomically (the
+commit point), then both renames happen and the journal goes. A process killed (even ``kill -9``)
+before the journal exists leaves the old pair as it was; killed after, the next writer or reader that
+calls :func:`recover` completes the renames. Temporary names carry the writer's PID, so
+:func:`recover` also removes what a dead writer left half-written, and never a live writer's files.
+Pure Python: safe on the edge side.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -43,7 +53,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix); move it over ``path`` only on success."""
     final = ensure_writable(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.pid{os.getpid()}.", suffix=f".tmp{final.suffix}", dir=final.parent)
     except OSError as exc:
         raise ResnetEdgeError(f"cannot write {final}: {exc.strerror or exc}; choose another output path") from None
     os.close(fd)
@@ -89,6 +99,134 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def read_manifest(artifact: str | os.PathLike) -> dict:
+    """The sidecar manifest of an artifact (empty when there is none). Raises :class:`ResnetEdgeError`
+    when it is not readable JSON, or when the sha256 it records is not the artifact's: the two were not
+    replaced together, so what the manifest says (recipe, normalization, labels) may be another model's."""
+    mp = manifest_path(artifact)
+    if not mp.is_file():
+        return {}
+    try:
+        manifest = json.loads(mp.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError):
+        raise ResnetEdgeError(f"{mp} is not readable JSON; remove it or write the model again") from None
+    if not isinstance(manifest, dict):
+        raise ResnetEdgeError(f"{mp} is not a manifest (a JSON object was expected); remove it")
+    recorded = (manifest.get("file") or {}).get("sha256") if isinstance(manifest.get("file"), dict) else None
+    if recorded and Path(artifact).is_file() and recorded != sha256_file(artifact):
+        raise ResnetEdgeError(f"{mp} does not describe {Path(artifact).name} (its sha256 differs): one was replaced "
+                              "without the other; write the model again, or remove the stale manifest")
+    return manifest
+
+
 def manifest_path(artifact: str | os.PathLike) -> Path:
     """The sidecar manifest of an artifact: ``model.keras`` -> ``model.json``."""
     return Path(artifact).with_suffix(".json")
+
+
+JOURNAL_SUFFIX = ".commit"
+_WRITER = re.compile(r"\.pid(\d+)\.")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def replace_together(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Yield temporary paths for ``paths`` (all in one directory); when the block succeeds, move them
+    all into place together, or (if killed first) none of them. See the module docstring."""
+    finals = [ensure_writable(p) for p in paths]
+    folder = finals[0].parent
+    if any(f.parent.resolve() != folder.resolve() for f in finals):
+        raise ValueError("replace_together: the files must share a directory")
+    recover(folder)
+    tmps = []
+    try:
+        for f in finals:
+            fd, tmp = tempfile.mkstemp(prefix=f".{f.name}.pid{os.getpid()}.", suffix=f".tmp{f.suffix}", dir=folder)
+            os.close(fd)
+            tmps.append(Path(tmp))
+    except OSError as exc:
+        for t in tmps:
+            with contextlib.suppress(OSError):
+                t.unlink()
+        raise ResnetEdgeError(f"cannot write in {folder}: {exc.strerror or exc}; choose another output path") from None
+    journal = folder / f".{finals[0].name}.pid{os.getpid()}{JOURNAL_SUFFIX}"
+    try:
+        yield tmps
+        mode = 0o666 & ~current_umask()
+        for t in tmps:
+            if t.is_file():
+                os.chmod(t, mode)
+                with open(t, "rb") as fh:
+                    os.fsync(fh.fileno())
+        atomic_write_bytes(journal, json.dumps([[t.name, f.name] for t, f in zip(tmps, finals)]).encode())
+        _commit(folder, journal)
+    except BaseException:
+        if not journal.exists():  # not committed: the old files stay, the new ones go
+            for t in tmps:
+                with contextlib.suppress(OSError):
+                    t.unlink()
+        raise
+
+
+def _commit(folder: Path, journal: Path) -> None:
+    pairs = json.loads(journal.read_text())
+    for tmp_name, final_name in pairs:
+        if "/" in tmp_name or "/" in final_name:  # a journal names files of its own directory only
+            raise ResnetEdgeError(f"refusing the damaged journal {journal}")
+        tmp = folder / tmp_name
+        if tmp.exists():
+            os.replace(tmp, folder / final_name)
+    _fsync_dir(folder)
+    journal.unlink()
+    _fsync_dir(folder)
+
+
+def recover(folder: str | os.PathLike) -> list[str]:
+    """Finish what a killed writer in ``folder`` committed, and remove what it left uncommitted.
+
+    Returns the names it completed or removed. Only files of writers whose process is gone are touched.
+    Errors (a read-only directory) are ignored: a reader still notices a mismatch through checksums.
+    """
+    folder = Path(folder)
+    done: list[str] = []
+    try:
+        entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        return done
+    dead = []
+    for path in entries:
+        found = _WRITER.search(path.name)
+        if path.name.startswith(".") and found and int(found.group(1)) != os.getpid() and not _pid_alive(int(found.group(1))):
+            dead.append(path)
+    for path in dead:  # committed pairs first: their temporary files are the new versions
+        if path.name.endswith(JOURNAL_SUFFIX):
+            with contextlib.suppress(OSError, ValueError, ResnetEdgeError):
+                _commit(folder, path)
+                done.append(path.name)
+    for path in dead:  # then what was never committed
+        if ".tmp" in path.name and (path.exists() or path.is_symlink()):
+            with contextlib.suppress(OSError):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                done.append(path.name)
+    return done

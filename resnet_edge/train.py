@@ -320,7 +320,7 @@ def train(
     best = state.get("best") if state else None
     warm = dict(state["warmup"]) if state else {"active": recipe.warmup != 0, "ended_at": None}
     boundaries, values = schedule_points(recipe, spec, steps_per_epoch)
-    if start >= recipe.epochs:
+    if start >= recipe.epochs and _complete(run_dir, state):
         raise ResnetEdgeError(f"the run in {run_dir} is already complete ({start}/{recipe.epochs} epochs); nothing to resume")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -355,6 +355,9 @@ def train(
         _write_history(run_dir, history)
         if stop_after is not None and epoch + 1 - start >= stop_after and epoch + 1 < recipe.epochs:
             return {"stopped_at_epoch": epoch + 1, "run_dir": str(run_dir)}
+    # The last stages. A run killed after its last checkpoint resumes here directly (start == epochs),
+    # so every file below is written again from the checkpoint, whatever point the kill came at.
+    _write_history(run_dir, history)
     manifest = _manifest(spec, data, recipe, history, best, "final", warm)
     manifest["counts"] = count_keras(model).to_dict()
     manifest["strategy"] = {"name": strategy, "replicas": dist.num_replicas_in_sync}
@@ -362,6 +365,20 @@ def train(
     manifest = save_keras(_clean(model, spec), run_dir / "model.keras", manifest)
     _plot(run_dir, history, spec.name)
     return manifest
+
+
+def _complete(run_dir: Path, state: dict) -> bool:
+    """Whether every stage of a finished run was written: the final model with an intact manifest of
+    all its epochs, and the curves (a run killed after its last checkpoint is not complete)."""
+    from resnet_edge.io import read_manifest
+
+    final = run_dir / "model.keras"
+    try:
+        manifest = read_manifest(final)
+    except ResnetEdgeError:
+        return False
+    return (final.is_file() and manifest.get("epochs_done") == state["epoch"] and (run_dir / "curves.png").is_file()
+            and (run_dir / "history.json").is_file())
 
 
 def _one_epoch_callback():

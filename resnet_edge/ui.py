@@ -9,6 +9,27 @@ import json
 from typing import Any, Callable, Iterable, Sequence
 
 
+def safe_text(value: Any, limit: int = 200) -> str:
+    """Text that came from a file or a device, made safe for a terminal: control characters, escape
+    sequences and invisible formatting characters are shown escaped (``\\x1b``), bytes that are not
+    UTF-8 become U+FFFD, and anything longer than ``limit`` characters is cut with a note of how much."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value).decode("utf-8", errors="replace")
+    text = str(value)
+    cut = len(text) > limit
+    shown = text[:limit]
+    out = []
+    for ch in shown:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    result = "".join(out)
+    return result + f"... ({len(text) - limit:,} more characters)" if cut else result
+
+
 def si(n: float, unit: str = "") -> str:
     """11689512 -> '11.69M'; 1814073344 -> '1.81G'."""
     for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):

@@ -120,7 +120,9 @@ def test_qat_model_converts_without_representative_data(trained, digits, tmp_pat
     from resnet_edge.optimize.qat import qat
 
     qat(trained, digits, tmp_path / "q.h5", epochs=1, limit=128, verbose=0)
-    (m,) = convert(model_path=tmp_path / "q.h5", modes=["int8"], out=str(tmp_path / "q.tflite"), data=digits, io="int8",
+    with pytest.raises(ConfigError, match="would overwrite q.json"):  # the QAT model's own manifest
+        convert(model_path=tmp_path / "q.h5", modes=["int8"], out=str(tmp_path / "q.tflite"), data=digits)
+    (m,) = convert(model_path=tmp_path / "q.h5", modes=["int8"], out=str(tmp_path / "q_int8.tflite"), data=digits, io="int8",
                    parity_samples=100, check_old_runtime=False)
     assert m["calibration"] is None and m["converter_settings"]["quantization_aware_trained"]
     assert m["parity"]["top1_agreement"] >= 0.97
@@ -134,9 +136,9 @@ def test_pruned_model_keeps_zeros_in_tflite(trained, digits, tmp_path):
     from resnet_edge.tflite.inspect import inspect
 
     prune(trained, digits, tmp_path / "p.keras", sparsity=0.5, schedule="constant", epochs=1, limit=128, verbose=0)
-    (m,) = convert(model_path=tmp_path / "p.keras", modes=["float32"], out=str(tmp_path / "p.tflite"), data=digits,
+    (m,) = convert(model_path=tmp_path / "p.keras", modes=["float32"], out=str(tmp_path / "p_float32.tflite"), data=digits,
                    parity_samples=50, check_old_runtime=False)
-    assert inspect(tmp_path / "p.tflite", targets=())["weight_sparsity"]["sparsity"] > 0.45
+    assert inspect(tmp_path / "p_float32.tflite", targets=())["weight_sparsity"]["sparsity"] > 0.45
 
 
 def test_convert_depth_18_int8_cli(tmp_path):
@@ -262,8 +264,8 @@ def test_convert_errors(trained, tmp_path):
         (["--io", "int8"], "add --int8"),
         (["--int8", "--float16", "--out", str(tmp_path / "a.tflite")], "give a directory"),
         (["--out", str(tmp_path / "a.bin")], ".tflite"),
-        (["--max-drop", "-1"], ">= 0"),
-        (["--int8", "--calibration", "0"], "at least 1"),
+        (["--max-drop", "-1"], "0<=x<=100"),
+        (["--int8", "--calibration", "0"], "1<=x<=1000000"),
     ]
     for args, fragment in cases:
         r = runner.invoke(cli, ["convert", str(trained), *args])

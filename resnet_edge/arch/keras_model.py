@@ -9,6 +9,8 @@ Layer names follow Keras Applications, so later stages and reports can address a
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -110,20 +112,53 @@ def build_model(spec: ResNetSpec) -> "keras.Model":
     return keras.Model(inputs, outputs, name=spec.name.replace(".", "_"))
 
 
-def load_model(path: str | Path, compile: bool = False) -> "keras.Model":
-    """Load a model saved by this toolkit (``.keras``, ``.h5`` or a SavedModel directory).
+def load_model(path: str | Path, compile: bool = False, trust: bool = False) -> "keras.Model":
+    """Load a Keras model (``.keras``, ``.h5`` or a SavedModel directory): the one loader every command
+    uses. QAT models (tfmot's layers) load too.
 
-    Raises :class:`ResnetEdgeError` with one line when the file is missing or is not a Keras model.
+    Before Keras sees the file, its config is checked for code that loading would run (a ``Lambda``
+    layer, a ``TFOpLambda`` on a non-tensor function, a reference to a module outside Keras/tfmot/this
+    toolkit: :mod:`resnet_edge.keras_files`); ``trust=True`` skips that check. Raises
+    :class:`ResnetEdgeError` with one line when the file is missing, unsafe or not a Keras model.
     """
+    from resnet_edge.keras_files import check_model_file, uses_tfmot
+
     path = Path(path)
     if not path.exists():
         raise ResnetEdgeError(f"model file not found: {path}; build one with `resnet-edge build --out {path}`")
+    classes = check_model_file(path, trust=trust)
     allow_deep_graphs()
+    scope = contextlib.ExitStack()
     try:
-        return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=compile)
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # Keras's C++ readers take UTF-8 paths only: open the file through a link
+        path = scope.enter_context(_utf8_alias(path))
+    if trust or uses_tfmot(classes):  # tfmot's layers (QAT, PQAT) need its scope; importing it costs seconds
+        from resnet_edge.optimize.qat import quantize_scope
+
+        scope.enter_context(quantize_scope())
+    try:
+        with scope:
+            return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=compile,
+                                           **({} if trust else {"safe_mode": True}))
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same to a user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ResnetEdgeError(f"cannot load {path} as a Keras model ({first[:200]}); is it a .keras/.h5 file written by tf_keras?") from None
+
+
+@contextlib.contextmanager
+def _utf8_alias(path: Path):
+    """A UTF-8 path (a symbolic link in a private temporary folder) to a file whose own name is not."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="resnet-edge-link-"))
+    try:
+        alias = folder / ("model" + "".join(c for c in path.suffix if c.isascii()))
+        os.symlink(os.path.abspath(path), alias)
+        yield alias
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def count_keras(model: "keras.Model") -> Counts:

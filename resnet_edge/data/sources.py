@@ -265,9 +265,11 @@ def _scan(root: Path, classes: list[str] | None, strict: bool, skipped: list[str
         if not folder.is_dir():
             continue
         for f in sorted(folder.iterdir()):
-            if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            if not _readable(f):
+            if not f.is_file() and not f.is_symlink():
+                continue
+            if not f.is_file() or not _readable(f):  # a broken link or a symlink loop counts as unreadable
                 if strict:
                     raise DataError(f"unreadable image {f}; remove it, or drop --strict to skip and count such files")
                 skipped.append(str(f))

@@ -89,6 +89,7 @@ def channel_prune(
     batch_size: int = 128,
     limit: int | None = None,
     verbose: int = 2,
+    trust: bool = False,
 ) -> dict:
     """Thin ``model_path`` to ``keep`` of its inner channels, fine-tune, and write ``out`` + manifest.
 
@@ -109,7 +110,7 @@ def channel_prune(
     if not source.get("spec"):
         raise ResnetEdgeError(f"channel pruning needs {Path(model_path).with_suffix('.json')} (the manifest `resnet-edge build`/`train` write beside the model) to know its architecture")
     spec = spec_from_dict(source["spec"])
-    model = load_for_tfmot(model_path)
+    model = load_for_tfmot(model_path, trust=trust)
     check_classes(model, data, model_path)
     t0 = time.perf_counter()
     before = accuracy(model, data, "val", limit)

@@ -9,7 +9,6 @@ import zipfile
 from pathlib import Path
 
 from resnet_edge.errors import ResnetEdgeError
-from resnet_edge.io import manifest_path
 
 
 def keras_version_of_file(path: Path) -> str | None:
@@ -23,7 +22,7 @@ def keras_version_of_file(path: Path) -> str | None:
         return None
 
 
-def load_for_tfmot(path: str | Path):
+def load_for_tfmot(path: str | Path, trust: bool = False):
     """Load a tf_keras model for tensorflow-model-optimization (QAT .h5 files too); refuse Keras 3 files
     with a clear line."""
     from resnet_edge.export import load_any
@@ -35,7 +34,7 @@ def load_for_tfmot(path: str | Path):
             f"{path} was saved by Keras {version}; tensorflow-model-optimization needs Keras 2 (tf_keras): "
             "save it with tf_keras (TF_USE_LEGACY_KERAS=1) or rebuild it with `resnet-edge build`/`train`"
         )
-    return load_any(path)
+    return load_any(path, trust=trust)
 
 
 def check_keras2(model) -> None:
@@ -50,9 +49,10 @@ def check_keras2(model) -> None:
 
 
 def read_manifest(path: str | Path) -> dict:
-    """The sidecar manifest of a model (empty when there is none)."""
-    m = manifest_path(path)
-    return json.loads(m.read_text()) if m.exists() else {}
+    """The sidecar manifest of a model (empty when there is none; a stale one is refused)."""
+    from resnet_edge.io import read_manifest as read
+
+    return read(path)
 
 
 def outputs_logits(model) -> bool:

@@ -91,6 +91,7 @@ def prune(
     pqat: bool = False,
     clusters: int | None = None,
     verbose: int = 2,
+    trust: bool = False,
 ) -> dict:
     """Prune (or, with ``clusters``, cluster) ``model_path``, fine-tune, strip, and write ``out`` + manifest.
 
@@ -118,7 +119,7 @@ def prune(
     if epochs < 1:
         raise ConfigError("--epochs must be at least 1: pruning happens while fine-tuning")
     check_keras_path(out, h5_only=pqat)
-    model = load_for_tfmot(model_path)
+    model = load_for_tfmot(model_path, trust=trust)
     check_classes(model, data, model_path)
     targets = prunable_layers(model, tuple(skip))
     mot = tfmot()

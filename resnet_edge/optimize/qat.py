@@ -250,6 +250,7 @@ def qat(
     limit: int | None = None,
     scheme: str = "default",
     verbose: int = 2,
+    trust: bool = False,
 ) -> dict:
     """Fine-tune ``model_path`` with fake quantization; write the QAT model to ``out`` with a manifest.
 
@@ -268,7 +269,7 @@ def qat(
     if epochs < 0:
         raise ResnetEdgeError(f"--epochs must be 0 or more, got {epochs}")
     check_keras_path(out, h5_only=True)
-    model = load_for_tfmot(model_path)
+    model = load_for_tfmot(model_path, trust=trust)
     check_classes(model, data, model_path)
     t0 = time.perf_counter()
     before = accuracy(model, data, "val", limit)
@@ -302,9 +303,8 @@ def qat(
     return save_keras(q, out, manifest, h5_only=True)
 
 
-def load_qat(path: str | Path):
-    """Load a QAT model written by :func:`qat`."""
+def load_qat(path: str | Path, trust: bool = False):
+    """Load a QAT model written by :func:`qat` (the common loader; it enters tfmot's scope itself)."""
     from resnet_edge.arch.keras_model import load_model
 
-    with quantize_scope():
-        return load_model(path)
+    return load_model(path, trust=trust)

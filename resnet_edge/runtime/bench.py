@@ -18,9 +18,12 @@ import subprocess
 import time
 from pathlib import Path
 
+from resnet_edge import _child
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.runtime import timing
-from resnet_edge.runtime.runner import TFLiteModel
+from resnet_edge.runtime.runner import TFLiteModel, probe_in_child
+from resnet_edge.tflite import integrity
+from resnet_edge.tflite.model import load_bytes
 
 
 def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5, threads: int | None = None,
@@ -28,9 +31,14 @@ def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5
     """Time ``runs`` single-batch invocations of ``model``; return figures in milliseconds.
 
     ``kernels``: ``xnnpack`` (the runtime's default delegate) or ``builtin`` (TFLite's own kernels).
+    A model that cannot be verified is probed in a limited child first (:class:`TFLiteModel`); that
+    probe is not part of ``init_ms``, which times the checks and the interpreter's creation.
     """
+    content = bytes(model) if isinstance(model, (bytes, bytearray)) else load_bytes(model)
+    if integrity.verify(content)["status"] != "verified":
+        probe_in_child(content, "the model" if isinstance(model, (bytes, bytearray)) else str(model))
     t0 = time.perf_counter()
-    runner = TFLiteModel(model, backend=backend, num_threads=threads, kernels=kernels)
+    runner = TFLiteModel(content, backend=backend, num_threads=threads, kernels=kernels, probe=False)
     init_ms = (time.perf_counter() - t0) * 1e3
     x = timing.sample_input(runner._input, seed)
     seconds = timing.time_invoke(runner.interpreter, x, runs, warmup)
@@ -48,13 +56,16 @@ def compare_in(python: str, paths: list[str | os.PathLike], *, runtime: str = "a
            "--runs", str(runs), "--warmup", str(warmup), "--rounds", str(rounds)]
     if threads:
         cmd += ["--threads", str(threads)]
+    memory = _child.memory_limit(sum(os.path.getsize(p) for p in paths if os.path.isfile(p)))
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = _child.run(cmd, timeout=timeout, memory=memory)
     except (subprocess.TimeoutExpired, OSError) as exc:
         raise ResnetEdgeError(f"could not time models with {python}: {exc}") from None
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-        raise ResnetEdgeError(f"timing with {python} failed: {last}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise ResnetEdgeError(f"timing with {python} failed: {_child.describe_failure(proc, memory)}")
+    try:
+        result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError, UnicodeDecodeError):
+        raise ResnetEdgeError(f"timing with {python} gave no result") from None
     result["python"] = str(Path(python))
     return result

@@ -4,10 +4,17 @@
 Keras source took them (raw 0..255 when normalization is inside the model) and get float scores back.
 Quantized inputs are quantized with the model's own scale and zero point; quantized outputs are
 dequantized.
+
+Before the runtime sees a model: the checksum of a model of ours is verified (a damaged one is refused:
+:class:`~resnet_edge.tflite.integrity.DamagedModelError`), the flatbuffer is checked where the schema
+module is installed, and a model that cannot be verified (one from another tool, or ``verify=False``)
+is first loaded and run once in a child process with memory and time limits (``probe``), so that a
+model that would crash the runtime or make it allocate without bound fails there, in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -17,38 +24,76 @@ from resnet_edge._native import quiet_native_stderr
 from resnet_edge.errors import ConfigError, MissingDependencyError
 from resnet_edge.runtime.backends import interpreter_class
 from resnet_edge.runtime.timing import KERNELS, interpreter_kwargs
-from resnet_edge.tflite.metadata import read_info
-from resnet_edge.tflite.model import load_bytes
+from resnet_edge.tflite import integrity
+from resnet_edge.tflite.metadata import BadMetadataError, read_info
+from resnet_edge.tflite.model import InvalidModelError, load_bytes, read
+from resnet_edge.ui import safe_text
 
 
-def _read_info(content: bytes) -> dict | None:
-    """The model's ``resnet_edge`` metadata; None when it has none or the schema module is missing."""
+def _read_info(content: bytes, label: str) -> dict | None:
+    """Check the flatbuffer (errors name ``label``) and return the model's ``resnet_edge`` metadata; None
+    when it has none or the schema module is missing (tflite-runtime alone has none: the checksum still
+    protects)."""
     try:
+        read(content, label)
         return read_info(content)
-    except MissingDependencyError:  # tflite-runtime alone has no flatbuffer schema module
+    except MissingDependencyError:
         return None
+    except BadMetadataError as exc:
+        raise InvalidModelError(f"{label}: {exc}") from None
+
+
+def probe_in_child(content: bytes, label: str = "the model", timeout: float = 120) -> None:
+    """Load and run ``content`` once in a memory- and time-limited child; raise :class:`InvalidModelError`
+    (one line) when the runtime cannot."""
+    from resnet_edge.tflite.readiness import cpu_report_isolated
+
+    result = cpu_report_isolated(content, timeout=timeout)
+    if not result.get("loaded"):
+        raise InvalidModelError(f"{label}: {result['error']}")
 
 
 class TFLiteModel:
     """One interpreter for one model. ``model`` is a path or the model's bytes."""
 
     def __init__(self, model: str | os.PathLike | bytes, backend: str = "auto", num_threads: int | None = None,
-                 kernels: str = "xnnpack"):
+                 kernels: str = "xnnpack", verify: bool = True, probe: bool | None = None):
+        """``verify``: refuse a model of ours whose checksum does not match (``False``: look anyway).
+        ``probe``: load the model in a limited child first; default: when it could not be verified
+        (bytes the caller has just made itself need no probe: pass ``probe=False``)."""
         if kernels not in KERNELS:
             raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
         cls = interpreter_class(backend)
         # kernels: "xnnpack" (the runtime's default delegate) or "builtin" (TFLite's own kernels only)
         kwargs = interpreter_kwargs(sys.modules[cls.__module__], num_threads, kernels)
         content = bytes(model) if isinstance(model, (bytes, bytearray)) else load_bytes(model)
+        label = "the model" if isinstance(model, (bytes, bytearray)) else str(model)
+        #: ``{"status": "verified" | "unverified" | "not checked", ...}``: what the checksum said.
+        self.integrity = integrity.verify(content, label) if verify else {"status": "not checked"}
         #: The ``resnet_edge`` metadata entry (labels, normalization, recipe), or None. Reading it also
-        #: verifies the flatbuffer before the runtime sees it.
-        self.info = _read_info(content)
-        with quiet_native_stderr():
+        #: checks the flatbuffer before the runtime sees it.
+        self.info = _read_info(content, label)
+        if probe if probe is not None else self.integrity["status"] != "verified":
+            probe_in_child(content, label)
+        self.label = label
+        with quiet_native_stderr(), self._runtime_errors():
             self.interpreter = cls(model_content=content, **kwargs)
             self.interpreter.allocate_tensors()
-        self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if not inputs or not outputs or len(inputs[0]["shape"]) < 1:
+            raise InvalidModelError(f"{label} has {len(inputs)} input and {len(outputs)} output tensors; an image "
+                                    "classifier has one of each (with a batch dimension)")
+        self._input, self._output = inputs[0], outputs[0]
         self._batch = int(self._input["shape"][0])
+
+    @contextlib.contextmanager
+    def _runtime_errors(self):
+        """The runtime's own errors (ValueError, RuntimeError) on a model that passed every check: one line."""
+        try:
+            yield
+        except (ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InvalidModelError(f"{self.label}: the TFLite runtime failed on it ({safe_text(first, 200)})") from None
 
     @property
     def labels(self) -> list[str] | None:
@@ -97,10 +142,11 @@ class TFLiteModel:
 
     def invoke_raw(self, x: np.ndarray) -> np.ndarray:
         """Run one batch already in the model's input dtype; return the raw output tensor."""
-        self._resize(int(x.shape[0]))
-        self.interpreter.set_tensor(self._input["index"], x)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._output["index"]).copy()
+        with self._runtime_errors():
+            self._resize(int(x.shape[0]))
+            self.interpreter.set_tensor(self._input["index"], x)
+            self.interpreter.invoke()
+            return self.interpreter.get_tensor(self._output["index"]).copy()
 
     def predict(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Float scores for float inputs (N x H x W x C), run ``batch_size`` at a time."""

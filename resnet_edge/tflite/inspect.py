@@ -1,15 +1,46 @@
 """Everything a ``.tflite`` says about itself, without TensorFlow: ops, tensors, quantization, size,
-sparsity, metadata, signatures, accelerator readiness."""
+sparsity, metadata, signatures, accelerator readiness, integrity.
+
+A file from elsewhere is hostile until proven otherwise: the checksum of a model of ours is verified
+first (:mod:`resnet_edge.tflite.integrity`), the flatbuffer is checked before it is read
+(:func:`resnet_edge.tflite.model.read`), the runtime loads and runs it only in a child process with
+memory and time limits, and every string that came from the file is escaped and bounded
+(:func:`resnet_edge.ui.safe_text`) before anyone prints it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
+from resnet_edge.tflite import integrity
 from resnet_edge.tflite import metadata as md
-from resnet_edge.tflite.model import buffer_array, op_name, read, type_name, weight_sparsity
+from resnet_edge.tflite.model import InvalidModelError, _ints, buffer_array, load_bytes, op_name, read, type_name, weight_sparsity
+from resnet_edge.ui import safe_text
+
+#: At most this many signatures, and tensors per signature, are listed.
+MAX_LISTED = 32
+
+
+def clean(obj, depth: int = 0, text_limit: int = 200):
+    """A JSON-like value read from a file, with every string escaped and bounded, lists cut at 1,000
+    items, objects at 100 keys and nesting at 8 levels."""
+    if depth > 8:
+        return "..."
+    if isinstance(obj, (str, bytes)):
+        return safe_text(obj, text_limit)
+    if isinstance(obj, dict):
+        return {safe_text(k, 80): clean(v, depth + 1, text_limit) for k, v in list(obj.items())[:100]}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v, depth + 1, text_limit) for v in obj[:1000]]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
 
 
 def _quant(t) -> dict | None:
@@ -17,7 +48,7 @@ def _quant(t) -> dict | None:
     if q is None or q.scale is None or len(q.scale) == 0:
         return None
     scale = np.asarray(q.scale, dtype=np.float64)
-    zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0], dtype=np.int64)
+    zero = np.asarray(q.zeroPoint if q.zeroPoint is not None and len(q.zeroPoint) else [0], dtype=np.int64)
     if len(scale) == 1:
         return {"kind": "per-tensor", "scale": float(scale[0]), "zero_point": int(zero[0])}
     return {"kind": "per-channel", "axis": int(q.quantizedDimension), "channels": int(len(scale)),
@@ -26,25 +57,56 @@ def _quant(t) -> dict | None:
 
 def _io(g, index) -> dict:
     t = g.tensors[index]
-    return {"name": (t.name or b"").decode(errors="replace"), "shape": [int(d) for d in (t.shape if t.shape is not None else [])],
-            "dtype": type_name(t.type), "quantization": _quant(t)}
+    return {"name": safe_text(t.name or b""), "shape": _ints(t.shape), "dtype": type_name(t.type), "quantization": _quant(t)}
 
 
-def inspect(model: bytes | str, targets: tuple[str, ...] = ("cpu", "gpu", "nnapi"), name: str | None = None) -> dict:
-    """The full report as a dict (see :func:`resnet_edge.cli` ``inspect`` for the table)."""
-    from resnet_edge.tflite.readiness import report
+def manifest_check(path: str | os.PathLike, data: bytes) -> dict | None:
+    """Whether the manifest beside ``path`` (``NAME.json`` written by ``convert``) describes this very
+    file: ``{"path", "matches"}``, or None when there is none. A mismatch means the model was replaced
+    after its manifest was written (or the other way round)."""
+    mp = Path(path).with_suffix(".json")
+    try:
+        if not mp.is_file() or mp.stat().st_size > md.MAX_INFO_BYTES:
+            return None
+        manifest = json.loads(mp.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {"path": safe_text(mp.name), "matches": False, "why": "the manifest is not readable JSON"}
+    if not isinstance(manifest, dict) or manifest.get("kind") != "tflite-model":
+        return None
+    recorded = (manifest.get("file") or {}).get("sha256")
+    actual = hashlib.sha256(data).hexdigest()
+    out = {"path": safe_text(mp.name), "matches": recorded == actual}
+    if recorded != actual:
+        out["why"] = "its sha256 is not this file's: the model or the manifest was replaced without the other"
+    return out
 
-    m, data = read(model, name)
+
+def inspect(model: bytes | str | os.PathLike, targets: tuple[str, ...] = ("cpu", "gpu", "nnapi"), name: str | None = None,
+            verify: bool = True, load_check: bool = True) -> dict:
+    """The full report as a dict (see :func:`resnet_edge.cli` ``inspect`` for the table).
+
+    ``verify``: check the checksum of a model of ours and refuse a damaged one
+    (:class:`~resnet_edge.tflite.integrity.DamagedModelError`). ``load_check``: load and run the model
+    in LiteRT in a child process (memory- and time-limited) and raise :class:`InvalidModelError` when
+    the runtime cannot; its XNNPACK partitions are the ``cpu`` readiness.
+    """
+    from resnet_edge.tflite.readiness import cpu_report_isolated, report
+
+    from_path = not isinstance(model, (bytes, bytearray))
+    data = load_bytes(model) if from_path else bytes(model)
+    label = safe_text(name or (str(model) if from_path else "the model"))
+    checked = integrity.verify(data, label) if verify else {"status": "not checked (--no-verify)"}
+    m, data = read(data, label)
     g = m.subgraphs[0]
-    ops = Counter(op_name(m, op.opcodeIndex) for op in g.operators or [])
+    ops = Counter(safe_text(op_name(m, op.opcodeIndex), 64) for op in g.operators or [])
     versions = {}
     for op in g.operators or []:
-        n = op_name(m, op.opcodeIndex)
+        n = safe_text(op_name(m, op.opcodeIndex), 64)
         versions[n] = max(versions.get(n, 0), int(m.operatorCodes[op.opcodeIndex].version))
-    dtypes = Counter(type_name(t.type) for t in g.tensors)
+    dtypes = Counter(type_name(t.type) for t in g.tensors or [])
     weight_bytes = 0
     per_channel = per_tensor = 0
-    for t in g.tensors:
+    for t in g.tensors or []:
         arr = buffer_array(m, data, t)
         if arr is not None:
             weight_bytes += arr.nbytes
@@ -53,30 +115,46 @@ def inspect(model: bytes | str, targets: tuple[str, ...] = ("cpu", "gpu", "nnapi
             per_channel += q["kind"] == "per-channel"
             per_tensor += q["kind"] == "per-tensor"
     signatures = []
-    for sd in m.signatureDefs or []:
+    for sd in (m.signatureDefs or [])[:MAX_LISTED]:
         signatures.append({
-            "key": (sd.signatureKey or b"").decode(errors="replace"),
-            "inputs": [(t.name or b"").decode(errors="replace") for t in sd.inputs or []],
-            "outputs": [(t.name or b"").decode(errors="replace") for t in sd.outputs or []],
+            "key": safe_text(sd.signatureKey or b"", 80),
+            "inputs": [safe_text(t.name or b"", 80) for t in (sd.inputs or [])[:MAX_LISTED]],
+            "outputs": [safe_text(t.name or b"", 80) for t in (sd.outputs or [])[:MAX_LISTED]],
         })
     sparsity = weight_sparsity(data)
-    info = md.read_info(data)
+    try:
+        info = md.read_info(data)
+    except md.BadMetadataError as exc:
+        if verify:
+            raise
+        info = {"error": str(exc)}
+    runtime = None
+    if load_check:
+        runtime = cpu_report_isolated(data)
+        if not runtime.get("loaded"):
+            raise InvalidModelError(f"{label}: {runtime['error']}")
     return {
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
+        "integrity": checked,
+        "manifest": manifest_check(model, data) if from_path else None,
         "size": {"weights": int(weight_bytes), "graph_and_other": int(len(data) - weight_bytes)},
         "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         "op_versions": versions,
         "operators": sum(ops.values()),
-        "tensors": len(g.tensors),
+        "tensors": len(g.tensors or []),
         "tensor_dtypes": dict(dtypes),
         "quantization": {"per_channel_tensors": per_channel, "per_tensor_tensors": per_tensor},
-        "inputs": [_io(g, i) for i in g.inputs],
-        "outputs": [_io(g, i) for i in g.outputs],
+        "inputs": [_io(g, i) for i in _ints(g.inputs)],
+        "outputs": [_io(g, i) for i in _ints(g.outputs)],
         "weight_sparsity": {k: v for k, v in sparsity.items() if k != "per_op"},
-        "min_runtime_version": md.min_runtime_version(data),
-        "metadata": info,
-        "metadata_entries": sorted(md.entries(data)),
+        "min_runtime_version": safe_text(md.min_runtime_version(data) or "", 32) or None,
+        "metadata": clean(info) if info is not None else None,
+        "metadata_entries": sorted(safe_text(k, 80) for k in md.entries(data))[:MAX_LISTED],
         "signatures": signatures,
-        "readiness": {t: report(data, t, isolated=True) for t in targets},
+        "readiness": {t: (runtime if t == "cpu" and runtime is not None else report(data, t, isolated=True))
+                      for t in targets},
     }
+
+
+__all__ = ["inspect", "clean", "manifest_check", "InvalidModelError"]

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from resnet_edge.tflite.model import op_name, read, type_name
+from resnet_edge.tflite.model import _ints, op_name, read, type_name
 
 TARGETS = ("cpu", "gpu", "nnapi")
 
@@ -50,8 +50,9 @@ def static_report(model: bytes, target: str) -> dict:
     for i, op in enumerate(g.operators or []):
         name = op_name(m, op.opcodeIndex)
         version = m.operatorCodes[op.opcodeIndex].version
-        types = {type_name(g.tensors[t].type) for t in list(op.inputs) + list(op.outputs) if t >= 0}
-        activations = {type_name(g.tensors[t].type) for t in list(op.outputs) if t >= 0}
+        ins, outs = _ints(op.inputs), _ints(op.outputs)
+        types = {type_name(g.tensors[t].type) for t in ins + outs if t >= 0}
+        activations = {type_name(g.tensors[t].type) for t in outs if t >= 0}
         if target == "gpu":
             if name not in GPU_OPS:
                 blockers.append({"op": name, "index": i, "why": "the GPU delegate has no kernel for this op"})
@@ -76,15 +77,23 @@ def static_report(model: bytes, target: str) -> dict:
     return report
 
 
-def cpu_report(model: bytes, num_threads: int = 1) -> dict:
-    """Load the model with LiteRT's default XNNPACK delegate and read which ops it took."""
+def cpu_report(model: bytes, num_threads: int = 1, invoke: bool = False) -> dict:
+    """Load the model with LiteRT's default XNNPACK delegate and read which ops it took (``invoke``: and
+    run it once on zeros, to prove the runtime can)."""
     from resnet_edge._native import quiet_native_stderr
-    from resnet_edge.runtime.backends import interpreter_class
+    from resnet_edge.runtime.timing import runtime_module
 
-    cls = interpreter_class("litert")
+    runtime, version, module = runtime_module("auto")  # LiteRT, else tflite-runtime (a device may have only that)
+    cls = module.Interpreter
     with quiet_native_stderr():
         interp = cls(model_content=model, num_threads=num_threads)
         interp.allocate_tensors()
+        if invoke:
+            import numpy as np
+
+            for d in interp.get_input_details():
+                interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+            interp.invoke()
     details = interp._get_ops_details()  # LiteRT's node list: the model's ops, then the delegate kernels
     delegates = [d for d in details if d["op_name"] == "DELEGATE"]
     produced = {int(t) for d in delegates for t in d["outputs"]}
@@ -107,32 +116,37 @@ def cpu_report(model: bytes, num_threads: int = 1) -> dict:
     outside.sort(key=lambda d: int(d["index"]))
     blockers = [{"op": d["op_name"], "index": int(d["index"]), "why": "XNNPACK did not take this op (runs on the built-in TFLite kernel)"}
                 for d in outside]
-    import ai_edge_litert
-
-    return {"target": "cpu", "runtime": f"LiteRT {getattr(ai_edge_litert, '__version__', '?')}", "ops": len(originals),
+    shown = {"litert": "LiteRT", "tflite-runtime": "tflite-runtime"}[runtime]
+    return {"target": "cpu", "runtime": f"{shown} {version}", "ops": len(originals),
             "partitions": len(delegates), "blocked": len(blockers), "ready": len(delegates) == 1 and not blockers,
             "blockers": blockers}
 
 
 def cpu_report_isolated(model: bytes, timeout: float = 120) -> dict:
-    """:func:`cpu_report` in a child process: a model that crashes the runtime cannot crash the caller."""
+    """:func:`cpu_report` (with one invoke) in a child process that gets the model on standard input,
+    under the memory and time limits of :mod:`resnet_edge._child`: a model that crashes the runtime or
+    makes it allocate without bound cannot take the caller down. ``"loaded": False`` and ``"error"``
+    say when the runtime could not load or run it."""
     import json
     import subprocess
     import sys
-    import tempfile
 
-    with tempfile.NamedTemporaryFile(suffix=".tflite") as fh:
-        fh.write(model)
-        fh.flush()
-        try:
-            proc = subprocess.run([sys.executable, "-m", "resnet_edge.tflite.readiness", fh.name],
-                                  capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"target": "cpu", "ready": False, "error": "the runtime did not load the model in time"}
+    from resnet_edge import _child
+
+    memory = _child.memory_limit(len(model))
+    try:
+        proc = _child.run([sys.executable, "-m", "resnet_edge.tflite.readiness", "-"], input=model, timeout=timeout,
+                          memory=memory)
+    except subprocess.TimeoutExpired:
+        return {"target": "cpu", "ready": False, "loaded": False,
+                "error": f"the TFLite runtime did not load and run it within {timeout:g} s"}
     if proc.returncode != 0:
-        why = f"signal {-proc.returncode}" if proc.returncode < 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
-        return {"target": "cpu", "ready": False, "error": f"the TFLite runtime failed on this model ({why[:200]})"}
-    return json.loads(proc.stdout)
+        return {"target": "cpu", "ready": False, "loaded": False,
+                "error": f"the TFLite runtime cannot load and run it ({_child.describe_failure(proc, memory)})"}
+    try:
+        return {**json.loads(proc.stdout.decode().strip().splitlines()[-1]), "loaded": True}
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return {"target": "cpu", "ready": False, "loaded": False, "error": "the runtime check gave no result"}
 
 
 def report(model: bytes, target: str, isolated: bool = False) -> dict:
@@ -145,9 +159,11 @@ def report(model: bytes, target: str, isolated: bool = False) -> dict:
     raise ValueError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
 
 
-if __name__ == "__main__":  # the child process of cpu_report_isolated
+if __name__ == "__main__":  # the child process of cpu_report_isolated: the model on stdin ("-") or a path
     import json
     import sys
-    from pathlib import Path
 
-    print(json.dumps(cpu_report(Path(sys.argv[1]).read_bytes())))
+    from resnet_edge.tflite.model import load_bytes
+
+    content = sys.stdin.buffer.read() if sys.argv[1] == "-" else load_bytes(sys.argv[1])
+    print(json.dumps(cpu_report(content, invoke=True)))
