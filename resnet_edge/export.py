@@ -180,6 +180,7 @@ def convert(
             "tool": f"resnet-edge {__version__}",
         }
         tfl = md.embed(tfl, info)
+        info = md.read_info(tfl)  # as embedded: with the content checksum
         path = paths[mode]
         figures = None
         if data is not None:

@@ -241,6 +241,24 @@ def test_damaged_model_of_ours_is_refused_everywhere(ours, tmp_path, where):
         assert r.exit_code == 0 and "not checked" in r.output, r.output
 
 
+def test_model_from_an_earlier_version_says_so(ours, tmp_path):
+    """resnet-edge 0.1 wrote our entry without a checksum: such a model is not called damaged."""
+    from resnet_edge.tflite import metadata as md
+
+    data = ours["float32"].read_bytes()
+    info = {k: v for k, v in md.read_info(data).items() if k != "content_sha256"}
+
+    def old_entry(m):
+        entry = next(e for e in m.metadata if e.name in (b"resnet_edge", "resnet_edge"))
+        m.buffers[entry.buffer].data = np.frombuffer(json.dumps(info, sort_keys=True).encode(), np.uint8)
+
+    old = tmp_path / "old.tflite"
+    old.write_bytes(repack(data, old_entry))
+    r = CliRunner().invoke(cli, ["inspect", str(old), "--target", "gpu"])
+    assert r.exit_code == 1 and "earlier resnet-edge" in r.output and "damaged" not in r.output, r.output
+    assert CliRunner().invoke(cli, ["inspect", str(old), "--target", "gpu", "--no-verify"]).exit_code == 0
+
+
 def test_foreign_model_runs_unverified_after_a_probe(trained_resnet20):
     from resnet_edge.arch.keras_model import load_model
     from resnet_edge.convert import to_tflite

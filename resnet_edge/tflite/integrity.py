@@ -26,6 +26,8 @@ KEY = "content_sha256"
 PLACEHOLDER = "0" * 64
 _FIELD = re.compile(rb'"' + KEY.encode() + rb'": "(.{64})"', re.DOTALL)
 MARKERS = (b"resnet_edge", KEY.encode())
+#: Our entry as resnet-edge 0.1 wrote it, before models carried a checksum (whole and parseable).
+_OLD_ENTRY = re.compile(rb'\{"format": "resnet_edge/1", "input": \{[^{}]*\}, "labels": ')
 
 
 class DamagedModelError(ResnetEdgeError):
@@ -47,6 +49,9 @@ def verify(model: bytes, label: str = "the model") -> dict:
     for a foreign one (no checksum to check); raises :class:`DamagedModelError` for a damaged model of ours."""
     fields = list(_FIELD.finditer(model))
     if not fields:
+        if _OLD_ENTRY.search(model) and KEY.encode() not in model:
+            raise DamagedModelError(f"{label} was written by an earlier resnet-edge that put no checksum inside, so it "
+                                    "cannot be verified; convert it again (or pass --no-verify to use it as it is)")
         if any(marker in model for marker in MARKERS):
             raise DamagedModelError(f"{label} was written by resnet-edge but its checksum is missing or unreadable: "
                                     "the file is damaged; convert or copy it again (--no-verify to look anyway)")
