@@ -73,6 +73,8 @@ def describe_failure(proc: subprocess.CompletedProcess, memory: int | None) -> s
         last = f"{name}" + (f" ({lines[-1]})" if lines else "")
     if memory and any(sign in err for sign in MEMORY_SIGNS):
         last = f"it needed more than its memory limit of {memory >> 20} MB (set {MEMORY_ENV} to change it)"
+    elif memory and "allocating its tensors failed" in err:
+        last += f"; the child may use at most {memory >> 20} MB ({MEMORY_ENV})"
     from resnet_edge.ui import safe_text
 
     return safe_text(last, 240)

@@ -20,7 +20,8 @@ _PATTERN = re.compile(r"^resnet-edge-pid(\d+)-")
 _made: Path | None = None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (owned by anyone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -39,7 +40,7 @@ def sweep(base: str | os.PathLike) -> list[str]:
         return removed
     for path in entries:
         found = _PATTERN.match(path.name)
-        if found and int(found.group(1)) != os.getpid() and not _alive(int(found.group(1))) and path.is_dir():
+        if found and int(found.group(1)) != os.getpid() and not pid_alive(int(found.group(1))) and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
     return removed

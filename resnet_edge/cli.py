@@ -499,9 +499,10 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     Examples:
       resnet-edge convert --depth 18 --int8
       resnet-edge convert runs/r20/model.keras --int8 --float16 --target gpu --out out/
-    Each mode writes NAME_MODE.tflite (labels, normalization and recipe inside) and NAME_MODE.json
-    (ops, quantization, parity with the Keras model on held-out data, converter settings, readiness,
-    minimum runtime version, tflite-runtime 2.14 check).
+    Each mode writes NAME_MODE.tflite (labels, normalization, recipe and a checksum of its content
+    inside) and NAME_MODE.json (ops, quantization, parity with the Keras model on held-out data,
+    converter settings, readiness, minimum runtime version, tflite-runtime 2.14 check), the two
+    replaced together. MODEL is checked for code (a Lambda layer, ...) before it is loaded: --trust.
     """
     from resnet_edge.arch.spec import resolve
     from resnet_edge.data import load

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from resnet_edge._tmp import pid_alive
 from resnet_edge.errors import ResnetEdgeError
 
 
@@ -128,16 +129,6 @@ JOURNAL_SUFFIX = ".commit"
 _WRITER = re.compile(r"\.pid(\d+)\.")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -214,7 +205,7 @@ def recover(folder: str | os.PathLike) -> list[str]:
     dead = []
     for path in entries:
         found = _WRITER.search(path.name)
-        if path.name.startswith(".") and found and int(found.group(1)) != os.getpid() and not _pid_alive(int(found.group(1))):
+        if path.name.startswith(".") and found and int(found.group(1)) != os.getpid() and not pid_alive(int(found.group(1))):
             dead.append(path)
     for path in dead:  # committed pairs first: their temporary files are the new versions
         if path.name.endswith(JOURNAL_SUFFIX):

@@ -384,6 +384,57 @@ def test_pad_bomb_is_refused_before_any_allocation(ours, tmp_path):
     assert time.perf_counter() - t0 < 60
 
 
+def tile_model(n: int) -> bytes:
+    """A one-op model: TILE of a float32 [1] input by a constant ``n``, out [n] (``4n`` bytes)."""
+    import flatbuffers
+
+    from resnet_edge.tflite.model import schema
+
+    s = schema()
+    m = s.ModelT()
+    m.version = 3
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.TILE
+    code.version = 1
+    m.operatorCodes = [code]
+    multiples = s.BufferT()
+    multiples.data = np.frombuffer(np.array([n], np.int32).tobytes(), np.uint8)
+    m.buffers = [s.BufferT(), multiples]
+
+    def tensor(name, shape, kind, buffer):
+        t = s.TensorT()
+        t.name, t.shape, t.type, t.buffer = name, shape, kind, buffer
+        return t
+
+    g = s.SubGraphT()
+    g.tensors = [tensor(b"x", [1], s.TensorType.FLOAT32, 0), tensor(b"m", [1], s.TensorType.INT32, 1),
+                 tensor(b"y", [n], s.TensorType.FLOAT32, 0)]
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1], [2]
+    g.operators, g.inputs, g.outputs = [op], [0], [2]
+    m.subgraphs = [g]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_allocation_under_the_static_bound_is_stopped_by_the_child_cap(tmp_path):
+    """900 MB passes the 1 GB static bound but not a 400 MB child: refused in one line by the child's
+    address-space cap (this process never allocates it); 4 kB of the same model loads."""
+    from resnet_edge import _child
+    from resnet_edge.runtime.runner import TFLiteModel
+
+    os.environ[_child.MEMORY_ENV] = "400"
+    try:
+        with pytest.raises(ResnetEdgeError) as info:
+            TFLiteModel(tile_model(225_000_000))
+        assert TFLiteModel(tile_model(1000)).integrity["status"] == "unverified"
+    finally:
+        del os.environ[_child.MEMORY_ENV]
+    text = str(info.value)
+    assert "\n" not in text and "allocating its tensors failed" in text and "400 MB" in text, text
+
+
 def test_children_that_load_models_are_memory_capped(ours):
     from resnet_edge import _child
     from resnet_edge.tflite.readiness import cpu_report_isolated

@@ -87,7 +87,10 @@ def cpu_report(model: bytes, num_threads: int = 1, invoke: bool = False) -> dict
     cls = module.Interpreter
     with quiet_native_stderr():
         interp = cls(model_content=model, num_threads=num_threads)
-        interp.allocate_tensors()
+        try:
+            interp.allocate_tensors()
+        except RuntimeError as exc:  # LiteRT raises it with no message when the arena cannot be allocated
+            raise RuntimeError(f"allocating its tensors failed ({str(exc).strip() or 'no reason given'})") from None
         if invoke:
             import numpy as np
 
