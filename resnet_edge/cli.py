@@ -79,6 +79,14 @@ DATA_OPTION = click.option("--data", "source", default="digits", show_default=Tr
                            help="digits | cifar10:DIR | folder:DIR (env RESNET_EDGE_DATA).")
 
 
+def _check_model_file(model_path, trust: bool) -> None:
+    """Refuse a Keras model file that carries code before TensorFlow and the data load (seconds sooner)."""
+    if model_path is not None:
+        from resnet_edge.keras_files import check_model_file
+
+        check_model_file(model_path, trust=trust)
+
+
 def _echo_json_or(obj, as_json: bool, human) -> None:
     from resnet_edge.ui import emit
 
@@ -309,6 +317,7 @@ def _train_human(m: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the full confusion matrix).")
 def evaluate(model_path, source, split, batch_size, limit, strict, trust, as_json):
     """Accuracy of a Keras MODEL on a data split: top-1, top-5, per class, most confused pairs."""
+    _check_model_file(model_path, trust)
     from resnet_edge.data import load
     from resnet_edge.evaluate import evaluate as run_evaluation
 
@@ -352,6 +361,7 @@ def qat(model_path, source, epochs, lr, batch_size, limit, out, trust, as_json):
     TFLite conversion (no calibration data needed), and every layer's fate (quantized, folded,
     pass-through, or left in float and why).
     """
+    _check_model_file(model_path, trust)
     from resnet_edge.data import load
     from resnet_edge.optimize.qat import qat as run_qat
 
@@ -412,6 +422,7 @@ def prune(model_path, source, sparsity, schedule, structure, skip, pqat, cluster
     make dense kernels faster. --channels removes filters inside every residual block and rebuilds a
     thinner dense ResNet: fewer MACs, lower latency on every runtime.
     """
+    _check_model_file(model_path, trust)
     from resnet_edge.data import load
 
     data = load(source)
@@ -508,6 +519,7 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     from resnet_edge.data import load
     from resnet_edge.export import convert as run_convert
 
+    _check_model_file(model_path, trust)
     modes = [m for m, on in (("float32", want_float32), ("float16", want_float16), ("dynamic", want_dynamic),
                              ("int8", want_int8), ("int16x8", want_int16x8)) if on] or ["float32"]
     data = load(source)

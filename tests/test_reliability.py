@@ -112,6 +112,15 @@ def test_lambda_in_h5_is_refused_and_never_runs(evil, command):
     assert "--trust" in proc.stderr and not marker.exists()
 
 
+def test_code_is_refused_before_tensorflow_loads(evil):
+    folder, marker = evil
+    for command in (["evaluate"], ["convert"], ["qat", "--out", "q.h5"], ["prune", "--out", "p.keras"]):
+        proc = subprocess.run([sys.executable, "-c", NO_TF, command[0], str(folder / "evil.h5"), *command[1:]],
+                              capture_output=True, text=True)
+        assert proc.returncode == 1, proc.stderr
+        one_clean_line(proc, "layer 'evil'")
+
+
 def test_lambda_refused_in_every_format_and_trust_loads_it(evil):
     from resnet_edge.arch.keras_model import load_model
     from resnet_edge.keras_files import UnsafeModelError
@@ -655,3 +664,12 @@ def test_symlink_loops_and_empty_images_are_counted(tmp_path):
     assert sorted(Path(p).name for p in d.skipped) == ["empty.png", "loop.png"]
     with pytest.raises(ResnetEdgeError, match="loop.png"):
         load(f"folder:{tmp_path}", strict=True)
+
+
+def test_hostile_command_lines_fast_slice():
+    """tools/hostile_cli.py --fast: the cases answered before TensorFlow loads (the whole table, with
+    TensorFlow, is run by hand: README, Reliability)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "hostile_cli.py"), "--fast"], capture_output=True,
+                          text=True, errors="replace", timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("0 defect(s)"), proc.stdout + proc.stderr
+    assert proc.stdout.count("\nok") + proc.stdout.startswith("ok") >= 14
