@@ -129,6 +129,13 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "empty" / "b").mkdir(parents=True)
     with pytest.raises(DataError, match="no readable"):
         load(f"folder:{tmp_path / 'empty'}")
+    from PIL import Image
+
+    for c in ("a", "b"):  # 4 good images per class: none would be left for validation
+        for i in range(4):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "empty" / c / f"{i}.png")
+    with pytest.raises(DataError, match="8 readable images, too few to leave any for validation"):
+        load(f"folder:{tmp_path / 'empty'}")
 
 
 def test_unknown_source():

@@ -46,7 +46,7 @@ def setup(work: Path) -> dict[str, str]:
     folder = work / "images"
     for c in ("cat", "dog"):
         (folder / c).mkdir(parents=True)
-        for i in range(8):
+        for i in range(12):
             Image.fromarray(np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / c / f"{i}.png")
     (folder / "cat" / "loop.png").symlink_to("loop.png")
     (folder / "dog" / "empty.png").write_bytes(b"")
@@ -83,7 +83,8 @@ def cases(f: dict[str, str]) -> list[tuple[str, list[str], str, bool]]:
         ("evaluate missing model", ["evaluate", f["shelly"] + ".keras"], "refused", True),
         ("evaluate FIFO model", ["evaluate", f["fifo"]], "refused", True),
         ("evaluate symlink-loop model", ["evaluate", f["loop"]], "refused", True),
-        ("evaluate data folder missing", ["evaluate", "m.keras", "--data", "folder:/nonexistent $(x)"], "refused", True),
+        ("train on a missing data folder", ["train", "--model", "resnet20", "--data", "folder:/nonexistent $(x)",
+                                            "--out", f["work"] + "/r2"], "refused", True),
         ("convert into /proc (read-only)", ["convert", "--model", "resnet20", "--out", f["readonly_out"]], "refused", True),
         ("train on hostile folder", ["train", "--model", "resnet20", "--data", f"folder:{f['folder']}", "--epochs", "1",
                                      "--limit", "8", "--out", f["work"] + "/run"], "ok", True),

@@ -300,8 +300,12 @@ def load_folder(directory: str | os.PathLike, strict: bool = False, stats_images
         y_train, y_val, y_test = y[train], y[val], y[test]
     if len(classes) < 2:
         raise DataError(f"{root} has {len(classes)} class folder(s); a classifier needs at least 2 ({FOLDER_LAYOUT})")
-    if not f_train or not f_val:
+    if not f_train and not f_val:
         raise DataError(f"{root} has no readable .jpg/.png images in its class folders (expected {FOLDER_LAYOUT})")
+    if not f_train or not f_val:
+        found = len(f_train) + len(f_val) + (0 if f_test is f_val else len(f_test))
+        raise DataError(f"{root} has {found} readable images, too few to leave any for {'training' if not f_train else 'validation'}; "
+                        "give at least 10 per class, or train/ and val/ folders")
     # Mean/std from a seeded sample of training images, each reduced to 64x64 (the statistics hardly depend on size).
     pick = np.random.default_rng(SPLIT_SEED).permutation(len(f_train))[:stats_images]
     sample = np.stack([np.asarray(Image.open(f_train[i]).convert("RGB").resize((64, 64), Image.BILINEAR)) for i in pick])
