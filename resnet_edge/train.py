@@ -188,10 +188,13 @@ def _checkpoints(run_dir: Path) -> list[Path]:
 
 
 def _write_checkpoint(run_dir: Path, model, state: dict) -> Path:
+    from resnet_edge.io import recover
+
     folder = run_dir / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
+    recover(folder)  # a checkpoint half-written by a killed run goes
     final = folder / f"epoch-{state['epoch']:04d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=folder))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.pid{os.getpid()}.", suffix=".tmp", dir=folder))
     try:
         model.save(tmp / "model.keras")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))

@@ -556,6 +556,18 @@ def test_resume_finishes_a_run_killed_after_its_last_checkpoint(digits, tmp_path
         train(spec, digits, run, recipe, resume=True, limit=64, verbose=0)
 
 
+def test_half_written_checkpoint_of_a_killed_run_is_swept(build, tmp_path):
+    from resnet_edge.arch.spec import resolve
+    from resnet_edge.train import _write_checkpoint
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    debris = tmp_path / "checkpoints" / f".epoch-0002.pid{dead}.x1y2.tmp"
+    debris.mkdir(parents=True)
+    (debris / "model.keras").write_bytes(b"half a model")
+    _write_checkpoint(tmp_path, build(resolve(None, model="resnet20")), {"epoch": 2})
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch-0002"]
+
+
 KILLED_WRITER = """
 import os, sys
 from pathlib import Path
