@@ -26,7 +26,7 @@ from typing import Iterator
 
 from resnet_edge.errors import ResnetEdgeError
 
-#: Layers whose config is code, or a call of an arbitrary TensorFlow function.
+#: Layers whose config is Python bytecode (tf_keras 2 and the newer format name it differently).
 CODE_LAYERS = {"Lambda": "carries Python bytecode that loading would run",
                "__lambda__": "carries Python bytecode that loading would run"}
 #: ``TFOpLambda`` calls ``tf.<function>`` by name; these API prefixes compute on tensors and nothing else.
