@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import warnings
 from pathlib import Path
 
 from resnet_edge import __version__
@@ -38,7 +39,9 @@ def save_keras(model, out: str | Path, manifest: dict, h5_only: bool = False) ->
     existing file of the same name is kept as it was.
     """
     out = check_keras_path(out, h5_only)
-    with replace_together(out, manifest_path(out)) as (tmp, tmp_manifest):
+    with replace_together(out, manifest_path(out)) as (tmp, tmp_manifest), warnings.catch_warnings():
+        # tf_keras calls HDF5 "legacy" on every save; the toolkit picks .h5 on purpose (QAT models reload only from it)
+        warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
         model.save(tmp)
         manifest = {**manifest, "file": {"path": out.name, "bytes": tmp.stat().st_size, "sha256": sha256_file(tmp)}}
         tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")

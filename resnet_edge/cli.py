@@ -156,7 +156,7 @@ def models(family, plain, as_json):
 @click.option("--model", "-m", "model_name", help="A registry name instead of --depth (see `resnet-edge models`).")
 @click.option("--family", type=click.Choice(["imagenet", "cifar"]), help="Default: ImageNet for Table 1 depths, else CIFAR.")
 @click.option("--plain", is_flag=True, help="The plain counterpart: same layers, no shortcuts.")
-@click.option("--shortcut", type=click.Choice(["A", "B", "C"], case_sensitive=False),
+@click.option("--shortcut", type=click.Choice(["A", "B", "C"], case_sensitive=False), metavar="[A|B|C]",
               help="A: zero-padded identity (CIFAR default); B: projection where the shape changes (ImageNet default); C: all projections.")
 @click.option("--variant", type=click.Choice(["v1", "v1.5"]), default="v1", show_default=True,
               help="Bottleneck stride on the first 1x1 (v1, the paper) or on the 3x3 (v1.5).")
@@ -218,19 +218,21 @@ def _floats(ctx, param, value):
 @click.option("--depth", "-d", type=DEPTH, help="Depth instead of --model (18..152 ImageNet, 6n+2 CIFAR).")
 @click.option("--family", type=click.Choice(["imagenet", "cifar"]), help="Family for --depth.")
 @click.option("--plain", is_flag=True, default=None, help="Train the plain counterpart (no shortcuts).")
-@click.option("--shortcut", type=click.Choice(["A", "B", "C"], case_sensitive=False), help="Shortcut option (default: the family's).")
+@click.option("--shortcut", type=click.Choice(["A", "B", "C"], case_sensitive=False), metavar="[A|B|C]", help="Shortcut option (default: the family's).")
 @click.option("--input-size", type=SIZE, help="Model input side (image folders only; other sources fix it).")
 @DATA_OPTION
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory (checkpoints, models, history).")
-@click.option("--epochs", type=EPOCHS, default=15, show_default=True)
-@click.option("--batch-size", type=BATCH, default=128, show_default=True)
+@click.option("--epochs", type=EPOCHS, default=15, show_default=True, help="Passes over the training split.")
+@click.option("--batch-size", type=BATCH, default=128, show_default=True, help="Images per step (the paper: 128).")
 @click.option("--lr", type=Finite(0, 100, min_open=True), default=0.1, show_default=True, help="Initial learning rate.")
-@click.option("--momentum", type=Finite(0, 1, max_open=True), default=0.9, show_default=True)
-@click.option("--weight-decay", type=Finite(0, 1), default=1e-4, show_default=True)
+@click.option("--momentum", type=Finite(0, 1, max_open=True), default=0.9, show_default=True, help="SGD momentum (the paper: 0.9).")
+@click.option("--weight-decay", type=Finite(0, 1), default=1e-4, show_default=True,
+              help="L2 weight decay on the kernels (the paper: 1e-4).")
 @click.option("--lr-boundaries", callback=_floats, help="Learning-rate drops as fractions of the run (default: 0.5,0.75 CIFAR; 0.333,0.667 ImageNet).")
 @click.option("--warmup", default="auto", show_default=True,
               help="lr/10 first: auto = until training error < 80% (the paper's rule for ResNet-110), 0 = off, N = N steps.")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seeds initialization, data order and augmentation (same seed, same run).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default", show_default=True,
               help="tf.distribute strategy (mirrored: all GPUs, or all logical CPUs; multiworker: cluster from TF_CONFIG).")
@@ -450,7 +452,7 @@ def _prune_human(m: dict) -> str:
     a, g = m["accuracy"], m["gzip_bytes"]
     pairs = [
         ("written", m["file"]["path"]),
-        ("method", ", ".join(f"{k} {v}" for k, v in m["settings"].items() if v not in (None, [], "") and k not in ("lr", "batch_size", "limit"))),
+        ("method", _method_text(m["settings"])),
         ("sparsity", f"{m['sparsity']:.2%} of the pruned kernels' weights are zero"),
         ("val accuracy", f"{a['before']:.2%} -> {a['after']:.2%}"),
         ("gzip float32", f"{human_bytes(g['float32_tflite_before'])} -> {human_bytes(g['float32_tflite_after'])} (raw {human_bytes(g['float32_tflite_raw'])})"),
@@ -465,6 +467,13 @@ def _prune_human(m: dict) -> str:
     if rows and "m_by_n_ok" in rows[0]:
         cols.append(("m_by_n_ok", "M:N ok"))
     return key_values(pairs) + "\n\n" + table(rows, cols, right={"weights", "sparsity", "unique_values"})
+
+
+def _method_text(settings: dict) -> str:
+    """'magnitude: sparsity 0.5, schedule polynomial, epochs 2' (the method named once, then its settings)."""
+    rest = [f"{k.replace('_', ' ')} {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in settings.items()
+            if k != "method" and v not in (None, [], "") and k not in ("lr", "batch_size", "limit")]
+    return f"{settings.get('method', '?')}: {', '.join(rest)}" if rest else str(settings.get("method", "?"))
 
 
 def _channels_human(m: dict) -> str:
@@ -537,8 +546,14 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
         raise click.UsageError("give a MODEL file, or --depth/--model to build one")
     if not as_json:
         click.echo(f"Converting to {', '.join(modes)} ...", err=True)
-    manifests = run_convert(model_path=model_path, spec=spec, modes=modes, out=out, data=data, calibration=calibration,
-                            io=io, targets=tuple(targets), max_drop=max_drop, parity_samples=samples, trust=trust)
+    from resnet_edge.export import MaxDropError
+
+    try:
+        manifests = run_convert(model_path=model_path, spec=spec, modes=modes, out=out, data=data, calibration=calibration,
+                                io=io, targets=tuple(targets), max_drop=max_drop, parity_samples=samples, trust=trust)
+    except MaxDropError as exc:  # the results first, then the failure line
+        _echo_json_or(exc.manifests, as_json, _convert_human)
+        raise
     _echo_json_or(manifests, as_json, _convert_human)
 
 
@@ -565,6 +580,9 @@ def _convert_human(manifests: list) -> str:
         old_text = "not checked" if old is None else ("loads and runs" if old["ok"] else
                                                       (f"not checked: {old['error']}" if old["ok"] is None else f"FAILS: {old['error']}"))
         lines.append(f"{m['file']['path']}: needs TFLite runtime >= {c['min_runtime_version']}; tflite-runtime 2.14: {old_text}")
+    for m in manifests:
+        if m.get("written"):
+            lines.append(f"wrote {safe_text(m['written']['model'], 300)} and its manifest {safe_text(m['written']['manifest'], 300)}")
     if manifests and manifests[0].get("untrained_warning"):
         lines.append("note: " + manifests[0]["untrained_warning"])
     return "\n".join(lines)
@@ -574,12 +592,12 @@ def _readiness_line(name: str, target: str, r: dict) -> str:
     if "error" in r:
         return f"{name} on {target}: {r['error']}"
     if r["ready"]:
-        extra = f" ({r['partitions']} XNNPACK partition in {r.get('runtime', 'LiteRT')})" if target == "cpu" else ""
+        extra = f" ({_plural(r['partitions'], 'XNNPACK partition')} in {r.get('runtime', 'LiteRT')})" if target == "cpu" else ""
         line = f"{name} on {target}: ready, all {r['ops']} ops{extra}"
     else:
         what = ", ".join(f"{b['op']}#{b['index']}" for b in r["blockers"][:6])
         why = "; ".join(sorted({b["why"] for b in r["blockers"]}))
-        parts = f", {r['partitions']} partitions in {r.get('runtime', 'LiteRT')}" if target == "cpu" else ""
+        parts = f", {_plural(r['partitions'], 'partition')} in {r.get('runtime', 'LiteRT')}" if target == "cpu" else ""
         line = f"{name} on {target}: {r['blocked']} of {r['ops']} ops blocked{parts}: {what} ({why})"
     if r.get("advice"):
         line += f"; {r['advice']}"
@@ -655,6 +673,10 @@ def _inspect_human(path: str, r: dict) -> str:
                 [("op", "op"), ("n", "count"), ("version", "version")], right={"n", "version"})
     ready = "\n".join(_readiness_line(shown, t, rep) for t, rep in r["readiness"].items())
     return f"{key_values(pairs)}\n\n{ops}\n\n{ready}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _short(values) -> str:

@@ -107,9 +107,10 @@ def convert(
     ``parity_samples`` held-out test images (default 500, or 100 when the data must be resized to the
     model's input, where only agreement and differences mean something) measure parity.
 
-    Side effects: writes ``NAME_MODE.tflite`` (or ``out``) and a ``.json`` manifest beside each, atomically.
-    Raises :class:`ResnetEdgeError` after writing when ``max_drop`` is exceeded (those manifests say
-    ``"status": "failed"``).
+    Side effects: writes ``NAME_MODE.tflite`` (or ``out``) and a ``.json`` manifest beside each, together.
+    Each returned manifest has ``"written"`` (the full paths of both files) beside what the file holds.
+    Raises :class:`MaxDropError` (with every manifest) after writing when ``max_drop`` is exceeded (those
+    manifests say ``"status": "failed"``).
     """
     from resnet_edge.tflite import metadata as md
     from resnet_edge.tflite.inspect import inspect
@@ -131,13 +132,14 @@ def convert(
     if model_path is not None:
         model = load_any(model_path, trust=trust)
         source_manifest = read_manifest(model_path)
-        name = Path(model_path).stem
+        name = Path(model_path).stem  # names the output files; the model itself is named by its architecture
+        arch = source_manifest.get("name") or (source_manifest.get("spec") or {}).get("name") or model.name
         source = {"path": str(model_path), "sha256": sha256_file(model_path), "trained": source_manifest.get("trained")}
     else:
         from resnet_edge.arch.keras_model import build_model
 
         model = build_model(spec)
-        name = spec.name
+        name = arch = spec.name
         source = {"built": spec.to_dict(), "trained": False}
     qat = is_qat_model(model)
     if qat:
@@ -170,7 +172,8 @@ def convert(
                         io=io if mode == "int8" else "float32", settings=settings)
         info = {
             "format": "resnet_edge/1",
-            "name": name,
+            "name": arch,
+            "source_file": Path(model_path).name if model_path is not None else None,
             "mode": mode,
             "labels": labels,
             "normalization": norm,
@@ -200,6 +203,7 @@ def convert(
             tmp_model.write_bytes(tfl)
             manifest = {
                 "kind": "tflite-model",
+                "name": arch,
                 "status": status,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "source": source,
@@ -224,10 +228,18 @@ def convert(
                     "the source model is untrained: its accuracy (and any accuracy here) means nothing",
             }
             tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-        results.append(manifest)
+        results.append({**manifest, "written": {"model": str(path), "manifest": str(manifest_path(path))}})
     if failed:
-        raise ResnetEdgeError("; ".join(failed) + " (models kept, manifests marked failed)")
+        raise MaxDropError("; ".join(failed) + " (models kept, manifests marked failed)", results)
     return results
+
+
+class MaxDropError(ResnetEdgeError):
+    """``--max-drop`` exceeded; ``manifests`` holds every result (the models were written)."""
+
+    def __init__(self, message: str, manifests: list[dict]):
+        super().__init__(message)
+        self.manifests = manifests
 
 
 __all__ = ["convert", "load_any"]

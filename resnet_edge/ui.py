@@ -30,6 +30,15 @@ def safe_text(value: Any, limit: int = 200) -> str:
     return result + f"... ({len(text) - limit:,} more characters)" if cut else result
 
 
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut to at most ``limit`` characters at a space, so that no word or URL is cut in half."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit + 1].rsplit(" ", 1)[0] if " " in text[:limit + 1] else text[:limit]
+    return cut.rstrip(" ,;:(") + " ..."
+
+
 def si(n: float, unit: str = "") -> str:
     """11689512 -> '11.69M'; 1814073344 -> '1.81G'."""
     for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):

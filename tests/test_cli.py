@@ -113,3 +113,16 @@ def test_python_m_entry_point():
 
     proc = subprocess.run([sys.executable, "-m", "resnet_edge", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def test_shorten_never_cuts_a_word_or_url():
+    from resnet_edge.ui import shorten
+
+    text = "Unknown layer: 'QuantizeLayer'. Please ensure you are using a `keras.utils.custom_object_scope`. " \
+           "See https://www.tensorflow.org/guide/keras/save_and_serialize#registering_the_custom_object for details."
+    for limit in range(20, len(text) + 5, 7):
+        short = shorten(text, limit)
+        assert len(short) <= limit + 4
+        assert "https://" not in short or "https://www.tensorflow.org/guide/keras/save_and_serialize#registering_the_custom_object" in short
+        words = set(text.split()) | {w.rstrip(",;:(") for w in text.split()}  # whole words only
+        assert all(word in words for word in short.removesuffix(" ...").split()), short

@@ -47,7 +47,8 @@ def test_every_mode_has_parity(converted, mode):
     assert p["mean_abs_diff"] <= p["max_abs_diff"]
     assert abs(p["accuracy_drop_points"]) <= 3.0
     assert (out / m["file"]["path"]).stat().st_size == m["file"]["bytes"]
-    assert json.loads((out / m["file"]["path"]).with_suffix(".json").read_text()) == m
+    assert json.loads((out / m["file"]["path"]).with_suffix(".json").read_text()) == {k: v for k, v in m.items() if k != "written"}
+    assert m["written"] == {"model": str(out / m["file"]["path"]), "manifest": str((out / m["file"]["path"]).with_suffix(".json"))}
     assert m["compatibility"]["min_runtime_version"]
 
 
@@ -74,6 +75,7 @@ def test_metadata_round_trip(converted, digits):
     assert info["labels"] == digits.classes
     assert info["normalization"]["inside_model"] and np.allclose(info["normalization"]["mean"], digits.mean)
     assert info["recipe"]["name"] == "resnet20" and info["mode"] == "int8" and info["trained"]
+    assert info["name"] == m["int8"]["name"] == "resnet20" and info["source_file"] == "model.keras"  # not "model"
     from resnet_edge.runtime.runner import TFLiteModel
 
     runner = TFLiteModel(out / m["int8"]["file"]["path"])  # the runtime reads the same entry back
@@ -281,6 +283,9 @@ def test_single_mode_into_existing_directory(trained, digits, tmp_path):
     (m,) = convert(model_path=trained, modes=["float16"], out=str(tmp_path), data=digits, parity_samples=20,
                    check_old_runtime=False)
     assert (tmp_path / "model_float16.tflite").exists() and m["file"]["path"] == "model_float16.tflite"
+    (made,) = convert(model_path=trained, modes=["float16"], out=str(tmp_path / "new") + "/", data=digits,
+                      parity_samples=20, check_old_runtime=False)  # a trailing slash: a directory, made when missing
+    assert (tmp_path / "new" / "model_float16.tflite").is_file() and made["written"]["model"].startswith(str(tmp_path / "new"))
     (beside,) = convert(model_path=trained, modes=["float32"], data=digits, parity_samples=20, check_old_runtime=False)
     assert (trained.parent / "model_float32.tflite").exists()  # default: beside the source model
     with pytest.raises(ConfigError, match="calibration"):
@@ -309,3 +314,20 @@ def test_max_drop_fails_but_keeps_model(trained, digits, tmp_path):
     manifest = json.loads((tmp_path / "m.json").read_text())
     assert manifest["status"] == "failed" and manifest["parity"]["accuracy_drop_points"] > 1.0
     assert (tmp_path / "m.tflite").exists()
+
+
+def test_max_drop_failure_prints_the_table_then_the_error(converted, trained, monkeypatch):
+    """The CLI prints the results table and where the files went, then the failure line (exit 1)."""
+    import resnet_edge.export as export
+
+    out, m = converted
+    manifests = [m["int8"]]
+
+    def failing(**kwargs):
+        raise export.MaxDropError("model_int8.tflite: accuracy fell 5.00 points (> --max-drop 1.0)", manifests)
+
+    monkeypatch.setattr(export, "convert", failing)
+    r = CliRunner().invoke(cli, ["convert", str(trained), "--int8", "--max-drop", "1"])
+    assert r.exit_code == 1
+    assert "top-1 agree" in r.stdout and f"wrote {m['int8']['written']['model']}" in r.stdout
+    assert r.stderr.strip().splitlines()[-1].startswith("Error: model_int8.tflite: accuracy fell")

@@ -38,6 +38,8 @@ def test_qat_quantizes_everything_and_converts_without_calibration(trained, digi
     assert is_qat_model(q)
     again = CliRunner().invoke(cli, ["qat", str(out), "--limit", "64", "--out", str(tmp_path / "qq.h5")])
     assert again.exit_code != 0 and "already quantization-aware" in again.output
+    evaluated = CliRunner().invoke(cli, ["evaluate", str(out), "--limit", "64"])  # every command opens what qat wrote
+    assert evaluated.exit_code == 0 and "top-1" in evaluated.output, evaluated.output
     assert m["counts"]["trainable_params"] > 0 and m["compressed_bytes"]["int8_tflite_gzip"] < m["compressed_bytes"]["int8_tflite"]
     tfl = to_tflite(q, "int8", io="int8")
     model, _ = read(tfl)

@@ -638,6 +638,7 @@ NO_TF = textwrap.dedent("""
     (["convert", "m.keras", "--calibration", "10000000000"], "1<=x<=1000000"),
     (["prune", "m.keras", "--sparsity", "1.5", "--out", "p.keras"], "0<x<1"),
     (["evaluate", "m.keras", "--limit", "-3"], "1<=x<=1000000000"),
+    (["train", "--model", "resnet20", "--limit", "0", "--out", "r"], "1<=x<=1000000000"),  # issue 10: not "val split empty"
 ])
 def test_counts_are_bounded_before_tensorflow(args, fragment):
     proc = subprocess.run([sys.executable, "-c", NO_TF, *args], capture_output=True, text=True)

@@ -142,8 +142,11 @@ def load_model(path: str | Path, compile: bool = False, trust: bool = False) -> 
             return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=compile,
                                            **({} if trust else {"safe_mode": True}))
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same to a user
+        from resnet_edge.ui import shorten
+
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ResnetEdgeError(f"cannot load {path} as a Keras model ({first[:200]}); is it a .keras/.h5 file written by tf_keras?") from None
+        raise ResnetEdgeError(f"cannot load {path} as a Keras model ({shorten(first, 200)}); "
+                              "is it a .keras/.h5 file written by tf_keras?") from None
 
 
 @contextlib.contextmanager
