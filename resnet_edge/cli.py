@@ -267,10 +267,12 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
         source = source if "source" in given else saved["data"]
         limit = limit if "limit" in given else saved["limit"]
     recipe = Recipe(**recipe_args)
+    model_given = given & {"model_name", "depth", "family", "plain", "shortcut", "input_size"}
+    if not saved or model_given:
+        _check_model_choice(model_name, depth, family, plain, input_size, source)
     data = load(source, strict=strict)
     if data.skipped and not as_json:
         click.echo(f"skipped {len(data.skipped)} unreadable image(s), e.g. {data.skipped[0]} (--strict fails instead)", err=True)
-    model_given = given & {"model_name", "depth", "family", "plain", "shortcut", "input_size"}
     if saved and not model_given:
         spec = spec_from_dict(saved["spec"])
     else:
@@ -282,6 +284,26 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
     manifest = run_training(spec, data, out, recipe, resume=resume, strategy=strategy, cpu_devices=cpu_devices,
                             limit=limit, verbose=0 if as_json else None)
     _echo_json_or(manifest, as_json, _train_human)
+
+
+#: Sources whose images always have one size: a model for them can be advised before they load.
+FIXED_SIZE_SOURCES = {"digits": 32, "cifar10": 32}
+
+
+def _check_model_choice(model_name, depth, family, plain, input_size, source) -> None:
+    """A missing, unknown or unfitting model, said before the data and TensorFlow load; for the 32x32
+    sources the advice names a CIFAR ResNet that fits, so one more try is enough."""
+    from resnet_edge.arch.spec import resolve
+
+    size = FIXED_SIZE_SOURCES.get(source.partition(":")[0])
+    fits = f"{'plain' if plain else 'resnet'}20 (or {'plain' if plain else 'resnet'}32, 44, 56, 110)"
+    if model_name is None and depth is None:
+        hint = f"; for the {size}x{size} images of {source}: --model {fits}" if size else " (see `resnet-edge models`)"
+        raise click.UsageError(f"give --model or --depth{hint}")
+    probe = resolve(depth, model=model_name, family=family, plain=plain or None, force=True)  # unknown names fail here
+    if size and probe.family == "imagenet" and input_size is None:
+        raise click.UsageError(f"{probe.name} is an ImageNet network (for images of 64 px and more) and the images of "
+                               f"{source} are {size}x{size}: use a CIFAR-family net, --model {fits}")
 
 
 def _warmup(value: str):

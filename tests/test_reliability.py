@@ -639,6 +639,10 @@ NO_TF = textwrap.dedent("""
     (["prune", "m.keras", "--sparsity", "1.5", "--out", "p.keras"], "0<x<1"),
     (["evaluate", "m.keras", "--limit", "-3"], "1<=x<=1000000000"),
     (["train", "--model", "resnet20", "--limit", "0", "--out", "r"], "1<=x<=1000000000"),  # issue 10: not "val split empty"
+    # issue 10: with 32x32 data the advice leads straight to a model that fits, before anything loads
+    (["train", "--out", "r"], "for the 32x32 images of digits: --model resnet20"),
+    (["train", "--depth", "18", "--out", "r"], "use a CIFAR-family net, --model resnet20"),
+    (["train", "--depth", "34", "--plain", "--data", "cifar10:/x", "--out", "r"], "--model plain20"),
 ])
 def test_counts_are_bounded_before_tensorflow(args, fragment):
     proc = subprocess.run([sys.executable, "-c", NO_TF, *args], capture_output=True, text=True)

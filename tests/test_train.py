@@ -154,7 +154,7 @@ def test_evaluate_errors(trained, tmp_path):
 def test_train_cli_errors(tmp_path):
     runner = CliRunner()
     r = runner.invoke(cli, ["train", "--model", "resnet18", "--out", str(tmp_path / "x")])
-    assert r.exit_code != 0 and "CIFAR family" in r.output
+    assert r.exit_code != 0 and "CIFAR-family net, --model resnet20" in r.output
     r = runner.invoke(cli, ["train", "--resume", "--out", str(tmp_path / "nothing")])
     assert r.exit_code != 0 and "nothing to resume" in r.output
     r = runner.invoke(cli, ["train", "--model", "resnet20", "--data", f"cifar10:{tmp_path}", "--out", str(tmp_path / "y")])
