@@ -588,7 +588,8 @@ def _convert_human(manifests: list) -> str:
         acc = "-" if p.get("tflite_accuracy") is None else f"{p['keras_accuracy']:.2%} -> {p['tflite_accuracy']:.2%}"
         io = m["quantization"]["inputs"][0]["dtype"] + "/" + m["quantization"]["outputs"][0]["dtype"]
         rows.append({"file": m["file"]["path"], "mode": m["mode"], "size": human_bytes(m["file"]["bytes"]), "io": io,
-                     "agree": "-" if not p else f"{p['top1_agreement']:.1%}",
+                     "agree": "-" if not p else (f"{p['top1_agreement']:.1%}" if _agreement_means_something(m)
+                                                 else "n/a"),
                      "maxdiff": "-" if not p else f"{p['max_abs_diff']:.2e}", "acc": acc, "status": m["status"]})
     text = table(rows, [("file", "file"), ("mode", "mode"), ("size", "size"), ("io", "in/out"), ("agree", "top-1 agree"),
                         ("maxdiff", "max |diff|"), ("acc", "accuracy keras -> tflite"), ("status", "status")],
@@ -602,12 +603,21 @@ def _convert_human(manifests: list) -> str:
         old_text = "not checked" if old is None else ("loads and runs" if old["ok"] else
                                                       (f"not checked: {old['error']}" if old["ok"] is None else f"FAILS: {old['error']}"))
         lines.append(f"{m['file']['path']}: needs TFLite runtime >= {c['min_runtime_version']}; tflite-runtime 2.14: {old_text}")
+    if any(m["parity"] and not _agreement_means_something(m) for m in manifests):
+        lines.append("top-1 agree n/a: the source model is untrained (or predicts one class for every test input), so "
+                     "agreement says nothing; max |diff| of the outputs is the measure")
     for m in manifests:
         if m.get("written"):
             lines.append(f"wrote {safe_text(m['written']['model'], 300)} and its manifest {safe_text(m['written']['manifest'], 300)}")
     if manifests and manifests[0].get("untrained_warning"):
         lines.append("note: " + manifests[0]["untrained_warning"])
     return "\n".join(lines)
+
+
+def _agreement_means_something(manifest: dict) -> bool:
+    """Top-1 agreement means something for a trained model whose predictions spread over classes; an
+    untrained net predicts one class, or a few, for every input, and agrees with itself by chance."""
+    return bool(manifest["source"].get("trained")) and manifest["parity"].get("keras_distinct_predictions", 2) > 1
 
 
 def _readiness_line(name: str, target: str, r: dict) -> str:

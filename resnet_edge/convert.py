@@ -154,8 +154,12 @@ def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accu
     keras_scores = np.concatenate([model(x[i:i + 64], training=False).numpy() for i in range(0, len(x), 64)])
     tfl_scores = TFLiteModel(tflite, probe=False).predict(x, batch_size=64)  # bytes just made here
     diff = np.abs(keras_scores - tfl_scores)
+    spread = int(len(np.unique(keras_scores.argmax(1))))
     out = {
         "n": int(len(x)),
+        # An untrained net often predicts one class for every input: then 100% agreement says nothing,
+        # and the output differences are the measure (readers show agreement only when this is > 1).
+        "keras_distinct_predictions": spread,
         "top1_agreement": float((keras_scores.argmax(1) == tfl_scores.argmax(1)).mean()),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),

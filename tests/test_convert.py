@@ -149,6 +149,10 @@ def test_convert_depth_18_int8_cli(tmp_path):
                                  "--out", str(tmp_path / "r18.tflite"), "--json"])
     assert r.exit_code == 0, r.output
     (m,) = json.loads(r.output)
+    from resnet_edge.cli import _convert_human
+
+    human = _convert_human([m])  # untrained: parity by output error only, and the table says why
+    assert "n/a" in human and "agreement says nothing" in human and f"{m['parity']['max_abs_diff']:.2e}" in human
     assert m["untrained_warning"] and m["parity"]["keras_accuracy"] is None  # 1000 classes: no accuracy on digits
     assert m["calibration"]["resized"] and 11.0e6 < m["file"]["bytes"] < 12.5e6
     assert m["quantization"]["inputs"][0]["dtype"] == "float32"
@@ -330,4 +334,5 @@ def test_max_drop_failure_prints_the_table_then_the_error(converted, trained, mo
     r = CliRunner().invoke(cli, ["convert", str(trained), "--int8", "--max-drop", "1"])
     assert r.exit_code == 1
     assert "top-1 agree" in r.stdout and f"wrote {m['int8']['written']['model']}" in r.stdout
+    assert f"{m['int8']['parity']['top1_agreement']:.1%}" in r.stdout and "n/a" not in r.stdout  # trained: shown
     assert r.stderr.strip().splitlines()[-1].startswith("Error: model_int8.tflite: accuracy fell")
