@@ -434,11 +434,13 @@ def _ratio(ctx, param, value):
               help="Fine-tuning learning rate (PQAT's QAT phase uses 1e-4).")
 @click.option("--batch-size", type=BATCH, default=128, show_default=True)
 @click.option("--limit", type=LIMIT, help="Use at most N examples of each split (quick runs).")
+@click.option("--max-drop", type=Finite(0, 100),
+              help="--channels: fail (exit 1, model kept) if val accuracy ends more than P points below the source.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Pruned model (.keras or .h5; .h5 with --pqat).")
 @TRUST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def prune(model_path, source, sparsity, schedule, structure, skip, pqat, clusters, channels, criterion, epochs, lr,
-          batch_size, limit, out, trust, as_json):
+          batch_size, limit, max_drop, out, trust, as_json):
     """Prune a trained MODEL: magnitude (unstructured or M:N), clustering, or whole channels.
 
     \b
@@ -451,13 +453,16 @@ def prune(model_path, source, sparsity, schedule, structure, skip, pqat, cluster
 
     data = load(source)
     verbose = 0 if as_json else 2
+    if max_drop is not None and channels is None:
+        raise click.UsageError("--max-drop applies to --channels (channel pruning)")
     if channels is not None:
         if pqat or clusters or structure:
             raise click.UsageError("--channels does not combine with --pqat, --clusters or --structure")
         from resnet_edge.optimize.channels import channel_prune
 
         manifest = channel_prune(model_path, data, out, keep=channels, criterion=criterion, epochs=epochs,
-                                 lr=lr, batch_size=batch_size, limit=limit, verbose=verbose, trust=trust)
+                                 lr=lr, batch_size=batch_size, limit=limit, verbose=verbose, trust=trust,
+                                 max_drop=max_drop)
         return _echo_json_or(manifest, as_json, _channels_human)
     from resnet_edge.optimize.prune import prune as run_prune
 
@@ -507,7 +512,10 @@ def _channels_human(m: dict) -> str:
         ("kept", f"{m['settings']['keep']:.0%} of inner channels by {m['settings']['criterion']}"),
         ("MACs", f"{si(c['before']['macs'])} -> {si(c['after']['macs'])} ({c['mac_ratio']:.2f}x)"),
         ("parameters", f"{c['before']['trainable_params']:,} -> {c['after']['trainable_params']:,}"),
-        ("val accuracy", f"{a['before']:.2%} -> {a['thinned_before_fine_tune']:.2%} thinned -> {a['after']:.2%} fine-tuned"),
+        ("val accuracy", f"{a['before']:.2%} -> {a['thinned_before_fine_tune']:.2%} thinned -> "
+                         f"{a['batchnorm_recalibrated']:.2%} BatchNorm re-estimated -> {a['after']:.2%} fine-tuned"),
+        *([("WARNING", f"accuracy is {a['drop_points']:.2f} points below the source: fine-tune longer (--epochs)")]
+          if m.get("status") == "dropped" else []),
     ])
 
 

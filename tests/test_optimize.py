@@ -211,3 +211,23 @@ def test_parse_structure():
     assert check_m_by_n(k, 2, 4)
     k[0, 0, 2, 0] = 1
     assert not check_m_by_n(k, 2, 4)
+
+
+def test_thinned_model_recovers_by_batchnorm_recalibration(trained, digits, tmp_path):
+    """Issue 10: thinning left BatchNorm statistics describing the removed filters' world (chance accuracy
+    after `--channels 0.5 --epochs 1`); re-estimating them recovers most of it with no training at all."""
+    from resnet_edge.optimize.channels import channel_prune
+
+    m = channel_prune(trained, digits, tmp_path / "t.keras", keep=0.5, epochs=0, verbose=0)
+    a = m["accuracy"]
+    assert a["batchnorm_recalibrated"] >= a["thinned_before_fine_tune"] + 0.2, a  # +20 points before any training
+
+
+def test_channel_pruning_max_drop_fails_and_keeps_the_model(trained, digits, tmp_path):
+    r = CliRunner().invoke(cli, ["prune", str(trained), "--channels", "0.25", "--epochs", "0", "--max-drop", "0",
+                                 "--out", str(tmp_path / "t.keras")])
+    assert r.exit_code == 1 and "--max-drop 0" in r.output and "Traceback" not in r.output, r.output
+    manifest = json.loads((tmp_path / "t.json").read_text())
+    assert manifest["status"] == "dropped" and manifest["accuracy"]["drop_points"] > 0 and (tmp_path / "t.keras").exists()
+    r = CliRunner().invoke(cli, ["prune", str(trained), "--max-drop", "1", "--out", str(tmp_path / "u.keras")])
+    assert r.exit_code == 2 and "applies to --channels" in r.output

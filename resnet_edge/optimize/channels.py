@@ -77,6 +77,33 @@ def thin(model, spec: ResNetSpec, keep: float, criterion: str = "l1"):
     return thin_model, thin_spec
 
 
+def recalibrate_batchnorm(model, data, *, batches: int = 30, batch_size: int = 128, seed: int = 0,
+                          limit: int | None = None) -> None:
+    """Re-estimate every BatchNorm's moving mean and variance from ``batches`` training batches.
+
+    Removing filters changes what the next convolution sees, so the next BatchNorm's statistics no
+    longer describe its input: measured on the digits ResNet-20 at ``--channels 0.5``, accuracy fell
+    from 96% to 9.4% (chance) and came back to 79% after this, before any fine-tuning (one epoch of
+    fine-tuning then gave 83%, against 19% without it). The weights are not changed; each batch's
+    statistics enter a cumulative mean (momentum i/(i+1)).
+    """
+    from resnet_edge._tf import keras
+    from resnet_edge.data.pipeline import make_dataset
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in norms]
+    ds = make_dataset(data, "train", input_size=int(model.input_shape[1]), batch_size=batch_size, training=True,
+                      seed=seed, epoch=0, limit=limit)
+    try:
+        for i, (x, _) in enumerate(ds.repeat().take(batches)):
+            for layer in norms:
+                layer.momentum = i / (i + 1)
+            model(x, training=True)
+    finally:
+        for layer, momentum in zip(norms, saved):
+            layer.momentum = momentum
+
+
 def channel_prune(
     model_path: str | Path,
     data,
@@ -90,11 +117,15 @@ def channel_prune(
     limit: int | None = None,
     verbose: int = 2,
     trust: bool = False,
+    max_drop: float | None = None,
 ) -> dict:
     """Thin ``model_path`` to ``keep`` of its inner channels, fine-tune, and write ``out`` + manifest.
 
-    Needs the model's manifest (``NAME.json``, written by ``build``/``train``) for its recipe. Side
-    effects: writes ``out`` and its ``.json``; the source model is untouched.
+    Needs the model's manifest (``NAME.json``, written by ``build``/``train``) for its recipe. The thinned
+    model's BatchNorm statistics are re-estimated before fine-tuning (:func:`recalibrate_batchnorm`).
+    Side effects: writes ``out`` and its ``.json``; the source model is untouched. The manifest's
+    ``status`` is ``"dropped"`` when validation accuracy ends more than a point (or ``max_drop``) below
+    the source's; with ``max_drop`` that also raises :class:`ResnetEdgeError`, after writing.
     """
     from resnet_edge.arch.keras_model import count_keras
     from resnet_edge.build import check_keras_path, save_keras, versions
@@ -116,6 +147,8 @@ def channel_prune(
     before = accuracy(model, data, "val", limit)
     thin_model, thin_spec = thin(model, spec, keep, criterion)
     right_after = accuracy(thin_model, data, "val", limit)
+    recalibrate_batchnorm(thin_model, data, batch_size=batch_size, limit=limit)
+    recalibrated = accuracy(thin_model, data, "val", limit)
     history = fine_tune(thin_model, data, epochs=epochs, lr=lr, batch_size=batch_size, limit=limit, verbose=verbose,
                         from_logits=outputs_logits(model)) if epochs else []
     after = accuracy(thin_model, data, "val", limit)
@@ -129,7 +162,9 @@ def channel_prune(
         "spec": thin_spec.to_dict(),
         "data": data.info(),
         "settings": {"keep": keep, "criterion": criterion, "epochs": epochs, "lr": lr, "batch_size": batch_size, "limit": limit},
-        "accuracy": {"split": "val", "before": before, "thinned_before_fine_tune": right_after, "after": after},
+        "accuracy": {"split": "val", "before": before, "thinned_before_fine_tune": right_after,
+                     "batchnorm_recalibrated": recalibrated, "after": after, "drop_points": 100 * (before - after)},
+        "status": "ok" if 100 * (before - after) <= (1.0 if max_drop is None else max_drop) else "dropped",
         "counts": {"before": c0.to_dict(), "after": c1.to_dict(), "mac_ratio": c1.macs / c0.macs,
                    "param_ratio": c1.trainable_params / c0.trainable_params},
         "inner_widths": [list(w) for w in thin_spec.inner_widths],
@@ -138,4 +173,8 @@ def channel_prune(
         "versions": versions(),
         "trained": bool(source.get("trained")),
     }
-    return save_keras(thin_model, out, manifest)
+    manifest = save_keras(thin_model, out, manifest)
+    if max_drop is not None and manifest["accuracy"]["drop_points"] > max_drop:
+        raise ResnetEdgeError(f"{Path(out).name}: val accuracy fell {manifest['accuracy']['drop_points']:.2f} points "
+                              f"(> --max-drop {max_drop}); the model is kept, its manifest says so; fine-tune longer (--epochs)")
+    return manifest
