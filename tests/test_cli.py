@@ -126,3 +126,38 @@ def test_shorten_never_cuts_a_word_or_url():
         assert "https://" not in short or "https://www.tensorflow.org/guide/keras/save_and_serialize#registering_the_custom_object" in short
         words = set(text.split()) | {w.rstrip(",;:(") for w in text.split()}  # whole words only
         assert all(word in words for word in short.removesuffix(" ...").split()), short
+
+
+def test_summaries_read_well():
+    """Issue 10: 'method method magnitude', 15-digit statistics, '1 partitions', options without help,
+    shortcut choices shown as [a|b|c]."""
+    from resnet_edge.cli import _method_text, _readiness_line, _short
+
+    assert _method_text({"method": "magnitude", "sparsity": 0.5, "skip": ["first"], "lr": 0.01}) == \
+        "magnitude: sparsity 0.5, skip first"
+    assert _short([77.9963359499205, 78.1]) == "[78, 78.1]"
+    line = _readiness_line("m.tflite", "cpu", {"ready": True, "ops": 30, "partitions": 1, "runtime": "LiteRT 2.3.0"})
+    assert "1 XNNPACK partition in" in line and "partitions" not in line
+    blocked = _readiness_line("m.tflite", "cpu", {"ready": False, "ops": 30, "partitions": 1, "blocked": 1,
+                                                  "blockers": [{"op": "SOFTMAX", "index": 29, "why": "x"}]})
+    assert ", 1 partition in" in blocked
+    helptext = CliRunner().invoke(cli, ["train", "-h"]).output
+    assert "[A|B|C]" in helptext
+    lines = helptext.splitlines()
+    for option, words in (("--epochs", "Passes over the training split"), ("--batch-size", "Images per step"),
+                          ("--momentum", "SGD momentum"), ("--weight-decay", "L2 weight decay"), ("--seed", "Seeds")):
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(option + " "))
+        assert words in " ".join(" ".join(lines[at:at + 3]).split()), option  # the option's own listing, wrapped
+
+
+def test_h5_saves_without_the_legacy_warning(tmp_path):
+    import warnings
+
+    from resnet_edge.arch.keras_model import build_model
+    from resnet_edge.arch.spec import resolve
+    from resnet_edge.build import save_keras
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_keras(build_model(resolve(None, model="resnet20")), tmp_path / "m.h5", {"kind": "keras-model"})
+    assert not [w for w in caught if "HDF5" in str(w.message)]

@@ -650,6 +650,15 @@ def test_counts_are_bounded_before_tensorflow(args, fragment):
     one_clean_line(proc, fragment)
 
 
+@pytest.mark.parametrize("command", [["evaluate"], ["convert"], ["qat", "--out", "q.h5"], ["prune", "--out", "p.keras"]])
+def test_missing_model_is_reported_before_tensorflow(command, tmp_path):
+    """Issue 10: a missing model file took 20 s to report (after TensorFlow and the data loaded)."""
+    proc = subprocess.run([sys.executable, "-c", NO_TF, command[0], str(tmp_path / "none.keras"), *command[1:]],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    one_clean_line(proc, "model file not found")
+
+
 def test_hostile_paths(trained_resnet20, digits, tmp_path):
     """A model file whose name is not UTF-8, and an output name with shell syntax: no shell ever sees it."""
     import shutil
