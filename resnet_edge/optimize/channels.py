@@ -147,8 +147,9 @@ def channel_prune(
     before = accuracy(model, data, "val", limit)
     thin_model, thin_spec = thin(model, spec, keep, criterion)
     right_after = accuracy(thin_model, data, "val", limit)
-    recalibrate_batchnorm(thin_model, data, batch_size=batch_size, limit=limit)
-    recalibrated = accuracy(thin_model, data, "val", limit)
+    if keep < 1:  # with every filter kept the statistics still hold (and the model stays identical)
+        recalibrate_batchnorm(thin_model, data, batch_size=batch_size, limit=limit)
+    recalibrated = accuracy(thin_model, data, "val", limit) if keep < 1 else right_after
     history = fine_tune(thin_model, data, epochs=epochs, lr=lr, batch_size=batch_size, limit=limit, verbose=verbose,
                         from_logits=outputs_logits(model)) if epochs else []
     after = accuracy(thin_model, data, "val", limit)
