@@ -650,6 +650,14 @@ def test_counts_are_bounded_before_tensorflow(args, fragment):
     one_clean_line(proc, fragment)
 
 
+def test_misspelled_model_name_is_reported_before_tensorflow():
+    """Issue 10: a misspelled model name in `train` took 34 s to report on a busy machine."""
+    proc = subprocess.run([sys.executable, "-c", NO_TF, "train", "--model", "resnet21", "--out", "r"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    one_clean_line(proc, "unknown model 'resnet21'")
+
+
 @pytest.mark.parametrize("command", [["evaluate"], ["convert"], ["qat", "--out", "q.h5"], ["prune", "--out", "p.keras"]])
 def test_missing_model_is_reported_before_tensorflow(command, tmp_path):
     """Issue 10: a missing model file took 20 s to report (after TensorFlow and the data loaded)."""
