@@ -8,8 +8,8 @@ untouched until the new one is complete.
 A model and its manifest are replaced together or not at all (:func:`replace_together`): both are
 written to temporary files first, then a small journal naming both renames is written atomically (the
 commit point), then both renames happen and the journal goes. A process killed (even ``kill -9``)
-before the journal exists leaves the old pair as it was; killed after, the next writer or reader that
-calls :func:`recover` completes the renames. Temporary names carry the writer's PID, so
+before the journal exists leaves the old pair as it was; killed after, the next write into that folder
+(every :func:`replace_together` first calls :func:`recover`) completes the renames. Temporary names carry the writer's PID, so
 :func:`recover` also removes what a dead writer left half-written, and never a live writer's files.
 Pure Python: safe on the edge side.
 """
@@ -53,12 +53,7 @@ def ensure_writable(path: str | os.PathLike) -> Path:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix); move it over ``path`` only on success."""
     final = ensure_writable(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.pid{os.getpid()}.", suffix=f".tmp{final.suffix}", dir=final.parent)
-    except OSError as exc:
-        raise ResnetEdgeError(f"cannot write {final}: {exc.strerror or exc}; choose another output path") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temporary_beside(final)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; give the file the usual permissions
@@ -67,6 +62,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def _temporary_beside(final: Path) -> Path:
+    """An empty temporary file beside ``final``: ``.NAME.pidPID.XXXX.tmpSUFFIX``, the name :func:`recover`
+    recognizes (the PID says whose it is)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.pid{os.getpid()}.", suffix=f".tmp{final.suffix}",
+                                   dir=final.parent)
+    except OSError as exc:
+        raise ResnetEdgeError(f"cannot write in {final.parent}: {exc.strerror or exc}; choose another output path") from None
+    os.close(fd)
+    return Path(tmp)
 
 
 def current_umask() -> int:
@@ -147,17 +154,14 @@ def replace_together(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     if any(f.parent.resolve() != folder.resolve() for f in finals):
         raise ValueError("replace_together: the files must share a directory")
     recover(folder)
-    tmps = []
+    tmps: list[Path] = []
     try:
         for f in finals:
-            fd, tmp = tempfile.mkstemp(prefix=f".{f.name}.pid{os.getpid()}.", suffix=f".tmp{f.suffix}", dir=folder)
-            os.close(fd)
-            tmps.append(Path(tmp))
-    except OSError as exc:
+            tmps.append(_temporary_beside(f))
+    except ResnetEdgeError:
         for t in tmps:
-            with contextlib.suppress(OSError):
-                t.unlink()
-        raise ResnetEdgeError(f"cannot write in {folder}: {exc.strerror or exc}; choose another output path") from None
+            t.unlink(missing_ok=True)
+        raise
     journal = folder / f".{finals[0].name}.pid{os.getpid()}{JOURNAL_SUFFIX}"
     try:
         yield tmps
