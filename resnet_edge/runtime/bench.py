@@ -15,15 +15,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from resnet_edge import _child
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.runtime import timing
-from resnet_edge.runtime.runner import TFLiteModel, probe_in_child
-from resnet_edge.tflite import integrity
-from resnet_edge.tflite.model import load_bytes
+from resnet_edge.runtime.runner import TFLiteModel
 
 
 def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5, threads: int | None = None,
@@ -34,12 +31,8 @@ def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5
     A model that cannot be verified is probed in a limited child first (:class:`TFLiteModel`); that
     probe is not part of ``init_ms``, which times the checks and the interpreter's creation.
     """
-    content = bytes(model) if isinstance(model, (bytes, bytearray)) else load_bytes(model)
-    if integrity.verify(content)["status"] != "verified":
-        probe_in_child(content, "the model" if isinstance(model, (bytes, bytearray)) else str(model))
-    t0 = time.perf_counter()
-    runner = TFLiteModel(content, backend=backend, num_threads=threads, kernels=kernels, probe=False)
-    init_ms = (time.perf_counter() - t0) * 1e3
+    runner = TFLiteModel(model, backend=backend, num_threads=threads, kernels=kernels)
+    init_ms = runner.init_ms
     x = timing.sample_input(runner._input, seed)
     seconds = timing.time_invoke(runner.interpreter, x, runs, warmup)
     return {"runs": runs, "warmup": warmup, "threads": threads, "kernels": kernels, "init_ms": round(init_ms, 2),

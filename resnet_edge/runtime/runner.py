@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -66,6 +67,7 @@ class TFLiteModel:
         cls = interpreter_class(backend)
         # kernels: "xnnpack" (the runtime's default delegate) or "builtin" (TFLite's own kernels only)
         kwargs = interpreter_kwargs(sys.modules[cls.__module__], num_threads, kernels)
+        started = time.perf_counter()
         content = bytes(model) if isinstance(model, (bytes, bytearray)) else load_bytes(model)
         label = "the model" if isinstance(model, (bytes, bytearray)) else str(model)
         #: ``{"status": "verified" | "unverified" | "not checked", ...}``: what the checksum said.
@@ -73,8 +75,11 @@ class TFLiteModel:
         #: The ``resnet_edge`` metadata entry (labels, normalization, recipe), or None. Reading it also
         #: checks the flatbuffer before the runtime sees it.
         self.info = _read_info(content, label)
+        probed = 0.0
         if probe if probe is not None else self.integrity["status"] != "verified":
+            t0 = time.perf_counter()
             probe_in_child(content, label)
+            probed = time.perf_counter() - t0
         self.label = label
         with quiet_native_stderr(), self._runtime_errors():
             self.interpreter = cls(model_content=content, **kwargs)
@@ -84,6 +89,8 @@ class TFLiteModel:
             raise InvalidModelError(f"{label} has {len(inputs)} input and {len(outputs)} output tensors; an image "
                                     "classifier has one of each (with a batch dimension)")
         self._input, self._output = inputs[0], outputs[0]
+        #: Milliseconds to read, check and load the model and allocate its tensors (the child probe excluded).
+        self.init_ms = (time.perf_counter() - started - probed) * 1e3
         self._batch = int(self._input["shape"][0])
 
     @contextlib.contextmanager
