@@ -107,13 +107,20 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(artifact: str | os.PathLike) -> dict:
+#: A manifest is a few kB (a long run's history: tens of kB); more is not a manifest of ours.
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+def read_manifest(artifact: str | os.PathLike, sha256: str | None = None) -> dict:
     """The sidecar manifest of an artifact (empty when there is none). Raises :class:`ResnetEdgeError`
-    when it is not readable JSON, or when the sha256 it records is not the artifact's: the two were not
-    replaced together, so what the manifest says (recipe, normalization, labels) may be another model's."""
+    when it is not readable JSON, or when the sha256 it records is not the artifact's (``sha256``: the
+    artifact's hash when the caller has it already): the two were not replaced together, so what the
+    manifest says (recipe, normalization, labels) may be another model's."""
     mp = manifest_path(artifact)
     if not mp.is_file():
         return {}
+    if mp.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ResnetEdgeError(f"{mp} is {mp.stat().st_size:,} bytes, too large for a manifest; remove it")
     try:
         manifest = json.loads(mp.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError, OSError):
@@ -121,7 +128,7 @@ def read_manifest(artifact: str | os.PathLike) -> dict:
     if not isinstance(manifest, dict):
         raise ResnetEdgeError(f"{mp} is not a manifest (a JSON object was expected); remove it")
     recorded = (manifest.get("file") or {}).get("sha256") if isinstance(manifest.get("file"), dict) else None
-    if recorded and Path(artifact).is_file() and recorded != sha256_file(artifact):
+    if recorded and Path(artifact).is_file() and recorded != (sha256 or sha256_file(artifact)):
         raise ResnetEdgeError(f"{mp} does not describe {Path(artifact).name} (its sha256 differs): one was replaced "
                               "without the other; write the model again, or remove the stale manifest")
     return manifest

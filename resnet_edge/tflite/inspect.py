@@ -11,10 +11,8 @@ memory and time limits, and every string that came from the file is escaped and 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
@@ -61,24 +59,19 @@ def _io(g, index) -> dict:
 
 
 def manifest_check(path: str | os.PathLike, data: bytes) -> dict | None:
-    """Whether the manifest beside ``path`` (``NAME.json`` written by ``convert``) describes this very
-    file: ``{"path", "matches"}``, or None when there is none. A mismatch means the model was replaced
-    after its manifest was written (or the other way round)."""
-    mp = Path(path).with_suffix(".json")
+    """Whether the manifest beside ``path`` (``NAME.json``) describes this very file
+    (:func:`resnet_edge.io.read_manifest`): ``{"path", "matches"}``, or None when there is none or it is
+    not a model manifest. A mismatch means the model was replaced after its manifest was written (or
+    the other way round)."""
+    from resnet_edge.errors import ResnetEdgeError
+    from resnet_edge.io import manifest_path, read_manifest
+
+    shown = safe_text(manifest_path(path).name)
     try:
-        if not mp.is_file() or mp.stat().st_size > md.MAX_INFO_BYTES:
-            return None
-        manifest = json.loads(mp.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {"path": safe_text(mp.name), "matches": False, "why": "the manifest is not readable JSON"}
-    if not isinstance(manifest, dict) or manifest.get("kind") != "tflite-model":
-        return None
-    recorded = (manifest.get("file") or {}).get("sha256")
-    actual = hashlib.sha256(data).hexdigest()
-    out = {"path": safe_text(mp.name), "matches": recorded == actual}
-    if recorded != actual:
-        out["why"] = "its sha256 is not this file's: the model or the manifest was replaced without the other"
-    return out
+        manifest = read_manifest(path, sha256=hashlib.sha256(data).hexdigest())
+    except ResnetEdgeError as exc:
+        return {"path": shown, "matches": False, "why": safe_text(exc, 300)}
+    return {"path": shown, "matches": True} if manifest.get("kind") == "tflite-model" else None
 
 
 def inspect(model: bytes | str | os.PathLike, targets: tuple[str, ...] = ("cpu", "gpu", "nnapi"), name: str | None = None,
