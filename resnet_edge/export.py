@@ -24,13 +24,6 @@ from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.io import ensure_writable, manifest_path, read_manifest, replace_together, sha256_file
 
 
-def load_any(path: str | Path, trust: bool = False):
-    """A float, pruned or QAT Keras model (:func:`resnet_edge.arch.keras_model.load_model`)."""
-    from resnet_edge.arch.keras_model import load_model
-
-    return load_model(path, trust=trust)
-
-
 def output_paths(name: str, modes: list[str], out: str | None, default_dir: Path = Path(".")) -> dict[str, Path]:
     """One mode: OUT is the file (default ``default_dir``/NAME_MODE.tflite). Several, or an existing
     directory: OUT is the directory that receives NAME_MODE.tflite files (default ``default_dir``)."""
@@ -130,7 +123,9 @@ def convert(
         raise ConfigError(f"--max-drop is the accuracy drop in points that fails the command (>= 0), got {max_drop}")
     source_manifest = {}
     if model_path is not None:
-        model = load_any(model_path, trust=trust)
+        from resnet_edge.arch.keras_model import load_model
+
+        model = load_model(model_path, trust=trust)
         source_manifest = read_manifest(model_path)
         name = Path(model_path).stem  # names the output files; the model itself is named by its architecture
         arch = source_manifest.get("name") or (source_manifest.get("spec") or {}).get("name") or model.name
@@ -242,4 +237,4 @@ class MaxDropError(ResnetEdgeError):
         self.manifests = manifests
 
 
-__all__ = ["convert", "load_any"]
+__all__ = ["convert"]

@@ -19,7 +19,7 @@ def trained(trained_resnet20):
 
 
 def test_qat_quantizes_everything_and_converts_without_calibration(trained, digits, tmp_path):
-    from resnet_edge.optimize.qat import load_qat
+    from resnet_edge.arch.keras_model import load_model
     from resnet_edge.convert import is_qat_model, to_tflite
     from resnet_edge.tflite.model import read, op_name, type_name
 
@@ -34,7 +34,7 @@ def test_qat_quantizes_everything_and_converts_without_calibration(trained, digi
     assert a["int8_tflite"] >= a["float"] - 0.05  # a few steps of QAT keep the float accuracy
     assert m["int8_tflite"]["top1_agreement"] >= 0.95
     # Reloads in the quantize scope, converts to int8 without representative data, all ops integer.
-    q = load_qat(out)
+    q = load_model(out)  # the one loader opens QAT models too
     assert is_qat_model(q)
     again = CliRunner().invoke(cli, ["qat", str(out), "--limit", "64", "--out", str(tmp_path / "qq.h5")])
     assert again.exit_code != 0 and "already quantization-aware" in again.output

@@ -112,7 +112,7 @@ def main(model_path, source, epochs, threads, runs, rounds, out, skip_resnet18, 
     from resnet_edge.data import load
     from resnet_edge.optimize.channels import channel_prune, thin
     from resnet_edge.optimize.prune import prune
-    from resnet_edge.optimize.qat import load_qat, qat
+    from resnet_edge.optimize.qat import qat
     from resnet_edge.runtime.bench import latency
     from resnet_edge.ui import table
 
@@ -138,7 +138,7 @@ def main(model_path, source, epochs, threads, runs, rounds, out, skip_resnet18, 
     rows.append({"model": "int8 post-training", "acc": p["tflite_accuracy"], "note": "100 calibration images"})
 
     qat(model_path, data, out / "qat.h5", epochs=epochs)
-    q_bytes, q = tfl(load_qat(out / "qat.h5"), "int8", "int8")
+    q_bytes, q = tfl(load_model(out / "qat.h5"), "int8", "int8")
     rows.append({"model": "int8 QAT", "acc": q["tflite_accuracy"],
                  "note": f"goal: within 0.3 points of float ({100 * (q['tflite_accuracy'] - f['tflite_accuracy']):+.2f})"})
 

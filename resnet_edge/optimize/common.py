@@ -25,7 +25,7 @@ def keras_version_of_file(path: Path) -> str | None:
 def load_for_tfmot(path: str | Path, trust: bool = False):
     """Load a tf_keras model for tensorflow-model-optimization (QAT .h5 files too); refuse Keras 3 files
     with a clear line."""
-    from resnet_edge.export import load_any
+    from resnet_edge.arch.keras_model import load_model
 
     path = Path(path)
     version = keras_version_of_file(path) if path.exists() else None
@@ -34,7 +34,7 @@ def load_for_tfmot(path: str | Path, trust: bool = False):
             f"{path} was saved by Keras {version}; tensorflow-model-optimization needs Keras 2 (tf_keras): "
             "save it with tf_keras (TF_USE_LEGACY_KERAS=1) or rebuild it with `resnet-edge build`/`train`"
         )
-    return load_any(path, trust=trust)
+    return load_model(path, trust=trust)
 
 
 def check_keras2(model) -> None:

@@ -254,7 +254,7 @@ def qat(
 ) -> dict:
     """Fine-tune ``model_path`` with fake quantization; write the QAT model to ``out`` with a manifest.
 
-    Side effects: writes ``out`` (.h5, reloadable with :func:`load_qat`) and its ``.json``
+    Side effects: writes ``out`` (.h5, reloadable with :func:`resnet_edge.arch.keras_model.load_model`) and its ``.json``
     manifest; the float model is not changed. The manifest holds validation accuracy of the float
     model, of the QAT Keras model and of its full-int8 TFLite conversion (made without calibration
     data), and the per-layer report.
@@ -301,10 +301,3 @@ def qat(
         "trained": True,
     }
     return save_keras(q, out, manifest, h5_only=True)
-
-
-def load_qat(path: str | Path, trust: bool = False):
-    """Load a QAT model written by :func:`qat` (the common loader; it enters tfmot's scope itself)."""
-    from resnet_edge.arch.keras_model import load_model
-
-    return load_model(path, trust=trust)
