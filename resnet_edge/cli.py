@@ -751,6 +751,13 @@ def _build_human(s: dict) -> str:
     return key_values(pairs)
 
 
+# The edge-side commands live in their own module (they import no TensorFlow).
+from resnet_edge.cli_edge import bench, eval_  # noqa: E402
+
+cli.add_command(bench)
+cli.add_command(eval_)
+
+
 def main(argv=None):
     """Console-script entry point."""
     cli.main(args=argv, prog_name="resnet-edge")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import functools
+import subprocess
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @functools.lru_cache(maxsize=None)
@@ -39,3 +43,25 @@ def trained_resnet20(digits, tmp_path_factory):
     run = tmp_path_factory.mktemp("r20")
     train(spec_for_data(digits, model="resnet20"), digits, run, Recipe(epochs=3, batch_size=64), verbose=0)
     return run / "model.keras"
+
+
+@pytest.fixture(scope="session")
+def converted(trained_resnet20, digits, tmp_path_factory):
+    """All five modes of the trained model, converted in one call (int8 with int8 input/output)."""
+    from resnet_edge.export import convert
+
+    out = tmp_path_factory.mktemp("tfl")
+    manifests = convert(model_path=trained_resnet20, modes=["float32", "float16", "dynamic", "int8", "int16x8"], out=str(out),
+                        data=digits, io="int8", targets=("cpu", "gpu", "nnapi"), parity_samples=200,
+                        check_old_runtime=False)
+    return out, {m["mode"]: m for m in manifests}
+
+
+@pytest.fixture(scope="session")
+def old_runtime_python(tmp_path_factory):
+    env = tmp_path_factory.mktemp("trenv") / "env"
+    proc = subprocess.run(["bash", str(ROOT / "tools" / "make_tflite_runtime_env.sh"), str(env)],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.skip(f"tflite-runtime 2.14 does not install here: {proc.stderr.strip()[-200:]}")
+    return str(env / "bin" / "python")

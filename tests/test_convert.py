@@ -20,18 +20,6 @@ def trained(trained_resnet20):
     return trained_resnet20
 
 
-@pytest.fixture(scope="module")
-def converted(trained, digits, tmp_path_factory):
-    """All five modes of the trained model, converted in one call (int8 with int8 input/output)."""
-    from resnet_edge.export import convert
-
-    out = tmp_path_factory.mktemp("tfl")
-    manifests = convert(model_path=trained, modes=["float32", "float16", "dynamic", "int8", "int16x8"], out=str(out),
-                        data=digits, io="int8", targets=("cpu", "gpu", "nnapi"), parity_samples=200,
-                        check_old_runtime=False)
-    return out, {m["mode"]: m for m in manifests}
-
-
 # mode -> (minimum top-1 agreement, maximum |diff| of the output probabilities)
 BOUNDS = {"float32": (1.0, 1e-4), "float16": (0.99, 1e-2), "dynamic": (0.97, 0.1), "int8": (0.97, 0.15),
           "int16x8": (0.97, 0.1)}
@@ -168,16 +156,6 @@ def test_inspect_cli(converted):
     assert set(j["readiness"]) == {"gpu"} and j["ops"]["CONV_2D"] == 19
 
 
-@pytest.fixture(scope="module")
-def old_runtime_python(tmp_path_factory):
-    env = tmp_path_factory.mktemp("trenv") / "env"
-    proc = subprocess.run(["bash", str(ROOT / "tools" / "make_tflite_runtime_env.sh"), str(env)],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.skip(f"tflite-runtime 2.14 does not install here: {proc.stderr.strip()[-200:]}")
-    return str(env / "bin" / "python")
-
-
 def test_loads_in_tflite_runtime_2_14(converted, old_runtime_python):
     from resnet_edge.export import tflite_runtime_check
 
@@ -186,20 +164,6 @@ def test_loads_in_tflite_runtime_2_14(converted, old_runtime_python):
         r = tflite_runtime_check(out / m[mode]["file"]["path"], python=old_runtime_python)
         assert r["ok"] and r["version"] == "2.14.0", r
 
-
-
-def test_time_in_tflite_runtime_2_14(converted, old_runtime_python):
-    """The timing script runs as a plain file with tflite-runtime 2.14 alone (no resnet_edge there), both
-    kernel paths, models in turn."""
-    from resnet_edge.runtime.bench import compare_in
-
-    out, m = converted
-    paths = [out / m[mode]["file"]["path"] for mode in ("float32", "int8")]
-    for kernels in ("xnnpack", "builtin"):
-        r = compare_in(old_runtime_python, paths, runtime="tflite-runtime", threads=1, kernels=kernels, runs=5, rounds=2)
-        assert (r["runtime"], r["version"], r["kernels"], r["rounds"]) == ("tflite-runtime", "2.14.0", kernels, 2)
-        assert [x["path"] for x in r["models"]] == [str(p) for p in paths]
-        assert all(0 < x["min_ms"] <= x["median_ms"] <= x["max_ms"] for x in r["models"]), r
 
 
 def test_latency_kernels_choose_the_delegate(converted):
@@ -216,18 +180,6 @@ def test_latency_kernels_choose_the_delegate(converted):
         assert r["kernels"] == kernels and 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"]
     with pytest.raises(ConfigError, match="kernels must be one of"):
         TFLiteModel(path, kernels="gpu")
-
-
-def test_timing_of_a_corrupt_model_is_one_line(tmp_path):
-    import sys
-
-    from resnet_edge.runtime.bench import compare_in
-
-    bad = tmp_path / "bad.tflite"
-    bad.write_bytes(b"not a model at all")
-    with pytest.raises(ResnetEdgeError, match="timing with .* failed: error: ") as info:
-        compare_in(sys.executable, [bad], runs=1)
-    assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
 
 
 # --- bad input ------------------------------------------------------------------------------------

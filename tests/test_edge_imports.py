@@ -28,7 +28,7 @@ def test_edge_packages_import_without_tensorflow():
         import resnet_edge, resnet_edge.runtime, resnet_edge.tflite, resnet_edge.targets
         import resnet_edge.arch, resnet_edge.arch.spec, resnet_edge.cli, resnet_edge.io, resnet_edge.ui
         import resnet_edge._child, resnet_edge.tflite.integrity, resnet_edge.tflite.inspect, resnet_edge.tflite.readiness
-        import resnet_edge.runtime.runner, resnet_edge.runtime.bench, resnet_edge.runtime.timing
+        import resnet_edge.runtime.runner, resnet_edge.runtime.bench, resnet_edge.runtime.harness
         from resnet_edge.runtime import interpreter_class
         interpreter_class()  # a TFLite runtime without TensorFlow
         assert not [m for m in sys.modules if m.split(".")[0] in Block.BLOCKED], "TensorFlow was imported"

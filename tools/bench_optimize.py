@@ -60,16 +60,17 @@ def runtimes() -> list[tuple[str, str]]:
 
 def latency_matrix(paths: dict[str, Path], threads: list[int], runs: int, rounds: int) -> list[dict]:
     """Median ms of every model per (runtime, kernels, threads), all models of a row timed in turn in one child."""
-    from resnet_edge.runtime.bench import compare_in
+    from resnet_edge.runtime.bench import Setting, bench
 
     matrix = []
-    for runtime, python in runtimes():
+    for runtime, _ in runtimes():
         for kernels in ("xnnpack", "builtin"):
             for n in threads:
-                r = compare_in(python, list(paths.values()), runtime=runtime, threads=n, kernels=kernels,
-                               runs=runs, rounds=rounds)
-                row = {"runtime": f"{r['runtime']} {r['version']}", "kernels": kernels, "threads": n}
-                row.update({name: m["median_ms"] for name, m in zip(paths, r["models"])})
+                r = bench(list(paths.values()), [Setting(runtime=runtime, kernels=kernels, threads=n)], runs=runs,
+                          rounds=rounds, measure_memory=False)
+                first = r["records"][0]
+                row = {"runtime": f"{first['runtime']} {first['runtime_version']}", "kernels": kernels, "threads": n}
+                row.update({name: rec["p50_ms"] for name, rec in zip(paths, r["records"])})
                 row["float32_speedup"] = row["float32"] / row["channels50_float32"]
                 row["int8_speedup"] = row["int8"] / row["channels50_int8"]
                 matrix.append(row)

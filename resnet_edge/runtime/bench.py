@@ -1,64 +1,311 @@
-"""Latency of ``.tflite`` models on this machine (edge side: numpy + a TFLite runtime).
+"""Latency and scores of ``.tflite`` models, measured by :mod:`resnet_edge.runtime.harness` in a child
+Python (edge side: numpy + a TFLite runtime, no TensorFlow).
 
-:func:`latency`: one interpreter in this process, a fixed random input of the model's own type,
-``warmup`` untimed runs and then ``runs`` timed invocations (``time.perf_counter`` around ``invoke``
-only). Reports median, mean, p90, min and max in milliseconds; the median is the figure to compare
-(these machines are shared and noisy, so compare models measured in the same run, as ratios).
+Every model is read and checked here first (its resnet-edge checksum verified, its flatbuffer checked:
+a damaged model is refused in one line), then the harness runs it in a child process with the memory
+and time limits of :mod:`resnet_edge._child`, so a hostile model cannot take this process down. The
+child is this Python, or for ``runtime="tflite-runtime"`` where this Python cannot import it, the side
+environment of ``tools/make_tflite_runtime_env.sh`` (``$RESNET_EDGE_TFLITE_RUNTIME_PYTHON`` or
+``.tflite-runtime-env/`` in the current folder). The same harness file runs on a remote device.
 
-:func:`compare_in`: the same timing of several models, in turn, by another Python (for instance the
-``tflite-runtime`` 2.14 environment of ``tools/make_tflite_runtime_env.sh``) running
-:mod:`resnet_edge.runtime.timing` as a plain script in a child process.
+:func:`latency` is the in-process shortcut the tools use (one model, one setting, figures in ms).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from resnet_edge import _child
-from resnet_edge.errors import ResnetEdgeError
-from resnet_edge.runtime import timing
-from resnet_edge.runtime.runner import TFLiteModel
+from resnet_edge.errors import ConfigError, MissingDependencyError, ResnetEdgeError
+from resnet_edge.runtime import harness
+from resnet_edge.runtime.runner import TFLiteModel, _read_info
+from resnet_edge.tflite import integrity
+from resnet_edge.tflite.model import load_bytes
+from resnet_edge.ui import safe_text
+
+OLD_RUNTIME_ENV = "RESNET_EDGE_TFLITE_RUNTIME_PYTHON"
+#: Where tools/make_tflite_runtime_env.sh puts the side environment by default.
+OLD_RUNTIME_DIR = ".tflite-runtime-env"
+
+
+class HarnessFailed(ResnetEdgeError):
+    """The harness child failed: its one-line reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """How a model is run: the runtime, the API and accelerator, kernels, threads and delegates."""
+
+    runtime: str = "auto"
+    accelerator: str | None = None  # None: the Interpreter API; "cpu" / "gpu": LiteRT's CompiledModel
+    fallback: bool = False
+    kernels: str = "xnnpack"
+    threads: int | None = None
+    delegate: str | None = None
+    delegate_options: tuple[tuple[str, str], ...] = ()
+    weight_cache: str | None = None
+
+    def check(self) -> "Setting":
+        """Raise :class:`ConfigError` (one line) for a combination that cannot run; return self."""
+        if self.runtime not in ("auto", *harness.RUNTIMES):
+            raise ConfigError(f"unknown runtime {self.runtime!r}; valid: auto, {', '.join(harness.RUNTIMES)}")
+        if self.accelerator not in (None, *harness.ACCELERATORS):
+            raise ConfigError(f"unknown accelerator {self.accelerator!r}; valid: {', '.join(harness.ACCELERATORS)}")
+        if self.kernels not in harness.KERNELS:
+            raise ConfigError(f"kernels must be one of {', '.join(harness.KERNELS)}, got {self.kernels!r}")
+        if self.accelerator and self.runtime == "tflite-runtime":
+            raise ConfigError("--accelerator uses LiteRT's CompiledModel API, which tflite-runtime does not have; "
+                              "use --runtime litert (or leave out --accelerator)")
+        if self.accelerator and self.kernels == "builtin":
+            raise ConfigError("--kernels builtin is an Interpreter option; leave out --accelerator to use it")
+        if self.delegate and self.accelerator:
+            raise ConfigError("--delegate loads into the Interpreter API; leave out --accelerator")
+        if self.weight_cache and self.accelerator != "cpu":
+            raise ConfigError("--weight-cache is a CompiledModel CPU option: use it with --accelerator cpu")
+        if self.fallback and self.accelerator != "gpu":
+            raise ConfigError("--fallback applies to --accelerator gpu")
+        if self.delegate and not os.path.isfile(self.delegate):
+            raise ConfigError(f"delegate library not found: {self.delegate}; give the path of a .so file")
+        return self
+
+    def as_job(self) -> dict:
+        return {"runtime": self.runtime, "accelerator": self.accelerator, "fallback": self.fallback,
+                "kernels": self.kernels, "threads": self.threads, "delegate": self.delegate,
+                "delegate_options": dict(self.delegate_options), "weight_cache": self.weight_cache}
+
+    def label(self) -> str:
+        """Short text for a table: ``gpu``, ``xnnpack 2t``, ``tflite-runtime builtin 1t``."""
+        parts = [self.runtime if self.runtime != "auto" else "", self.accelerator or self.kernels,
+                 Path(self.delegate).name if self.delegate else "",
+                 f"{self.threads}t" if self.threads else "", "cache" if self.weight_cache else ""]
+        return " ".join(p for p in parts if p)
+
+
+SETTING_WORDS = {"cpu": ("accelerator", "cpu"), "gpu": ("accelerator", "gpu"), "interpreter": ("accelerator", None),
+                 "xnnpack": ("kernels", "xnnpack"), "builtin": ("kernels", "builtin"), "litert": ("runtime", "litert"),
+                 "tflite-runtime": ("runtime", "tflite-runtime"), "fallback": ("fallback", True)}
+
+
+def parse_setting(text: str, base: Setting) -> Setting:
+    """``gpu``, ``tflite-runtime+builtin``, ``cpu+2`` (words joined by ``+``, a number is threads) on
+    top of ``base``."""
+    changes: dict = {}
+    for word in text.strip().lower().split("+"):
+        if word in SETTING_WORDS:
+            key, value = SETTING_WORDS[word]
+            changes[key] = value
+        elif word.isdigit() and 0 < int(word) <= 256:
+            changes["threads"] = int(word)
+        else:
+            raise ConfigError(f"unknown setting {word!r} in {text!r}; use words joined by '+': "
+                              f"{', '.join(SETTING_WORDS)} or a thread count (e.g. cpu,gpu or xnnpack+1,builtin+1)")
+    return dataclasses.replace(base, **changes).check()
+
+
+def python_for(runtime: str) -> str:
+    """The Python that runs ``runtime``: this one when it can import it, else tflite-runtime's side
+    environment. Raises :class:`MissingDependencyError` naming what to install."""
+    wanted = list(harness.RUNTIMES) if runtime == "auto" else [runtime]
+    if any(importlib.util.find_spec(harness.RUNTIMES[name]) for name in wanted):
+        return sys.executable
+    if runtime == "tflite-runtime":
+        for python in (os.environ.get(OLD_RUNTIME_ENV), os.path.join(OLD_RUNTIME_DIR, "bin", "python")):
+            if python and os.path.isfile(python) and os.access(python, os.X_OK):
+                return python
+        raise MissingDependencyError(
+            "tflite-runtime is not installed for this Python (its last release, 2.14, needs numpy < 2): run "
+            f"`bash tools/make_tflite_runtime_env.sh` (makes {OLD_RUNTIME_DIR}/) or set {OLD_RUNTIME_ENV}")
+    raise MissingDependencyError("no TFLite runtime here: pip install ai-edge-litert (or 'resnet-edge[edge]')")
+
+
+def check_model(path: str | os.PathLike, verify: bool = True) -> dict:
+    """Read and check a model before any runtime sees it: ``{"integrity": ..., "info": metadata or None,
+    "bytes": n, "inputs": [...], "outputs": [...]}`` (None where the schema module is missing). A damaged model of ours raises one line; a foreign one is "unverified"."""
+    content = load_bytes(path)
+    status = integrity.verify(content, str(path)) if verify else {"status": "not checked"}
+    info = _read_info(content, str(path))
+    try:
+        from resnet_edge.tflite.inspect import io_tensors
+
+        inputs, outputs = io_tensors(content)
+    except MissingDependencyError:  # no flatbuffer schema here (tflite-runtime alone)
+        inputs = outputs = None
+    return {"integrity": status, "info": info, "bytes": len(content), "inputs": inputs, "outputs": outputs}
+
+
+def takes_raw_pixels(info: dict | None) -> bool:
+    """Whether a model wants 0..255 pixels: ours say so in their metadata; a foreign one is assumed to."""
+    return not (info and str((info.get("input") or {}).get("pixels", "")).startswith("normalized"))
+
+
+def run_job(python: str, job: dict, *, memory: int, timeout: float = 3600,
+            progress: Callable[[str], None] | None = None) -> dict:
+    """Run the harness with ``job`` in a limited child ``python``; its result, or :class:`HarnessFailed`
+    with the child's one-line reason. ``progress`` gets each progress line the harness writes."""
+    cmd = [python, harness.__file__]
+    err_lines: list[str] = []
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=_child._limits(memory))
+    except OSError as exc:
+        raise HarnessFailed(f"could not start {python}: {exc.strerror or exc}") from None
+    deadline = time.monotonic() + timeout
+    try:
+        proc.stdin.write(json.dumps(job).encode())
+        proc.stdin.close()
+        for raw in proc.stderr:  # progress while it runs; the rest is kept for the error line
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            if line.startswith("progress ") and progress:
+                progress(safe_text(line[9:], 200))
+            elif line.strip():
+                err_lines = (err_lines + [line])[-50:]
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(cmd, timeout)
+        out = proc.stdout.read(64 << 20)
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise HarnessFailed(f"the measurement did not finish within {timeout:g} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        errors = [line[7:] for line in err_lines if line.startswith("error: ")]
+        if errors:
+            raise HarnessFailed(safe_text(errors[-1], 400))
+        failed = subprocess.CompletedProcess(cmd, proc.returncode, b"", "\n".join(err_lines).encode())
+        raise HarnessFailed(f"the runtime failed: {_child.describe_failure(failed, memory)}")
+    try:
+        result = json.loads(out.decode().strip().splitlines()[-1])["result"]
+    except (ValueError, IndexError, KeyError, UnicodeDecodeError, TypeError):
+        raise HarnessFailed("the measurement gave no result") from None
+    if not isinstance(result, dict):
+        raise HarnessFailed("the measurement gave no result")
+    return result
+
+
+def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int = 50, warmup: int = 5,
+          rounds: int = 1, samples: dict[str, np.ndarray] | None = None, baseline: str | os.PathLike | None = None,
+          measure_memory: bool = True, verify: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+    """Time every model with every setting (models and settings in turn, ``rounds`` times): one record
+    per model x setting with benchmark_model's figures (see :mod:`resnet_edge.runtime.harness`), the
+    model's integrity, and with ``baseline`` (one of ``paths``) the ratio of each median to the
+    baseline's with the same setting. ``samples``: per model path, real inputs in the model's form."""
+    if runs < 1 or warmup < 0 or rounds < 1:
+        raise ConfigError("--runs and --rounds must be >= 1, --warmup >= 0")
+    if not paths:
+        raise ConfigError("give at least one model")
+    settings = [s.check() for s in settings]
+    paths = [str(p) for p in paths]
+    if baseline is not None and str(baseline) not in paths:
+        paths = [str(baseline)] + paths
+    if len(set(paths)) != len(paths):
+        raise ConfigError("a model is named twice; name each once")
+    checked = {p: check_model(p, verify) for p in paths}
+    pythons = {s.runtime: python_for(s.runtime) for s in settings}
+    memory = _child.memory_limit(sum(c["bytes"] for c in checked.values()))
+    records, machine = [], None
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        inputs = {}
+        for i, (p, x) in enumerate((samples or {}).items()):
+            inputs[str(p)] = os.path.join(tmp, f"samples{i}.npy")
+            np.save(inputs[str(p)], np.ascontiguousarray(x, np.float32), allow_pickle=False)
+        for python in dict.fromkeys(pythons.values()):
+            mine = [(i, s) for i, s in enumerate(settings) if pythons[s.runtime] == python]
+            job = {"op": "bench", "models": [os.path.abspath(p) for p in paths],
+                   "settings": [s.as_job() for _, s in mine], "runs": runs, "warmup": warmup, "rounds": rounds,
+                   "memory": measure_memory,
+                   "inputs": {os.path.abspath(p): f for p, f in inputs.items()},
+                   "raw_pixels": {os.path.abspath(p): takes_raw_pixels(checked[p]["info"]) for p in paths}}
+            result = run_job(python, job, memory=memory, progress=progress)
+            machine = result.get("machine")
+            by_abs = {os.path.abspath(p): p for p in paths}
+            for r in result["records"]:
+                index, setting = mine[r.pop("setting_index")]
+                path = by_abs.get(r["model"], r["model"])
+                records.append({"model": path, "setting": setting.label(), "setting_index": index,
+                                "integrity": checked[path]["integrity"]["status"],
+                                **{k: v for k, v in r.items() if k != "model"}})
+    records.sort(key=lambda r: (paths.index(r["model"]), r["setting_index"]))
+    if baseline is not None:
+        base = {r["setting_index"]: r for r in records if r["model"] == str(baseline)}
+        for r in records:
+            ref = base.get(r["setting_index"])
+            r["vs_baseline"] = (r["p50_ms"] / ref["p50_ms"]) if ref and ref["p50_ms"] else None
+    return {"machine": machine, "baseline": None if baseline is None else str(baseline), "records": records}
+
+
+def predict(path: str | os.PathLike, settings: list[Setting], x: np.ndarray, *, verify: bool = True,
+            progress: Callable[[str], None] | None = None) -> list[tuple[np.ndarray, dict]]:
+    """Scores (float32, dequantized) of ``x`` (float, in the model's form) with each setting, and each
+    setting's description and per-image latency figures."""
+    checked = check_model(path, verify)
+    settings = [s.check() for s in settings]
+    out = []
+    memory = _child.memory_limit(checked["bytes"]) + int(x.nbytes) * 3
+    with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
+        xin = os.path.join(tmp, "x.npy")
+        np.save(xin, np.ascontiguousarray(x, np.float32), allow_pickle=False)
+        for i, s in enumerate(settings):
+            target = os.path.join(tmp, f"y{i}.npy")
+            job = {"op": "predict", "model": os.path.abspath(path), "settings": [s.as_job()], "inputs": xin,
+                   "outputs": [target]}
+            result = run_job(python_for(s.runtime), job, memory=memory, progress=progress)
+            scores = _read_scores(target, len(x))
+            out.append((scores, {"setting": s.label(), **result["settings"][0]}))
+    return out
+
+
+def _read_scores(path: str, n: int) -> np.ndarray:
+    """The child's scores file, read without pickles and bounded: ``n`` rows of at most 1M floats."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            if dtype != np.float32 or not shape or shape[0] != n or int(np.prod(shape[1:])) > 1_000_000:
+                raise ValueError(f"scores of shape {shape} and type {dtype}")
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise HarnessFailed(f"the runtime's scores are unreadable ({exc})") from None
 
 
 def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5, threads: int | None = None,
             backend: str = "auto", kernels: str = "xnnpack", seed: int = 0) -> dict:
-    """Time ``runs`` single-batch invocations of ``model``; return figures in milliseconds.
+    """Time ``runs`` single-batch invocations of ``model`` in this process; figures in milliseconds
+    (``median_ms``, ``mean_ms``, ``p90_ms``, ``min_ms``, ``max_ms``, ``init_ms``).
 
     ``kernels``: ``xnnpack`` (the runtime's default delegate) or ``builtin`` (TFLite's own kernels).
     A model that cannot be verified is probed in a limited child first (:class:`TFLiteModel`); that
     probe is not part of ``init_ms``, which times the checks and the interpreter's creation.
     """
+    if runs < 1 or warmup < 0:
+        raise ConfigError("runs must be >= 1 and warmup >= 0")
     runner = TFLiteModel(model, backend=backend, num_threads=threads, kernels=kernels)
-    init_ms = runner.init_ms
-    x = timing.sample_input(runner._input, seed)
-    seconds = timing.time_invoke(runner.interpreter, x, runs, warmup)
-    return {"runs": runs, "warmup": warmup, "threads": threads, "kernels": kernels, "init_ms": round(init_ms, 2),
-            **timing.summary(seconds)}
-
-
-def compare_in(python: str, paths: list[str | os.PathLike], *, runtime: str = "auto", threads: int | None = None,
-               kernels: str = "xnnpack", runs: int = 200, warmup: int = 10, rounds: int = 1,
-               timeout: float = 600) -> dict:
-    """Time ``paths`` with the runtime of another Python interpreter ``python`` (see
-    :func:`resnet_edge.runtime.timing.compare` for the result). Raises :class:`ResnetEdgeError` with
-    the child's last line when it cannot run or fails."""
-    cmd = [python, timing.__file__, *map(str, paths), "--runtime", runtime, "--kernels", kernels,
-           "--runs", str(runs), "--warmup", str(warmup), "--rounds", str(rounds)]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    memory = _child.memory_limit(sum(os.path.getsize(p) for p in paths if os.path.isfile(p)))
-    try:
-        proc = _child.run(cmd, timeout=timeout, memory=memory)
-    except (subprocess.TimeoutExpired, OSError) as exc:
-        raise ResnetEdgeError(f"could not time models with {python}: {exc}") from None
-    if proc.returncode != 0:
-        raise ResnetEdgeError(f"timing with {python} failed: {_child.describe_failure(proc, memory)}")
-    try:
-        result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError, UnicodeDecodeError):
-        raise ResnetEdgeError(f"timing with {python} gave no result") from None
-    result["python"] = str(Path(python))
-    return result
+    x = harness.signature_input(harness._detail(runner._input), np.random.default_rng(seed))
+    interpreter, index = runner.interpreter, runner._input["index"]
+    for _ in range(warmup):
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+    ms = np.empty(runs)
+    for i in range(runs):
+        interpreter.set_tensor(index, x)
+        started = time.perf_counter()
+        interpreter.invoke()
+        ms[i] = (time.perf_counter() - started) * 1e3
+    return {"runs": runs, "warmup": warmup, "threads": threads, "kernels": kernels,
+            "init_ms": round(runner.init_ms, 2), "median_ms": float(np.median(ms)), "mean_ms": float(ms.mean()),
+            "p90_ms": float(np.percentile(ms, 90)), "min_ms": float(ms.min()), "max_ms": float(ms.max())}

@@ -24,7 +24,7 @@ import numpy as np
 from resnet_edge._native import quiet_native_stderr
 from resnet_edge.errors import ConfigError, MissingDependencyError
 from resnet_edge.runtime.backends import interpreter_class
-from resnet_edge.runtime.timing import KERNELS, interpreter_kwargs
+from resnet_edge.runtime.harness import KERNELS, interpreter_kwargs
 from resnet_edge.tflite import integrity
 from resnet_edge.tflite.metadata import BadMetadataError, read_info
 from resnet_edge.tflite.model import InvalidModelError, load_bytes, read

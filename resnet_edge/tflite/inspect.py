@@ -58,6 +58,13 @@ def _io(g, index) -> dict:
     return {"name": safe_text(t.name or b""), "shape": _ints(t.shape), "dtype": type_name(t.type), "quantization": _quant(t)}
 
 
+def io_tensors(model: bytes) -> tuple[list[dict], list[dict]]:
+    """The first subgraph's input and output tensors (name, shape, dtype, quantization) of a checked model."""
+    m, _ = read(model)
+    g = m.subgraphs[0]
+    return [_io(g, i) for i in _ints(g.inputs)], [_io(g, i) for i in _ints(g.outputs)]
+
+
 def manifest_check(path: str | os.PathLike, data: bytes) -> dict | None:
     """Whether the manifest beside ``path`` (``NAME.json``) describes this very file
     (:func:`resnet_edge.io.read_manifest`): ``{"path", "matches"}``, or None when there is none or it is

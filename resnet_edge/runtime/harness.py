@@ -1,0 +1,528 @@
+"""Run and time ``.tflite`` models where they run: stdlib, numpy and a TFLite runtime, nothing else.
+
+This file imports nothing from ``resnet_edge``, so that the very same code measures on this machine,
+in the ``tflite-runtime`` 2.14 side environment (numpy < 2, made by ``tools/make_tflite_runtime_env.sh``)
+and on a device that has only Python, numpy and a runtime (a Raspberry Pi reached over SSH). It runs as
+a plain script that reads one job (JSON) on standard input and prints one JSON result on standard
+output; progress goes to standard error as lines starting with ``progress``::
+
+    python harness.py < job.json
+
+A job is ``{"op": "bench" | "predict" | "memory" | "machine", ...}``:
+
+* ``bench``: ``models`` (paths), ``settings`` (see :class:`Session`), ``runs``, ``warmup``, ``rounds``,
+  optional ``inputs`` (a ``.npy`` of samples per model, else inputs made from each model's signature).
+  Every model x setting is opened, then all are timed in turn, round after round, so that a slow spell
+  of a shared machine falls on all of them. The figures have LiteRT ``benchmark_model``'s meaning:
+  initialization, first inference, warm-up average, then count/avg/std/min/p50/p90/p99/max of the timed
+  runs (``perf_counter`` around ``invoke`` only), throughput, and the resident-set high-water mark
+  during initialization and overall, measured in a fresh process per model x setting (``memory``) so
+  that one model's memory is not charged to another.
+* ``predict``: one model, one or more settings, float inputs in the model's form from a ``.npy``; the
+  scores (dequantized, float32) of each setting go to ``.npy`` files, with per-image latencies.
+
+Settings: ``runtime`` (``auto``, ``litert``, ``tflite-runtime``), ``accelerator`` (``null``: the classic
+``Interpreter``; ``cpu`` / ``gpu``: LiteRT's ``CompiledModel`` with ``HardwareAccelerator.CPU`` or
+``GPU | CPU``), ``fallback`` (a GPU that does not start falls back to the CPU, and the result says so),
+``kernels`` (``xnnpack``: the runtime's default delegate; ``builtin``: TFLite's own kernels, no default
+delegate), ``threads``, ``delegate`` and ``delegate_options`` (an external delegate library, Interpreter
+API), ``weight_cache`` (a folder for XNNPACK's weight cache, CompiledModel CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+KERNELS = ("xnnpack", "builtin")
+ACCELERATORS = ("cpu", "gpu")
+RUNTIMES = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}  # name -> package, best first
+#: Runs of the memory pass (the high-water mark settles after the first few invocations).
+MEMORY_RUNS = 10
+
+
+class HarnessError(Exception):
+    """A problem with the job, the model or the runtime: printed as one line, exit code 2."""
+
+
+def runtime_module(runtime: str = "auto"):
+    """``(name, version, interpreter module)`` of ``runtime`` (``auto``: LiteRT, else tflite-runtime)."""
+    names = list(RUNTIMES) if runtime == "auto" else [runtime]
+    for name in names:
+        if name not in RUNTIMES:
+            raise ValueError(f"unknown runtime {name!r}; valid: auto, {', '.join(RUNTIMES)}")
+        try:
+            module = importlib.import_module(RUNTIMES[name] + ".interpreter")
+        except ImportError:
+            continue
+        package = importlib.import_module(RUNTIMES[name])
+        return name, getattr(package, "__version__", "?"), module
+    raise ImportError(f"no TFLite runtime importable for {runtime!r}: pip install ai-edge-litert (or tflite-runtime)")
+
+
+def interpreter_kwargs(module, threads: int | None, kernels: str) -> dict:
+    """Constructor arguments for ``module.Interpreter``: threads and the kernel choice."""
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+    kwargs = {"num_threads": threads} if threads else {}
+    if kernels == "builtin":
+        kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return kwargs
+
+
+# --- the machine -------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    """This machine: CPU model and the ISA extensions that matter to int8 speed, cores, OS, Python."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model", "Hardware") and cpu in ("", platform.machine(), platform.processor()):
+                    cpu = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    isa = [name for name, flag in (("AVX-512 VNNI", "avx512_vnni"), ("AVX-512", "avx512f"), ("AVX-VNNI", "avx_vnni"),
+                                   ("AVX2", "avx2"), ("NEON dot product", "asimddp"), ("NEON", "asimd"))
+           if flag in flags]
+    return {"cpu": cpu[:200], "isa": isa, "arch": platform.machine(), "cores": os.cpu_count(),
+            "system": f"{platform.system()} {platform.release()}"[:200], "python": platform.python_version()}
+
+
+# --- memory ------------------------------------------------------------------------------------------
+
+
+def _status_kb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_mb() -> float | None:
+    kb = _status_kb("VmRSS")
+    return None if kb is None else kb / 1024
+
+
+def reset_peak() -> bool:
+    """Reset the resident-set high-water mark to the current resident set (Linux ``clear_refs`` 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_mb() -> float | None:
+    kb = _status_kb("VmHWM")
+    if kb is None:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform == "darwin" else 1)
+    return kb / 1024
+
+
+# --- one model, one setting ----------------------------------------------------------------------------
+
+
+def _setting(raw: dict) -> dict:
+    s = {"runtime": "auto", "accelerator": None, "fallback": False, "kernels": "xnnpack", "threads": None,
+         "delegate": None, "delegate_options": {}, "weight_cache": None, **(raw or {})}
+    if s["kernels"] not in KERNELS:
+        raise HarnessError(f"kernels must be one of {', '.join(KERNELS)}, got {s['kernels']!r}")
+    if s["accelerator"] not in (None, *ACCELERATORS):
+        raise HarnessError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {s['accelerator']!r}")
+    if s["threads"] is not None and (not isinstance(s["threads"], int) or s["threads"] < 1):
+        raise HarnessError(f"threads must be a whole number >= 1, got {s['threads']!r}")
+    if s["accelerator"] and s["delegate"]:
+        raise HarnessError("an external delegate runs through the Interpreter API: leave out the accelerator")
+    if s["weight_cache"] and s["accelerator"] != "cpu":
+        raise HarnessError("the XNNPACK weight cache is a CompiledModel CPU option: use it with accelerator cpu")
+    return s
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("=== ")]
+    useful = [line for line in lines if "ERROR:" in line and not line.rstrip().endswith("]")]
+    return (useful or lines or [type(exc).__name__])[-1 if useful else 0][:300]
+
+
+def _detail(d: dict) -> dict:
+    scale, zero = d.get("quantization", (0.0, 0))
+    return {"name": str(d.get("name", "")), "index": int(d["index"]), "shape": [int(v) for v in d["shape"]],
+            "dtype": np.dtype(d["dtype"]).name, "scale": float(scale), "zero_point": int(zero)}
+
+
+class Session:
+    """One model opened with one setting. ``init_s`` is the time to create it and make it ready to run
+    (model load, delegate or accelerator preparation, tensor allocation)."""
+
+    def __init__(self, path: str, setting: dict):
+        self.path, self.setting = path, _setting(setting)
+        s = self.setting
+        try:
+            self.runtime, self.version, module = runtime_module(s["runtime"])
+        except (ImportError, ValueError) as exc:
+            raise HarnessError(str(exc)) from None
+        self.module = module
+        self.notes: list[str] = []
+        self.fully_accelerated = None
+        self.accelerator = s["accelerator"]
+        if s["accelerator"] and self.runtime != "litert":
+            raise HarnessError(f"--accelerator needs LiteRT's CompiledModel API; {self.runtime} {self.version} has only "
+                               "the Interpreter: pip install ai-edge-litert")
+        self.weight_cache_ms = None
+        if s["weight_cache"]:
+            self.weight_cache_ms = self._weight_cache_figures()
+        started = time.perf_counter()
+        self._open(s["accelerator"])
+        self.init_s = time.perf_counter() - started
+        # Tensor details (with quantization) come from a plain Interpreter: the CompiledModel API omits them.
+        meta = self.interpreter if self.api == "interpreter" else module.Interpreter(
+            model_path=path, experimental_op_resolver_type=module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.inputs = [_detail(d) for d in meta.get_input_details()]
+        self.outputs = [_detail(d) for d in meta.get_output_details()]
+        if not self.inputs or not self.outputs:
+            raise HarnessError(f"{path} has {len(self.inputs)} inputs and {len(self.outputs)} outputs; nothing to run")
+
+    # opening
+
+    def _cache_file(self) -> str:
+        folder = self.setting["weight_cache"]
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise HarnessError(f"weight cache folder {folder}: {exc.strerror or exc}") from None
+        with open(self.path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:24]
+        return os.path.join(folder, f"{digest}.xnnpack_cache")
+
+    def _weight_cache_figures(self) -> dict:
+        """Initialization without the cache, and with it (built now if missing, then loaded)."""
+        cache = self._cache_file()
+        figures = {"path": cache, "init_without_ms": None, "init_building_ms": None}
+        started = time.perf_counter()
+        self._open("cpu", cache="")
+        figures["init_without_ms"] = (time.perf_counter() - started) * 1e3
+        if not os.path.exists(cache):
+            started = time.perf_counter()
+            self._open("cpu", cache=cache)
+            figures["init_building_ms"] = (time.perf_counter() - started) * 1e3
+        self.compiled = None
+        self._cache = cache
+        return figures
+
+    def _open(self, accelerator: str | None, cache: str | None = None) -> None:
+        s, module = self.setting, self.module
+        if accelerator is None:
+            self.api = "interpreter"
+            kwargs = interpreter_kwargs(module, s["threads"], s["kernels"])
+            if s["delegate"]:
+                options = {str(k): str(v) for k, v in (s["delegate_options"] or {}).items()}
+                try:
+                    kwargs["experimental_delegates"] = [module.load_delegate(s["delegate"], options)]
+                except (ValueError, RuntimeError, OSError) as exc:
+                    raise HarnessError(f"delegate {s['delegate']} did not load ({_first_line(exc)}); give the path "
+                                       "of a TFLite external delegate library (.so) built for this runtime") from None
+            try:
+                self.interpreter = module.Interpreter(model_path=self.path, **kwargs)
+                self.interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
+                raise HarnessError(f"{self.path}: the runtime cannot load it ({_first_line(exc)})") from None
+            self._in = [d["index"] for d in self.interpreter.get_input_details()]
+            self._out = [d["index"] for d in self.interpreter.get_output_details()]
+            return
+        self.api = "compiled_model"
+        cm = importlib.import_module("ai_edge_litert.compiled_model")
+        if s["kernels"] != "xnnpack":
+            raise HarnessError("the CompiledModel CPU accelerator is XNNPACK; --kernels builtin needs the Interpreter "
+                               "(leave out --accelerator)")
+        cpu = cm.CpuOptions(num_threads=s["threads"] or 0,
+                            xnnpack_weight_cache_path=getattr(self, "_cache", "") if cache is None else cache)
+        hw = cm.HardwareAccelerator.CPU
+        if accelerator == "gpu":
+            hw = cm.HardwareAccelerator.GPU | cm.HardwareAccelerator.CPU
+        try:
+            compiled = cm.CompiledModel.from_file(self.path, options=cm.Options(hw, cpu_options=cpu))
+            self._buffers(compiled)
+        except (ValueError, RuntimeError) as exc:
+            if accelerator != "gpu":
+                raise HarnessError(f"{self.path}: LiteRT's CompiledModel cannot load it ({_first_line(exc)})") from None
+            why = _first_line(exc)
+            if not s["fallback"]:
+                raise HarnessError(f"no usable GPU here: LiteRT's GPU accelerator did not start ({why}); run where "
+                                   "there is one, or add --fallback to run on the CPU instead") from None
+            self.notes.append(f"GPU did not start ({why}): fell back to the CPU")
+            self.accelerator = "cpu (fallback)"
+            return self._open("cpu")
+        self.compiled = compiled
+        self.fully_accelerated = bool(compiled.is_fully_accelerated())
+
+    def _buffers(self, compiled) -> None:
+        self._in_buffers = compiled.create_input_buffers(0)
+        self._out_buffers = compiled.create_output_buffers(0)
+
+    # running
+
+    def set_inputs(self, xs: list[np.ndarray]) -> None:
+        if self.api == "interpreter":
+            for index, x in zip(self._in, xs):
+                self.interpreter.set_tensor(index, x)
+        else:
+            for buffer, x in zip(self._in_buffers, xs):
+                buffer.write(x)
+
+    def invoke(self) -> None:
+        if self.api == "interpreter":
+            self.interpreter.invoke()
+        else:
+            self.compiled.run_by_index(0, self._in_buffers, self._out_buffers)
+
+    def get_outputs(self) -> list[np.ndarray]:
+        if self.api == "interpreter":
+            return [self.interpreter.get_tensor(i).copy() for i in self._out]
+        return [b.read(int(np.prod(d["shape"])), np.dtype(d["dtype"])).reshape(d["shape"])
+                for b, d in zip(self._out_buffers, self.outputs)]
+
+    def describe(self) -> dict:
+        s = self.setting
+        return {"runtime": self.runtime, "runtime_version": self.version, "api": self.api,
+                "accelerator": self.accelerator, "fully_accelerated": self.fully_accelerated,
+                "kernels": s["kernels"] if self.api == "interpreter" else "xnnpack", "threads": s["threads"],
+                "delegate": s["delegate"], "delegate_options": s["delegate_options"] or {},
+                "weight_cache": s["weight_cache"], "notes": self.notes}
+
+
+# --- inputs --------------------------------------------------------------------------------------------
+
+
+def signature_input(detail: dict, rng: np.random.Generator, raw_pixels: bool = True) -> np.ndarray:
+    """A random input of the tensor's own shape and type. Quantized integers span their whole range (the
+    real range scale * (q - zero_point) that calibration gave them); float inputs get 0..255 (raw pixels)
+    or -1..1 (normalized); other integers small non-negative values; booleans either value."""
+    dtype, shape = np.dtype(detail["dtype"]), detail["shape"]
+    if dtype.kind == "f":
+        low, high = (0.0, 255.0) if raw_pixels else (-1.0, 1.0)
+        return rng.uniform(low, high, shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(dtype)
+    info = np.iinfo(dtype)
+    if detail.get("scale") or dtype in (np.uint8, np.int8):
+        return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    return rng.integers(0, 10, shape).astype(dtype)
+
+
+def to_model_dtype(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float values in the model's form -> the input tensor's type (quantized with its scale and zero
+    point; raw integers rounded and clipped)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype, copy=False)
+    info = np.iinfo(dtype)
+    if detail["scale"]:
+        x = x / detail["scale"] + detail["zero_point"]
+    return np.clip(np.round(x), info.min, info.max).astype(dtype)
+
+
+def from_model_dtype(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.dtype(detail["dtype"]).kind != "f" and detail["scale"]:
+        return (y.astype(np.float32) - detail["zero_point"]) * detail["scale"]
+    return y.astype(np.float32)
+
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"inputs {path}: {exc}") from None
+
+
+def _sample_batches(session: Session, samples: np.ndarray | None, seed: int, raw_pixels: bool) -> list[list[np.ndarray]]:
+    """Input sets to cycle through: one per sample (in the model's form), or one made from the signature."""
+    if samples is None:
+        rng = np.random.default_rng(seed)
+        return [[signature_input(d, rng, raw_pixels) for d in session.inputs]]
+    if len(session.inputs) != 1:
+        raise HarnessError(f"{session.path} has {len(session.inputs)} inputs; data samples feed single-input models "
+                           "(leave out --data to use inputs made from its signature)")
+    d = session.inputs[0]
+    if tuple(samples.shape[1:]) != tuple(d["shape"][1:]):
+        raise HarnessError(f"{session.path} takes {d['shape']}; the samples are {list(samples.shape[1:])}")
+    return [[to_model_dtype(samples[i:i + 1], d)] for i in range(len(samples))]
+
+
+# --- jobs ----------------------------------------------------------------------------------------------
+
+
+def _progress(text: str) -> None:
+    print(f"progress {text}", file=sys.stderr, flush=True)
+
+
+def _stats(seconds: list[float], batch: int) -> dict:
+    us = np.asarray(seconds) * 1e3
+    avg = float(us.mean())
+    return {"count": int(len(us)), "avg_ms": avg, "std_ms": float(us.std()), "min_ms": float(us.min()),
+            "p50_ms": float(np.percentile(us, 50)), "p90_ms": float(np.percentile(us, 90)),
+            "p99_ms": float(np.percentile(us, 99)), "max_ms": float(us.max()),
+            "throughput_per_s": (1e3 * batch / avg) if avg > 0 else None}
+
+
+def memory(job: dict) -> dict:
+    """The resident-set figures of one model x setting in this (fresh) process, as benchmark_model's
+    ``--report_peak_memory_footprint``: the high-water mark after initialization and after running,
+    and their growth over the process's resident set before the model was opened."""
+    start = rss_mb()
+    resettable = reset_peak()
+    session = Session(job["model"], job["setting"])
+    init_peak = peak_mb()
+    sets = _sample_batches(session, None, 0, job.get("raw_pixels", True))
+    for _ in range(MEMORY_RUNS):
+        session.set_inputs(sets[0])
+        session.invoke()
+    overall = peak_mb()
+    exact = resettable and start is not None
+    return {"rss_start_mb": start, "peak_rss_init_mb": init_peak, "peak_rss_overall_mb": overall,
+            "memory_init_mb": (init_peak - start) if exact else None,
+            "memory_overall_mb": (overall - start) if exact else None}
+
+
+def _memory_in_child(model: str, setting: dict, raw_pixels: bool) -> dict:
+    job = json.dumps({"op": "memory", "model": model, "setting": setting, "raw_pixels": raw_pixels})
+    try:
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__)], input=job.encode(), capture_output=True,
+                              timeout=600)
+        return json.loads(proc.stdout.decode().strip().splitlines()[-1])["result"]
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError, KeyError, UnicodeDecodeError):
+        return {"error": "the memory pass failed"}
+
+
+def bench(job: dict) -> dict:
+    models, settings = job["models"], [_setting(s) for s in job["settings"]]
+    runs, warmup, rounds = int(job.get("runs", 50)), int(job.get("warmup", 5)), int(job.get("rounds", 1))
+    if runs < 1 or warmup < 0 or rounds < 1:
+        raise HarnessError("runs and rounds must be >= 1 and warmup >= 0")
+    inputs = job.get("inputs") or {}
+    raw = job.get("raw_pixels") or {}
+    records = []
+    total = len(models) * len(settings)
+    for m, path in enumerate(models):
+        samples = _load_npy(inputs[path]) if inputs.get(path) else None
+        for s, setting in enumerate(settings):
+            _progress(f"open {len(records) + 1}/{total} {os.path.basename(path)}")
+            session = Session(path, setting)
+            sets = _sample_batches(session, samples, job.get("seed", 0), raw.get(path, True))
+            records.append({"model": path, "setting_index": s, "session": session, "sets": sets, "times": [],
+                            "batch": int(session.inputs[0]["shape"][0]) if session.inputs[0]["shape"] else 1})
+    for r in records:  # first inference and warm-up, in turn
+        session, sets = r["session"], r["sets"]
+        session.set_inputs(sets[0])
+        started = time.perf_counter()
+        session.invoke()
+        r["first_ms"] = (time.perf_counter() - started) * 1e3
+        spent = []
+        for i in range(warmup):
+            session.set_inputs(sets[(i + 1) % len(sets)])
+            started = time.perf_counter()
+            session.invoke()
+            spent.append(time.perf_counter() - started)
+        r["warmup_avg_ms"] = float(np.mean(spent) * 1e3) if spent else None
+    for rnd in range(rounds):
+        for k, r in enumerate(records):
+            _progress(f"round {rnd + 1}/{rounds} model {k + 1}/{len(records)}")
+            session, sets, times = r["session"], r["sets"], r["times"]
+            if rnd:  # caches refilled after the other models ran (untimed)
+                for i in range(min(warmup, 2)):
+                    session.set_inputs(sets[i % len(sets)])
+                    session.invoke()
+            for i in range(runs):
+                session.set_inputs(sets[i % len(sets)])
+                started = time.perf_counter()
+                session.invoke()
+                times.append(time.perf_counter() - started)
+    out = []
+    for r in records:
+        session = r["session"]
+        record = {"model": r["model"], "setting_index": r["setting_index"], "model_bytes": os.path.getsize(r["model"]), **session.describe(),
+                  "inputs": [{k: d[k] for k in ("name", "shape", "dtype")} for d in session.inputs],
+                  "input_source": "data" if inputs.get(r["model"]) else "signature",
+                  "init_ms": session.init_s * 1e3, "weight_cache_init": session.weight_cache_ms,
+                  "first_inference_ms": r["first_ms"], "warmup_runs": warmup, "warmup_avg_ms": r["warmup_avg_ms"],
+                  "runs": runs, "rounds": rounds, **_stats(r["times"], r["batch"])}
+        out.append(record)
+    del records
+    if job.get("memory", True):
+        for k, record in enumerate(out):
+            _progress(f"memory {k + 1}/{len(out)}")
+            record.update(_memory_in_child(record["model"], settings[record["setting_index"]],
+                                           raw.get(record["model"], True)))
+    return {"machine": machine(), "records": out}
+
+
+def predict(job: dict) -> dict:
+    """Scores of one model for the samples in ``job["inputs"]`` (float, in the model's form), with each
+    setting; each setting's scores go to ``job["outputs"][i]`` (.npy, float32)."""
+    x = _load_npy(job["inputs"])
+    results = []
+    for i, setting in enumerate(job["settings"]):
+        session = Session(job["model"], setting)
+        if len(session.inputs) != 1 or len(session.outputs) != 1:
+            raise HarnessError(f"{job['model']} has {len(session.inputs)} inputs and {len(session.outputs)} outputs; "
+                               "accuracy is measured on image classifiers with one of each")
+        d_in, d_out = session.inputs[0], session.outputs[0]
+        if tuple(x.shape[1:]) != tuple(d_in["shape"][1:]):
+            raise HarnessError(f"{job['model']} takes {d_in['shape']}; the images are {list(x.shape[1:])}")
+        scores = np.empty((len(x), *d_out["shape"][1:]), np.float32)
+        times = []
+        step = max(1, len(x) // 20)
+        for n in range(len(x)):
+            session.set_inputs([to_model_dtype(x[n:n + 1], d_in)])
+            started = time.perf_counter()
+            session.invoke()
+            times.append(time.perf_counter() - started)
+            scores[n] = from_model_dtype(session.get_outputs()[0], d_out)[0]
+            if n % step == 0:
+                _progress(f"setting {i + 1}/{len(job['settings'])} image {n + 1}/{len(x)}")
+        np.save(job["outputs"][i], scores, allow_pickle=False)
+        results.append({**session.describe(), "init_ms": session.init_s * 1e3, **_stats(times, 1)})
+    return {"machine": machine(), "settings": results}
+
+
+OPS = {"bench": bench, "predict": predict, "memory": memory, "machine": lambda job: machine()}
+
+
+def main() -> int:
+    try:
+        job = json.loads(sys.stdin.read())
+        op = OPS.get(job.get("op"))
+        if op is None:
+            raise HarnessError(f"unknown op {job.get('op')!r}; valid: {', '.join(OPS)}")
+        result = op(job)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"error: bad job ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
+    print(json.dumps({"result": result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
