@@ -165,8 +165,10 @@ def configs(path: Path) -> Iterator[tuple[str, object]]:
                         found = True
                         yield key, _json(f.attrs[key], path, key)
         except OSError:
+            hint = ("; for a .tflite use `resnet-edge eval` (accuracy) or `resnet-edge bench` (latency)"
+                    if str(path).lower().endswith(".tflite") else "; is it a .keras/.h5 file written by tf_keras?")
             raise ResnetEdgeError(f"cannot load {path} as a Keras model: it is neither a .keras archive nor an HDF5 "
-                                  "file; is it a .keras/.h5 file written by tf_keras?") from None
+                                  f"file{hint}") from None
         if not found:
             raise ResnetEdgeError(f"cannot load {path} as a Keras model: the HDF5 file holds no model config "
                                   "(weights only?); save the whole model with model.save()")

@@ -1,6 +1,7 @@
 """The edge side must run on a device without TensorFlow: prove it in a subprocess where TensorFlow,
 tf_keras and tfmot cannot be imported."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -29,6 +30,7 @@ def test_edge_packages_import_without_tensorflow():
         import resnet_edge.arch, resnet_edge.arch.spec, resnet_edge.cli, resnet_edge.io, resnet_edge.ui
         import resnet_edge._child, resnet_edge.tflite.integrity, resnet_edge.tflite.inspect, resnet_edge.tflite.readiness
         import resnet_edge.runtime.runner, resnet_edge.runtime.bench, resnet_edge.runtime.harness
+        import resnet_edge.runtime.evaluation, resnet_edge.cli_edge
         from resnet_edge.runtime import interpreter_class
         interpreter_class()  # a TFLite runtime without TensorFlow
         assert not [m for m in sys.modules if m.split(".")[0] in Block.BLOCKED], "TensorFlow was imported"
@@ -89,3 +91,8 @@ def test_edge_install_from_a_wheel(tmp_path):
     proc = subprocess.run([str(venv / "bin" / "resnet-edge"), "inspect", str(model)], capture_output=True, text=True,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
     assert proc.returncode == 0 and "not verified" in proc.stdout and "TILE" in proc.stdout, proc.stdout + proc.stderr
+    proc = subprocess.run([str(venv / "bin" / "resnet-edge"), "bench", str(model), "--runs", "3", "--threads", "1,2",
+                           "--json"], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(proc.stdout)["records"]
+    assert [r["threads"] for r in records] == [1, 2] and all(r["p50_ms"] > 0 and r["peak_rss_init_mb"] > 0 for r in records)

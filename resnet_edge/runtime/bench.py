@@ -199,7 +199,8 @@ def run_job(python: str, job: dict, *, memory: int, timeout: float = 3600,
 
 def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int = 50, warmup: int = 5,
           rounds: int = 1, samples: dict[str, np.ndarray] | None = None, baseline: str | os.PathLike | None = None,
-          measure_memory: bool = True, verify: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+          measure_memory: bool = True, keep_times: bool = False, verify: bool = True,
+          progress: Callable[[str], None] | None = None) -> dict:
     """Time every model with every setting (models and settings in turn, ``rounds`` times): one record
     per model x setting with benchmark_model's figures (see :mod:`resnet_edge.runtime.harness`), the
     model's integrity, and with ``baseline`` (one of ``paths``) the ratio of each median to the
@@ -227,7 +228,7 @@ def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int 
             mine = [(i, s) for i, s in enumerate(settings) if pythons[s.runtime] == python]
             job = {"op": "bench", "models": [os.path.abspath(p) for p in paths],
                    "settings": [s.as_job() for _, s in mine], "runs": runs, "warmup": warmup, "rounds": rounds,
-                   "memory": measure_memory,
+                   "memory": measure_memory, "keep_times": keep_times,
                    "inputs": {os.path.abspath(p): f for p, f in inputs.items()},
                    "raw_pixels": {os.path.abspath(p): takes_raw_pixels(checked[p]["info"]) for p in paths}}
             result = run_job(python, job, memory=memory, progress=progress)

@@ -11,7 +11,8 @@ output; progress goes to standard error as lines starting with ``progress``::
 A job is ``{"op": "bench" | "predict" | "memory" | "machine", ...}``:
 
 * ``bench``: ``models`` (paths), ``settings`` (see :class:`Session`), ``runs``, ``warmup``, ``rounds``,
-  optional ``inputs`` (a ``.npy`` of samples per model, else inputs made from each model's signature).
+  optional ``inputs`` (a ``.npy`` of samples per model, else inputs made from each model's signature),
+  ``memory`` (default true) and ``keep_times`` (every timed run in the record, as ``times_ms``).
   Every model x setting is opened, then all are timed in turn, round after round, so that a slow spell
   of a shared machine falls on all of them. The figures have LiteRT ``benchmark_model``'s meaning:
   initialization, first inference, warm-up average, then count/avg/std/min/p50/p90/p99/max of the timed
@@ -465,6 +466,8 @@ def bench(job: dict) -> dict:
                   "init_ms": session.init_s * 1e3, "weight_cache_init": session.weight_cache_ms,
                   "first_inference_ms": r["first_ms"], "warmup_runs": warmup, "warmup_avg_ms": r["warmup_avg_ms"],
                   "runs": runs, "rounds": rounds, **_stats(r["times"], r["batch"])}
+        if job.get("keep_times"):
+            record["times_ms"] = [t * 1e3 for t in r["times"]]
         out.append(record)
     del records
     if job.get("memory", True):
