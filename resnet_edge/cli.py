@@ -105,6 +105,8 @@ def cli():
       resnet-edge train --model resnet20 --out runs/r20   the paper's recipe on the bundled digits
       resnet-edge convert runs/r20/model.keras --int8     a checked, self-describing .tflite
       resnet-edge inspect runs/r20/model_int8.tflite      what the .tflite holds and which accelerator runs it
+      resnet-edge bench runs/r20/model_int8.tflite        latency and memory (benchmark_model's figures)
+      resnet-edge eval runs/r20/model_int8.tflite         accuracy on the data, per class, against Keras
     """
 
 

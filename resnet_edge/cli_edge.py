@@ -111,7 +111,7 @@ def _load_data(source: str, need: bool = True):
 @click.option("--warmup", type=click.IntRange(0, 100_000), default=5, show_default=True, help="Untimed invocations first.")
 @click.option("--rounds", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Time all models and settings in turn, this many times (a noisy spell falls on all of them).")
-@click.option("--data", "source", envvar="RESNET_EDGE_DATA",
+@click.option("--data", "source",
               help="Real inputs: digits | cifar10:DIR | folder:DIR (default: inputs made from each model's signature).")
 @click.option("--samples", type=click.IntRange(1, 10_000), default=32, show_default=True, help="Images taken from --data.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="A model to compare with: each row gets median / baseline's median.")
@@ -200,8 +200,8 @@ def _bench_human(r: dict) -> str:
             built = "" if wc["init_building_ms"] is None else f", {_ms(wc['init_building_ms'])} ms building it"
             lines.append(f"{where}: weight cache {safe_text(wc['path'], 120)}: init {_ms(wc['init_without_ms'])} ms "
                          f"without it, {_ms(x['init_ms'])} ms with it{built}")
-        if x.get("integrity") == "unverified":
-            lines.append(f"{where}: not verified (no resnet-edge checksum inside: a model from another tool)")
+    for model in dict.fromkeys(x["model"] for x in r["records"] if x.get("integrity") == "unverified"):
+        lines.append(f"{safe_text(model, 60)}: not verified (no resnet-edge checksum inside: a model from another tool)")
     return "\n".join(lines)
 
 
