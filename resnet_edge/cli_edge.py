@@ -186,7 +186,7 @@ def _bench_human(r: dict) -> str:
     m = r.get("machine") or {}
     first = r["records"][0] if r["records"] else {}
     lines.append(f"machine: {safe_text(m.get('cpu'), 80)} ({', '.join(m.get('isa') or []) or m.get('arch')}), "
-                 f"{m.get('cores')} cores; {first.get('runtime')} {first.get('runtime_version')}; "
+                 f"{m.get('cores')} cores; {safe_text(first.get('runtime'), 40)} {safe_text(first.get('runtime_version'), 40)}; "
                  f"{_plural(first.get('count', 0), 'timed run')} per row ({first.get('rounds')} x {first.get('runs')}), "
                  f"inputs from {'the data' if first.get('input_source') == 'data' else 'each signature'}")
     for x in r["records"]:
@@ -280,7 +280,7 @@ def _eval_human(r: dict) -> str:
     pairs = [("model", f"{safe_text(r['model'], 120)} ({r['integrity']}{'; ' + safe_text(r['model_name'], 80) if r.get('model_name') else ''})"),
              ("data", f"{safe_text(r['data'], 80)}, {r['split']} split, {r['n']} images"),
              ("inputs", safe_text(r["preprocessing"]["from"], 200)),
-             ("runtime", f"{s['runtime']} {s['runtime_version']}, {s['api']}" +
+             ("runtime", safe_text(f"{s['runtime']} {s['runtime_version']}, {s['api']}", 80) +
               (f", {s['accelerator']}" if s.get("accelerator") else f", {s['kernels']}") +
               (f", {s['threads']} threads" if s.get("threads") else "") +
               ("" if s.get("fully_accelerated") is None else f", fully accelerated: {'yes' if s['fully_accelerated'] else 'no'}")),

@@ -155,10 +155,12 @@ def run_job(python: str, job: dict, *, memory: int, timeout: float = 3600,
     with the child's one-line reason. ``progress`` gets each progress line the harness writes."""
     cmd = [python, harness.__file__]
     err_lines: list[str] = []
+    result_file = tempfile.TemporaryFile()  # not a pipe: a large result must not block the child while we read stderr
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=result_file, stderr=subprocess.PIPE,
                                 preexec_fn=_child._limits(memory))
     except OSError as exc:
+        result_file.close()
         raise HarnessFailed(f"could not start {python}: {exc.strerror or exc}") from None
     deadline = time.monotonic() + timeout
     try:
@@ -172,13 +174,15 @@ def run_job(python: str, job: dict, *, memory: int, timeout: float = 3600,
                 err_lines = (err_lines + [line])[-50:]
             if time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(cmd, timeout)
-        out = proc.stdout.read(64 << 20)
         proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        result_file.seek(0)
+        out = result_file.read(64 << 20)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
         raise HarnessFailed(f"the measurement did not finish within {timeout:g} s") from None
     finally:
+        result_file.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

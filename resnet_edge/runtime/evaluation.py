@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from resnet_edge.errors import ConfigError
+from resnet_edge.errors import ConfigError, MissingDependencyError
 from resnet_edge.ui import safe_text
 
 CIFAR_STYLE_BELOW = 96  # as resnet_edge.data.pipeline (host side) resizes for evaluation
@@ -91,6 +91,10 @@ def model_inputs(data, split: str, inputs: list[dict], outputs: list[dict] | Non
             x = np.stack([np.asarray(Image.fromarray(img.astype(np.uint8)).resize((w, h), Image.BILINEAR), np.float32)
                           for img in part.x])
     else:
+        try:
+            import PIL  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("decoding an image folder needs Pillow: pip install pillow") from None
         x = np.stack([_resize_file(f, (h, w)) for f in part.files])
     if not pre["raw"]:
         x = (x - np.asarray(pre["mean"], np.float32)) / np.asarray(pre["std"], np.float32)
