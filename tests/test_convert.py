@@ -2,8 +2,6 @@
 and pruned inputs, metadata round trip, readiness, old-runtime loading, and bad input."""
 
 import json
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +10,6 @@ from click.testing import CliRunner
 from resnet_edge.cli import cli
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
