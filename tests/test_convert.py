@@ -11,7 +11,6 @@ from resnet_edge.cli import cli
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 
 
-
 @pytest.fixture(scope="module")
 def trained(trained_resnet20):
     return trained_resnet20
