@@ -18,10 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from resnet_edge._tf import tf
-from resnet_edge.data.sources import DataError, Dataset, Split
+from resnet_edge.data.sources import CIFAR_STYLE_BELOW, EVAL_CROP, DataError, Dataset, Split
 
-CIFAR_STYLE_BELOW = 96
-EVAL_CROP = 0.875
 
 
 def check_fits(data: Dataset, input_size: int) -> None:

@@ -34,6 +34,10 @@ from resnet_edge.errors import ResnetEdgeError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SPLIT_SEED = 0
+#: Evaluation resizing (training's pipeline and eval's): below this side a plain resize (CIFAR style), else the
+#: shorter side to size / EVAL_CROP and a centered crop (ImageNet style).
+CIFAR_STYLE_BELOW = 96
+EVAL_CROP = 0.875
 
 
 class DataError(ResnetEdgeError):

@@ -300,7 +300,7 @@ def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5
     if runs < 1 or warmup < 0:
         raise ConfigError("runs must be >= 1 and warmup >= 0")
     runner = TFLiteModel(model, backend=backend, num_threads=threads, kernels=kernels)
-    x = harness.signature_input(harness._detail(runner._input), np.random.default_rng(seed))
+    x = harness.signature_input(harness.tensor_detail(runner._input), np.random.default_rng(seed))
     interpreter, index = runner.interpreter, runner._input["index"]
     for _ in range(warmup):
         interpreter.set_tensor(index, x)

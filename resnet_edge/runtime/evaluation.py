@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from resnet_edge.data.sources import CIFAR_STYLE_BELOW, EVAL_CROP
 from resnet_edge.errors import ConfigError, MissingDependencyError
 from resnet_edge.ui import safe_text
 
-CIFAR_STYLE_BELOW = 96  # as resnet_edge.data.pipeline (host side) resizes for evaluation
-EVAL_CROP = 0.875
 
 
 def _input_shape(inputs: list[dict]) -> tuple[int, int, int]:

@@ -165,7 +165,8 @@ def _first_line(exc: BaseException) -> str:
     return (useful or lines or [type(exc).__name__])[-1 if useful else 0][:300]
 
 
-def _detail(d: dict) -> dict:
+def tensor_detail(d: dict) -> dict:
+    """An interpreter tensor detail as plain JSON: name, index, shape, dtype name, scale, zero point."""
     scale, zero = d.get("quantization", (0.0, 0))
     return {"name": str(d.get("name", "")), "index": int(d["index"]), "shape": [int(v) for v in d["shape"]],
             "dtype": np.dtype(d["dtype"]).name, "scale": float(scale), "zero_point": int(zero)}
@@ -198,8 +199,8 @@ class Session:
         # Tensor details (with quantization) come from a plain Interpreter: the CompiledModel API omits them.
         meta = self.interpreter if self.api == "interpreter" else module.Interpreter(
             model_path=path, experimental_op_resolver_type=module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        self.inputs = [_detail(d) for d in meta.get_input_details()]
-        self.outputs = [_detail(d) for d in meta.get_output_details()]
+        self.inputs = [tensor_detail(d) for d in meta.get_input_details()]
+        self.outputs = [tensor_detail(d) for d in meta.get_output_details()]
         if not self.inputs or not self.outputs:
             raise HarnessError(f"{path} has {len(self.inputs)} inputs and {len(self.outputs)} outputs; nothing to run")
 

@@ -24,7 +24,7 @@ import numpy as np
 from resnet_edge._native import quiet_native_stderr
 from resnet_edge.errors import ConfigError, MissingDependencyError
 from resnet_edge.runtime.backends import interpreter_class
-from resnet_edge.runtime.harness import KERNELS, interpreter_kwargs
+from resnet_edge.runtime.harness import KERNELS, from_model_dtype, interpreter_kwargs, tensor_detail, to_model_dtype
 from resnet_edge.tflite import integrity
 from resnet_edge.tflite.metadata import BadMetadataError, read_info
 from resnet_edge.tflite.model import InvalidModelError, load_bytes, read
@@ -118,26 +118,11 @@ class TFLiteModel:
     def output_dtype(self) -> np.dtype:
         return np.dtype(self._output["dtype"])
 
-    @staticmethod
-    def _quant(detail) -> tuple[float, int]:
-        scale, zero = detail.get("quantization", (0.0, 0))
-        return float(scale), int(zero)
-
     def _to_input(self, x: np.ndarray) -> np.ndarray:
-        dtype = self.input_dtype
-        if dtype == np.float32:
-            return x.astype(np.float32, copy=False)
-        scale, zero = self._quant(self._input)
-        info = np.iinfo(dtype)
-        if scale:  # a quantized input: q = x / scale + zero_point
-            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-        return np.clip(np.round(x), info.min, info.max).astype(dtype)  # raw integer pixels (uint8 input)
+        return to_model_dtype(x, tensor_detail(self._input))
 
     def _from_output(self, y: np.ndarray) -> np.ndarray:
-        scale, zero = self._quant(self._output)
-        if self.output_dtype != np.float32 and scale:
-            return (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32)
+        return from_model_dtype(y, tensor_detail(self._output))
 
     def _resize(self, batch: int) -> None:
         if batch != self._batch:
