@@ -29,9 +29,7 @@ import numpy as np
 from resnet_edge import _child
 from resnet_edge.errors import ConfigError, MissingDependencyError, ResnetEdgeError
 from resnet_edge.runtime import harness
-from resnet_edge.runtime.runner import TFLiteModel, _read_info
-from resnet_edge.tflite import integrity
-from resnet_edge.tflite.model import load_bytes
+from resnet_edge.runtime.runner import TFLiteModel, read_checked
 from resnet_edge.ui import safe_text
 
 OLD_RUNTIME_ENV = "RESNET_EDGE_TFLITE_RUNTIME_PYTHON"
@@ -130,11 +128,11 @@ def python_for(runtime: str) -> str:
 
 
 def check_model(path: str | os.PathLike, verify: bool = True) -> dict:
-    """Read and check a model before any runtime sees it: ``{"integrity": ..., "info": metadata or None,
-    "bytes": n, "inputs": [...], "outputs": [...]}`` (None where the schema module is missing). A damaged model of ours raises one line; a foreign one is "unverified"."""
-    content = load_bytes(path)
-    status = integrity.verify(content, str(path)) if verify else {"status": "not checked"}
-    info = _read_info(content, str(path))
+    """Read and check a model before any runtime sees it (:func:`~resnet_edge.runtime.runner.read_checked`):
+    ``{"integrity": ..., "info": metadata or None, "bytes": n, "inputs": [...], "outputs": [...]}`` (the
+    tensors are None where the schema module is missing). A damaged model of ours raises one line; a
+    foreign one is "unverified"."""
+    content, _, status, info = read_checked(path, verify)
     try:
         from resnet_edge.tflite.inspect import io_tensors
 

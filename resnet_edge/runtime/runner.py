@@ -44,6 +44,17 @@ def _read_info(content: bytes, label: str) -> dict | None:
         raise InvalidModelError(f"{label}: {exc}") from None
 
 
+def read_checked(model: str | os.PathLike | bytes, verify: bool = True) -> tuple[bytes, str, dict, dict | None]:
+    """Everything checked before a runtime sees ``model`` (a path or bytes): its bytes, its name for
+    messages, what its checksum said (``{"status": "verified" | "unverified" | "not checked", ...}``; a
+    damaged model of ours raises :class:`~resnet_edge.tflite.integrity.DamagedModelError`) and its
+    ``resnet_edge`` metadata (None when it has none); reading the metadata checks the flatbuffer too."""
+    content = bytes(model) if isinstance(model, (bytes, bytearray)) else load_bytes(model)
+    label = "the model" if isinstance(model, (bytes, bytearray)) else str(model)
+    status = integrity.verify(content, label) if verify else {"status": "not checked"}
+    return content, label, status, _read_info(content, label)
+
+
 def probe_in_child(content: bytes, label: str = "the model", timeout: float = 120) -> None:
     """Load and run ``content`` once in a memory- and time-limited child; raise :class:`InvalidModelError`
     (one line) when the runtime cannot."""
@@ -68,13 +79,9 @@ class TFLiteModel:
         # kernels: "xnnpack" (the runtime's default delegate) or "builtin" (TFLite's own kernels only)
         kwargs = interpreter_kwargs(sys.modules[cls.__module__], num_threads, kernels)
         started = time.perf_counter()
-        content = bytes(model) if isinstance(model, (bytes, bytearray)) else load_bytes(model)
-        label = "the model" if isinstance(model, (bytes, bytearray)) else str(model)
-        #: ``{"status": "verified" | "unverified" | "not checked", ...}``: what the checksum said.
-        self.integrity = integrity.verify(content, label) if verify else {"status": "not checked"}
-        #: The ``resnet_edge`` metadata entry (labels, normalization, recipe), or None. Reading it also
-        #: checks the flatbuffer before the runtime sees it.
-        self.info = _read_info(content, label)
+        # integrity: {"status": "verified" | "unverified" | "not checked", ...}, what the checksum said;
+        # info: the ``resnet_edge`` metadata entry (labels, normalization, recipe), or None.
+        content, label, self.integrity, self.info = read_checked(model, verify)
         probed = 0.0
         if probe if probe is not None else self.integrity["status"] != "verified":
             t0 = time.perf_counter()
