@@ -56,9 +56,64 @@ def peak_macs_per_s(isa: list[str], threads: int, int8: bool) -> float | None:
     return threads * mhz * 1e6 * per_cycle
 
 
-def make_models(depth: int, out: Path, s8s8: bool) -> tuple[dict, int]:
-    """Every model of one depth: {name: path}, and the network's MACs."""
+def bare_int8(model, rep) -> bytes:
+    """The bare TensorFlow converter's full int8 of a Keras model, as a notebook writes it."""
     from resnet_edge._tf import tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return conv.convert()
+
+
+def onnx_models(model, rep, folder: Path, activations=("U8S8",)) -> dict[str, Path]:
+    """A tf2onnx export of ``model`` (float32) and ONNX Runtime's static QDQ int8 of it, per-channel signed
+    weights, for each activation type in ``activations`` (U8S8: unsigned, S8S8: signed)."""
+    import tf2onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from resnet_edge._tf import tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"ORT float32": folder / "model.onnx"}
+    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((1, *model.input_shape[1:]), tf.float32,
+                                                                     name="input"),), opset=17,
+                               output_path=str(paths["ORT float32"]))
+    prepared = folder / "model_prep.onnx"
+    quant_pre_process(str(paths["ORT float32"]), str(prepared))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"input": rep[i:i + 1]} for i in range(32)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    for kind in activations:
+        target = folder / f"model_{kind.lower()}.onnx"
+        quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8 if kind == "U8S8" else QuantType.QInt8,
+                        weight_type=QuantType.QInt8)
+        paths[f"ORT int8 {kind}"] = target
+    return paths
+
+
+def aeq_int8(float_model: Path, rep, target: Path) -> Path:
+    """Google's ai-edge-quantizer (static int8 weights and activations) applied to our float32 .tflite,
+    calibrated on the same images."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    qt = quantizer.Quantizer(str(float_model))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    calibration = qt.calibrate({"serving_default": [{"input": rep[i:i + 1]} for i in range(32)]}, num_threads=2)
+    qt.quantize(calibration).export_model(str(target))
+    return target
+
+
+def make_models(depth: int, out: Path, s8s8: bool, aeq: bool) -> tuple[dict, int]:
+    """Every model of one depth: {name: path}, and the network's MACs."""
     from resnet_edge.arch.keras_model import build_model
     from resnet_edge.arch.spec import count, resolve
     from resnet_edge.convert import model_samples
@@ -74,37 +129,11 @@ def make_models(depth: int, out: Path, s8s8: bool) -> tuple[dict, int]:
     paths = {"ours float32": folder / f"resnet{depth}_float32.tflite", "ours int8": folder / f"resnet{depth}_int8.tflite"}
     model = build_model(spec)  # the same architecture; latency does not depend on the weight values
     rep, _, _ = model_samples(model, load("digits"), "train", 100)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     paths["bare int8"] = folder / "bare_int8.tflite"
-    paths["bare int8"].write_bytes(conv.convert())
-
-    import tf2onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    onnx_f32 = folder / "model.onnx"
-    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((1, *model.input_shape[1:]), tf.float32,
-                                                                     name="input"),), opset=17, output_path=str(onnx_f32))
-    paths["ORT float32"] = onnx_f32
-    prepared = folder / "model_prep.onnx"
-    quant_pre_process(str(onnx_f32), str(prepared))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{"input": rep[i:i + 1]} for i in range(32)])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    variants = [("ORT int8 U8S8", QuantType.QUInt8)] + ([("ORT int8 S8S8", QuantType.QInt8)] if s8s8 else [])
-    for name, activations in variants:
-        target = folder / f"model_{name.split()[-1].lower()}.onnx"
-        quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=activations, weight_type=QuantType.QInt8)
-        paths[name] = target
+    paths["bare int8"].write_bytes(bare_int8(model, rep))
+    if aeq:
+        paths["AEQ int8"] = aeq_int8(paths["ours float32"], rep, folder / "aeq_int8.tflite")
+    paths.update(onnx_models(model, rep, folder, ("U8S8", "S8S8") if s8s8 else ("U8S8",)))
     return paths, count(spec).macs
 
 
@@ -140,8 +169,9 @@ def time_onnx(path: Path, threads: int, runs: int, warmup: int) -> list[float]:
 @click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per model per round.")
 @click.option("--rounds", type=int, default=3, show_default=True)
 @click.option("--s8s8", is_flag=True, help="Also ONNX Runtime's default signed-activation int8 (S8S8).")
+@click.option("--aeq", is_flag=True, help="Also ai-edge-quantizer's static int8 of our float32 model (pip install ai-edge-quantizer).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/bench_peers", show_default=True)
-def main(depths, thread_list, runs, rounds, s8s8, out):
+def main(depths, thread_list, runs, rounds, s8s8, aeq, out):
     import numpy as np
 
     from resnet_edge.runtime.bench import Setting, bench
@@ -152,14 +182,16 @@ def main(depths, thread_list, runs, rounds, s8s8, out):
     m = machine()
     rows, results = [], []
     for depth in [int(d) for d in depths.split(",")]:
-        paths, macs = make_models(depth, out, s8s8)
+        paths, macs = make_models(depth, out, s8s8, aeq)
         tfl = {k: v for k, v in paths.items() if v.suffix == ".tflite"}
         for threads in [int(t) for t in thread_list.split(",")]:
             pooled = {name: [] for name in paths}
             for rnd in range(rounds):
                 print(f"ResNet-{depth}, {threads} thread(s), round {rnd + 1}/{rounds}", file=sys.stderr)
+                # verify=False: ai-edge-quantizer keeps our metadata entry, and so our checksum, in the file it
+                # rewrites; this script made every file itself just now.
                 r = bench(list(tfl.values()), [Setting(threads=threads)], runs=runs, warmup=3, measure_memory=False,
-                          keep_times=True)
+                          verify=False, keep_times=True)
                 for name, rec in zip(tfl, r["records"]):
                     pooled[name] += rec["times_ms"]
                 for name, path in paths.items():

@@ -63,6 +63,7 @@ def verify(model: bytes, label: str = "the model") -> dict:
     stored = fields[0].group(1)
     actual = hashlib.sha256(model[:start] + PLACEHOLDER.encode() + model[end:]).hexdigest()
     if stored != actual.encode():
-        raise DamagedModelError(f"{label} is damaged: its content does not match the checksum resnet-edge wrote into "
-                                "it; convert or copy it again (--no-verify to look anyway)")
+        raise DamagedModelError(f"{label} is damaged, or another tool rewrote it and kept resnet-edge's metadata "
+                                "(ai-edge-quantizer does): its content does not match the checksum resnet-edge wrote into "
+                                "it; convert or copy it again (--no-verify to use it anyway)")
     return {"status": "verified", "sha256": actual}
