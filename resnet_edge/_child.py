@@ -6,7 +6,10 @@ another Python) goes through :func:`run`:
 
 * its address space is capped (``RLIMIT_AS``, default 2 GB + 6x the model size, or
   ``$RESNET_EDGE_CHILD_MEMORY_MB``): a damaged model that makes the runtime allocate without bound
-  fails inside the child in a fraction of a second, instead of exhausting the machine;
+  fails inside the child in a fraction of a second, instead of exhausting the machine. A GPU driver
+  reserves far more address space than it uses (NVIDIA's Vulkan driver cannot even start a thread under
+  such a cap: seen on an H200), so a child that opens a GPU is watched instead (:class:`ResidentWatch`):
+  it is killed when its resident memory passes the same limit;
 * it gets ``SIGKILL`` when the process that started it dies (Linux ``PR_SET_PDEATHSIG``), so a killed
   ``inspect`` or ``convert`` leaves no child running under PID 1;
 * the model goes in on standard input where the child can take it, so no temporary copy is left behind;
@@ -23,6 +26,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 
 MEMORY_ENV = "RESNET_EDGE_CHILD_MEMORY_MB"
 PR_SET_PDEATHSIG = 1
@@ -52,6 +56,44 @@ def _limits(memory: int | None):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash in the child leaves no core file
 
     return apply
+
+
+class ResidentWatch:
+    """Kill ``proc`` when its resident memory (``VmRSS``) passes ``limit`` bytes, polled every ``interval`` s
+    in a daemon thread: the bound for a child that cannot run under an address-space cap. ``fired`` tells
+    whether it killed. Linux only (``/proc``); elsewhere it watches nothing."""
+
+    def __init__(self, proc: subprocess.Popen, limit: int, interval: float = 0.05):
+        self.proc, self.limit, self.interval = proc, limit, interval
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        status = f"/proc/{self.proc.pid}/status"
+        while not self._stop.is_set() and self.proc.poll() is None:
+            if resident_bytes(status) > self.limit:
+                self.fired = True
+                self.proc.kill()
+                return
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def resident_bytes(status_path: str) -> int:
+    """``VmRSS`` of a ``/proc/PID/status`` file in bytes; 0 when it cannot be read."""
+    try:
+        with open(status_path, "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) << 10
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def run(cmd: list[str], *, input: bytes | None = None, timeout: float = 120, memory: int | None = None,

@@ -313,3 +313,36 @@ def test_a_model_that_crashes_the_runtime_is_one_line(tmp_path):
     finally:
         del os.environ["RESNET_EDGE_CHILD_MEMORY_MB"]
     assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+
+
+def test_a_gpu_child_is_bounded_by_resident_memory(tmp_path, monkeypatch):
+    """A GPU driver cannot start under an address-space cap (NVIDIA's Vulkan driver fails to create a thread:
+    seen on an H200), so a child asked for the GPU is watched instead and killed when its resident memory
+    passes the same limit. Here no GPU starts and --fallback runs the bomb on the CPU, under the watch."""
+    from tests.test_reliability import tile_model
+
+    bomb = tmp_path / "tile.tflite"
+    bomb.write_bytes(tile_model(900_000_000 // 4))
+    monkeypatch.setenv("RESNET_EDGE_CHILD_MEMORY_MB", "400")
+    with pytest.raises(HarnessFailed, match="resident memory passed its limit of 400 MB") as info:
+        bench([bomb], [Setting(accelerator="gpu", fallback=True, threads=1)], runs=1, warmup=0,
+              measure_memory=False)
+    assert "\n" not in str(info.value)
+
+
+def test_resident_watch_kills_only_past_its_limit():
+    import subprocess
+    import sys
+
+    from resnet_edge import _child
+
+    grow = "import time; b = bytearray(300 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", grow])
+    watch = _child.ResidentWatch(proc, 150 << 20)
+    assert proc.wait(timeout=20) == -9 and watch.fired
+    watch.stop()
+    calm = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    watch = _child.ResidentWatch(calm, 150 << 20)
+    assert calm.wait(timeout=20) == 0
+    watch.stop()
+    assert not watch.fired

@@ -153,13 +153,16 @@ def run_job(python: str, job: dict, *, memory: int, timeout: float = 3600,
     with the child's one-line reason. ``progress`` gets each progress line the harness writes."""
     cmd = [python, harness.__file__]
     err_lines: list[str] = []
+    # A GPU driver reserves address space far beyond what it uses: bound resident memory instead.
+    gpu = any(s.get("accelerator") == "gpu" for s in job.get("settings", []))
     result_file = tempfile.TemporaryFile()  # not a pipe: a large result must not block the child while we read stderr
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=result_file, stderr=subprocess.PIPE,
-                                preexec_fn=_child._limits(memory))
+                                preexec_fn=_child._limits(None if gpu else memory))
     except OSError as exc:
         result_file.close()
         raise HarnessFailed(f"could not start {python}: {exc.strerror or exc}") from None
+    watch = _child.ResidentWatch(proc, memory) if gpu else None
     deadline = time.monotonic() + timeout
     try:
         proc.stdin.write(json.dumps(job).encode())
@@ -184,6 +187,11 @@ def run_job(python: str, job: dict, *, memory: int, timeout: float = 3600,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if watch:
+            watch.stop()
+    if watch and watch.fired:
+        raise HarnessFailed(f"the runtime failed: its resident memory passed its limit of {memory >> 20} MB "
+                            f"(set {_child.MEMORY_ENV} to change it)")
     if proc.returncode != 0:
         errors = [line[7:] for line in err_lines if line.startswith("error: ")]
         if errors:
