@@ -96,6 +96,65 @@ def resident_bytes(status_path: str) -> int:
     return 0
 
 
+class Collected:
+    """What :func:`collect` gathered: ``stdout`` (at most ``max_stdout`` bytes), the last ``err_lines``
+    that were not progress, and why it ended: ``"exit"``, ``"timeout"`` or ``"too_much"`` (the child wrote
+    more than ``max_stdout`` and was killed)."""
+
+    def __init__(self):
+        self.stdout = b""
+        self.err_lines: list[str] = []
+        self.ended = "exit"
+
+
+def collect(proc: subprocess.Popen, *, timeout: float, max_stdout: int = 64 << 20,
+            on_progress=None, keep_lines: int = 50) -> Collected:
+    """Read a child's stdout and stderr until it exits, bounded in time and size. Both pipes are read by
+    threads, so a child that writes much on one while we wait on the other cannot deadlock, and a child
+    that writes nothing cannot hang us past ``timeout``. Lines of stderr that start with ``progress `` go to
+    ``on_progress`` (the rest of the line); other lines are kept (each cut at 2,000 characters)."""
+    got = Collected()
+    chunks: list[bytes] = []
+
+    def read_out():
+        size = 0
+        while True:
+            chunk = proc.stdout.read1(1 << 16) if hasattr(proc.stdout, "read1") else proc.stdout.read(1 << 16)
+            if not chunk:
+                return
+            size += len(chunk)
+            if size > max_stdout:
+                got.ended = "too_much"
+                proc.kill()
+                return
+            chunks.append(chunk)
+
+    def read_err():
+        while True:
+            raw = proc.stderr.readline(2000)
+            if not raw:
+                return
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            if line.startswith("progress ") and on_progress:
+                on_progress(line[9:])
+            elif line.strip():
+                got.err_lines = (got.err_lines + [line])[-keep_lines:]
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (read_out, read_err)]
+    for t in threads:
+        t.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        got.ended = "timeout"
+        proc.kill()
+        proc.wait()
+    for t in threads:
+        t.join(timeout=5)
+    got.stdout = b"".join(chunks)
+    return got
+
+
 def run(cmd: list[str], *, input: bytes | None = None, timeout: float = 120, memory: int | None = None,
         env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``cmd`` with the limits above; raises ``subprocess.TimeoutExpired`` (the child is killed first)."""

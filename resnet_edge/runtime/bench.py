@@ -152,55 +152,45 @@ def run_job(python: str, job: dict, *, memory: int, timeout: float = 3600,
     """Run the harness with ``job`` in a limited child ``python``; its result, or :class:`HarnessFailed`
     with the child's one-line reason. ``progress`` gets each progress line the harness writes."""
     cmd = [python, harness.__file__]
-    err_lines: list[str] = []
     # A GPU driver reserves address space far beyond what it uses: bound resident memory instead.
     gpu = any(s.get("accelerator") == "gpu" for s in job.get("settings", []))
-    result_file = tempfile.TemporaryFile()  # not a pipe: a large result must not block the child while we read stderr
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=result_file, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 preexec_fn=_child._limits(None if gpu else memory))
     except OSError as exc:
-        result_file.close()
         raise HarnessFailed(f"could not start {python}: {exc.strerror or exc}") from None
     watch = _child.ResidentWatch(proc, memory) if gpu else None
-    deadline = time.monotonic() + timeout
     try:
         proc.stdin.write(json.dumps(job).encode())
         proc.stdin.close()
-        for raw in proc.stderr:  # progress while it runs; the rest is kept for the error line
-            line = raw.decode("utf-8", errors="replace").rstrip("\n")
-            if line.startswith("progress ") and progress:
-                progress(safe_text(line[9:], 200))
-            elif line.strip():
-                err_lines = (err_lines + [line])[-50:]
-            if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(cmd, timeout)
-        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        result_file.seek(0)
-        out = result_file.read(64 << 20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise HarnessFailed(f"the measurement did not finish within {timeout:g} s") from None
-    finally:
-        result_file.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if watch:
-            watch.stop()
+    except OSError:  # it died at once: its stderr says why
+        pass
+    got = _child.collect(proc, timeout=timeout, on_progress=lambda t: progress and progress(safe_text(t, 200)))
+    if watch:
+        watch.stop()
+    if got.ended == "timeout":
+        raise HarnessFailed(f"the measurement did not finish within {timeout:g} s")
     if watch and watch.fired:
         raise HarnessFailed(f"the runtime failed: its resident memory passed its limit of {memory >> 20} MB "
                             f"(set {_child.MEMORY_ENV} to change it)")
-    if proc.returncode != 0:
+    return parse_result(proc.returncode, got, lambda failed: f"the runtime failed: {_child.describe_failure(failed, memory)}")
+
+
+def parse_result(returncode: int, got: "_child.Collected", crashed: Callable) -> dict:
+    """The harness's result from what a child (here or on a device) printed: its ``error:`` line when it
+    refused, ``crashed(CompletedProcess)`` when it died otherwise, else the one JSON result (bounded,
+    never evaluated)."""
+    err_lines = got.err_lines
+    if got.ended == "too_much":
+        raise HarnessFailed("the runner wrote more than 64 MB of results; refused")
+    if returncode != 0:
         errors = [line[7:] for line in err_lines if line.startswith("error: ")]
         if errors:
             raise HarnessFailed(safe_text(errors[-1], 400))
-        failed = subprocess.CompletedProcess(cmd, proc.returncode, b"", "\n".join(err_lines).encode())
-        raise HarnessFailed(f"the runtime failed: {_child.describe_failure(failed, memory)}")
+        raise HarnessFailed(crashed(subprocess.CompletedProcess([], returncode, b"", "\n".join(err_lines).encode())))
     try:
-        result = json.loads(out.decode().strip().splitlines()[-1])["result"]
-    except (ValueError, IndexError, KeyError, UnicodeDecodeError, TypeError):
+        result = json.loads(got.stdout.decode().strip().splitlines()[-1])["result"]
+    except (ValueError, IndexError, KeyError, UnicodeDecodeError, TypeError, RecursionError):
         raise HarnessFailed("the measurement gave no result") from None
     if not isinstance(result, dict):
         raise HarnessFailed("the measurement gave no result")

@@ -8,7 +8,10 @@ output; progress goes to standard error as lines starting with ``progress``::
 
     python harness.py < job.json
 
-A job is ``{"op": "bench" | "predict" | "memory" | "machine", ...}``:
+A job is ``{"op": "bench" | "predict" | "memory" | "machine" | "probe", ...}``:
+
+* ``probe``: what this Python can run, for a device check: the machine, Python, numpy and each runtime's
+  version (``null`` where missing) and the memory. It needs only the standard library.
 
 * ``bench``: ``models`` (paths), ``settings`` (see :class:`Session`), ``runs``, ``warmup``, ``rounds``,
   optional ``inputs`` (a ``.npy`` of samples per model, else inputs made from each model's signature),
@@ -42,8 +45,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # only the probe runs without numpy; it reports the absence
+    np = None
 
+#: The oldest Python the edge side runs on (ai-edge-litert's and this file's minimum).
+MIN_PYTHON = (3, 9)
 KERNELS = ("xnnpack", "builtin")
 ACCELERATORS = ("cpu", "gpu")
 RUNTIMES = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}  # name -> package, best first
@@ -67,7 +75,8 @@ def runtime_module(runtime: str = "auto"):
             continue
         package = importlib.import_module(RUNTIMES[name])
         return name, getattr(package, "__version__", "?"), module
-    raise ImportError(f"no TFLite runtime importable for {runtime!r}: pip install ai-edge-litert (or tflite-runtime)")
+    raise ImportError(f"no TFLite runtime importable for {runtime!r} by {sys.executable}: {sys.executable} -m pip install "
+                      "ai-edge-litert (or tflite-runtime)")
 
 
 def interpreter_kwargs(module, threads: int | None, kernels: str) -> dict:
@@ -508,15 +517,39 @@ def predict(job: dict) -> dict:
     return {"machine": machine(), "settings": results}
 
 
-OPS = {"bench": bench, "predict": predict, "memory": memory, "machine": lambda job: machine()}
+def probe(job: dict) -> dict:
+    """What this Python can run: the machine, Python, numpy and each runtime's version (None: missing)."""
+    runtimes = {}
+    for name, package in RUNTIMES.items():
+        try:
+            runtimes[name] = str(getattr(importlib.import_module(package), "__version__", "?"))[:40]
+        except Exception:  # noqa: BLE001 - a missing or broken runtime is reported as absent
+            runtimes[name] = None
+    memory_mb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    memory_mb = int(line.split()[1]) // 1024
+    return {**machine(), "executable": sys.executable[:300], "numpy": None if np is None else np.__version__,
+            "runtimes": runtimes, "memory_mb": memory_mb}
+
+
+OPS = {"bench": bench, "predict": predict, "memory": memory, "machine": lambda job: machine(), "probe": probe}
 
 
 def main() -> int:
     try:
+        if sys.version_info < MIN_PYTHON:
+            raise HarnessError(f"Python {platform.python_version()} at {sys.executable} is too old: the edge runner needs "
+                               f"Python >= {'.'.join(map(str, MIN_PYTHON))}")
         job = json.loads(sys.stdin.read())
         op = OPS.get(job.get("op"))
         if op is None:
             raise HarnessError(f"unknown op {job.get('op')!r}; valid: {', '.join(OPS)}")
+        if np is None and op is not probe:
+            raise HarnessError(f"numpy is not installed for {sys.executable}: {sys.executable} -m pip install "
+                               "ai-edge-litert (it brings numpy)")
         result = op(job)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
