@@ -67,12 +67,29 @@ def runtime_options(threads_help: str):
     return apply
 
 
-def _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, weight_cache=None):
+def _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, weight_cache=None,
+              local=True):
     from resnet_edge.runtime.bench import Setting
 
     return [Setting(runtime=runtime, accelerator=accelerator, fallback=fallback, kernels=kernels, threads=n,
-                    delegate=delegate, delegate_options=delegate_options, weight_cache=weight_cache).check()
+                    delegate=delegate, delegate_options=delegate_options, weight_cache=weight_cache).check(local)
             for n in threads]
+
+
+def target_options(f):
+    """--target and --timeout (shared by bench, eval and sweep)."""
+    f = click.option("--timeout", type=click.IntRange(1, 86_400), default=1800, show_default=True,
+                     help="Seconds one run on a device may take before it is stopped.")(f)
+    return click.option("--target", "target_text", metavar="URL|NAME",
+                        help="Where to run: local (default), ssh://[user@]host[:port][/?python=PATH], adb://[SERIAL], "
+                             "or a saved device's name (resnet-edge devices).")(f)
+
+
+def _target(text):
+    """The parsed target (no connection yet): a malformed URL or unknown name fails here, in one line."""
+    from resnet_edge.targets import resolve
+
+    return resolve(text)
 
 
 def _progress(as_json: bool):
@@ -115,9 +132,10 @@ def _load_data(source: str, need: bool = True):
               help="Real inputs: digits | cifar10:DIR | folder:DIR (default: inputs made from each model's signature).")
 @click.option("--samples", type=click.IntRange(1, 10_000), default=32, show_default=True, help="Images taken from --data.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="A model to compare with: each row gets median / baseline's median.")
+@target_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one record per model x setting (fields in the README).")
 def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, no_verify,
-          weight_cache, runs, warmup, rounds, source, samples, baseline, as_json):
+          weight_cache, runs, warmup, rounds, source, samples, baseline, target_text, timeout, as_json):
     """Latency and memory of .tflite models, with LiteRT benchmark_model's figures: initialization,
     first inference, warm-up average, avg/std/min/p50/p90/p99/max of the timed runs, throughput and
     peak resident memory (during initialization and overall).
@@ -126,11 +144,16 @@ def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegat
     Models and settings are timed in turn, round after round, in one child process; memory is measured
     in a fresh process per model and setting. No TensorFlow is imported.
       resnet-edge bench model_float32.tflite model_int8.tflite --threads 1,2 --baseline model_float32.tflite
+      resnet-edge bench model_int8.tflite --target ssh://pi@raspberrypi.local --threads 1,4
+    On a device (--target), one run per model; if the device fails midway, what was measured is printed,
+    marked incomplete, and the exit code is 1.
     """
     from resnet_edge import _tmp
     from resnet_edge.runtime.bench import bench as run_bench
 
-    settings = _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, weight_cache)
+    target = _target(target_text)
+    settings = _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, weight_cache,
+                         local=target.kind == "local")
     _tmp.use_private_tempdir()
     inputs = None
     if source:
@@ -138,10 +161,12 @@ def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegat
     show = _progress(as_json)
     try:
         result = run_bench(list(model_paths), settings, runs=runs, warmup=warmup, rounds=rounds, samples=inputs,
-                           baseline=baseline, verify=not no_verify, progress=show)
+                           baseline=baseline, verify=not no_verify, progress=show, target=target, timeout=timeout)
     finally:
         _end_progress(show)
     _echo_json_or(result, as_json, _bench_human)
+    if result.get("incomplete"):
+        raise click.ClickException(f"incomplete: {result['incomplete']}")
 
 
 def _bench_samples(paths, baseline, source, n, verify) -> dict:
@@ -185,8 +210,9 @@ def _bench_human(r: dict) -> str:
     lines = [table(rows, cols, right={k for k, _ in cols[2:]})]
     m = r.get("machine") or {}
     first = r["records"][0] if r["records"] else {}
-    lines.append(f"machine: {safe_text(m.get('cpu'), 80)} ({', '.join(m.get('isa') or []) or m.get('arch')}), "
-                 f"{m.get('cores')} cores; {safe_text(first.get('runtime'), 40)} {safe_text(first.get('runtime_version'), 40)}; "
+    where = "" if r.get("target", "local") == "local" else f" (target {safe_text(r['target'], 80)})"
+    lines.append(f"machine{where}: {safe_text(m.get('cpu'), 80)} ({safe_text(', '.join(m.get('isa') or []) or m.get('arch'), 120)}), "
+                 f"{safe_text(m.get('cores'), 8)} cores; {safe_text(first.get('runtime'), 40)} {safe_text(first.get('runtime_version'), 40)}; "
                  f"{_plural(first.get('count', 0), 'timed run')} per row ({first.get('rounds')} x {first.get('runs')}), "
                  f"inputs from {'the data' if first.get('input_source') == 'data' else 'each signature'}")
     for x in r["records"]:
@@ -227,9 +253,11 @@ def _bench_human(r: dict) -> str:
               help="Fail (exit 1) when top-1 is more than P points below the reference: --compare's model, else the "
                    "Keras accuracy in the manifest convert wrote beside the model.")
 @click.option("--min-accuracy", type=Finite(0, 100), help="Fail (exit 1) when top-1 is below A percent.")
+@target_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the confusion matrix).")
 def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelerator, fallback, kernels, threads,
-          delegate, delegate_options, no_verify, compare_path, trust, diff_spec, max_drop, min_accuracy, as_json):
+          delegate, delegate_options, no_verify, compare_path, trust, diff_spec, max_drop, min_accuracy, target_text,
+          timeout, as_json):
     """Accuracy of a .tflite on real data: top-1, top-5, per class and the most frequent confusions,
     with the chosen runtime and accelerator; images are prepared as the model's metadata says.
 
@@ -237,11 +265,17 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
     resnet-edge eval model_int8.tflite --data digits
     resnet-edge eval model_int8.tflite --compare model.keras --max-drop 1
     resnet-edge eval model_float32.tflite --diff cpu,gpu --fallback
+    resnet-edge eval model_int8.tflite --target ssh://pi@raspberrypi.local   (images prepared here, sent along)
     (evaluate is for Keras models; eval for .tflite files)
     """
     if len(threads) > 1:
         raise click.BadParameter("eval takes one thread count", param_hint="--threads")
-    base = _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options)[0]
+    target = _target(target_text)
+    if target.kind == "adb":
+        raise click.BadParameter("eval needs Python on the device (ssh://); on Android, bench measures latency with "
+                                 "benchmark_model, which gives no predictions", param_hint="--target")
+    base = _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options,
+                     local=target.kind == "local")[0]
     diff = None
     if diff_spec:
         from resnet_edge.runtime.bench import parse_setting
@@ -250,7 +284,7 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
         if len(sides) != 2:
             raise click.BadParameter(f"expected two settings separated by a comma (cpu,gpu), got {diff_spec!r}",
                                      param_hint="--diff")
-        diff = [parse_setting(side, base) for side in sides]
+        diff = [parse_setting(side, base, local=target.kind == "local") for side in sides]
     if compare_path:
         _check_model_file(compare_path, trust)
     from resnet_edge import _tmp
@@ -261,7 +295,8 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
     try:
         report = evaluate_tflite(model_path, _load_data(source), split=split, limit=limit, resize=resize, mean=mean,
                                  std=std, setting=base, diff=diff, compare=compare_path, trust=trust,
-                                 verify=not no_verify, max_drop=max_drop, min_accuracy=min_accuracy, progress=show)
+                                 verify=not no_verify, max_drop=max_drop, min_accuracy=min_accuracy, progress=show,
+                                 target=target, timeout=timeout)
     finally:
         _end_progress(show)
     _echo_json_or(report, as_json, _eval_human)
@@ -278,6 +313,7 @@ def _eval_human(r: dict) -> str:
 
     s = r["setting"]
     pairs = [("model", f"{safe_text(r['model'], 120)} ({r['integrity']}{'; ' + safe_text(r['model_name'], 80) if r.get('model_name') else ''})"),
+             *([("target", safe_text(r["target"], 120))] if r.get("target", "local") != "local" else []),
              ("data", f"{safe_text(r['data'], 80)}, {r['split']} split, {r['n']} images"),
              ("inputs", safe_text(r["preprocessing"]["from"], 200)),
              ("runtime", safe_text(f"{s['runtime']} {s['runtime_version']}, {s['api']}", 80) +

@@ -31,6 +31,8 @@ def test_edge_packages_import_without_tensorflow():
         import resnet_edge._child, resnet_edge.tflite.integrity, resnet_edge.tflite.inspect, resnet_edge.tflite.readiness
         import resnet_edge.runtime.runner, resnet_edge.runtime.bench, resnet_edge.runtime.harness
         import resnet_edge.runtime.evaluation, resnet_edge.cli_edge
+        import resnet_edge.targets.ssh, resnet_edge.targets.adb, resnet_edge.targets.devices
+        import resnet_edge.results, resnet_edge.sweep
         from resnet_edge.runtime import interpreter_class
         interpreter_class()  # a TFLite runtime without TensorFlow
         assert not [m for m in sys.modules if m.split(".")[0] in Block.BLOCKED], "TensorFlow was imported"

@@ -54,8 +54,9 @@ class Setting:
     delegate_options: tuple[tuple[str, str], ...] = ()
     weight_cache: str | None = None
 
-    def check(self) -> "Setting":
-        """Raise :class:`ConfigError` (one line) for a combination that cannot run; return self."""
+    def check(self, local: bool = True) -> "Setting":
+        """Raise :class:`ConfigError` (one line) for a combination that cannot run; return self.
+        ``local=False``: the paths (a delegate) are on a device, not checked here."""
         if self.runtime not in ("auto", *harness.RUNTIMES):
             raise ConfigError(f"unknown runtime {self.runtime!r}; valid: auto, {', '.join(harness.RUNTIMES)}")
         if self.accelerator not in (None, *harness.ACCELERATORS):
@@ -73,7 +74,7 @@ class Setting:
             raise ConfigError("--weight-cache is a CompiledModel CPU option: use it with --accelerator cpu")
         if self.fallback and self.accelerator != "gpu":
             raise ConfigError("--fallback applies to --accelerator gpu")
-        if self.delegate and not os.path.isfile(self.delegate):
+        if local and self.delegate and not os.path.isfile(self.delegate):
             raise ConfigError(f"delegate library not found: {self.delegate}; give the path of a .so file")
         return self
 
@@ -95,7 +96,7 @@ SETTING_WORDS = {"cpu": ("accelerator", "cpu"), "gpu": ("accelerator", "gpu"), "
                  "tflite-runtime": ("runtime", "tflite-runtime"), "fallback": ("fallback", True)}
 
 
-def parse_setting(text: str, base: Setting) -> Setting:
+def parse_setting(text: str, base: Setting, local: bool = True) -> Setting:
     """``gpu``, ``tflite-runtime+builtin``, ``cpu+2`` (words joined by ``+``, a number is threads) on
     top of ``base``."""
     changes: dict = {}
@@ -108,7 +109,7 @@ def parse_setting(text: str, base: Setting) -> Setting:
         else:
             raise ConfigError(f"unknown setting {word!r} in {text!r}; use words joined by '+': "
                               f"{', '.join(SETTING_WORDS)} or a thread count (e.g. cpu,gpu or xnnpack+1,builtin+1)")
-    return dataclasses.replace(base, **changes).check()
+    return dataclasses.replace(base, **changes).check(local)
 
 
 def python_for(runtime: str) -> str:
@@ -197,25 +198,72 @@ def parse_result(returncode: int, got: "_child.Collected", crashed: Callable) ->
     return result
 
 
+#: Figures of a bench record: from a device they must be finite numbers, or they become None.
+NUMBER_FIELDS = ("init_ms", "first_inference_ms", "warmup_avg_ms", "avg_ms", "std_ms", "min_ms", "p50_ms", "p90_ms",
+                 "p99_ms", "max_ms", "throughput_per_s", "rss_start_mb", "peak_rss_init_mb", "peak_rss_overall_mb",
+                 "memory_init_mb", "memory_overall_mb", "count", "runs", "rounds", "warmup_runs", "model_bytes", "threads")
+
+
+def clean(value, depth: int = 0):
+    """A device's JSON made plain and bounded: strings cut at 300 characters, non-finite numbers None,
+    lists at 10,000 items, nesting at 6 levels (deeper is dropped)."""
+    if depth > 6:
+        return None
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 1 << 62 else None
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, str):
+        return value[:300]
+    if isinstance(value, list):
+        return [clean(v, depth + 1) for v in value[:10_000]]
+    if isinstance(value, dict):
+        return {str(k)[:100]: clean(v, depth + 1) for k, v in list(value.items())[:200]}
+    return None
+
+
+def clean_record(record: dict) -> dict:
+    """A bench record from a device: plain and bounded (:func:`clean`), its figures numbers or None."""
+    r = clean(record) if isinstance(record, dict) else {}
+    for key in NUMBER_FIELDS:
+        if not isinstance(r.get(key), (int, float)) or isinstance(r.get(key), bool):
+            r[key] = None
+    for key in ("notes", "isa"):
+        if key in r and not (isinstance(r[key], list) and all(isinstance(v, str) for v in r[key])):
+            r[key] = []
+    return r
+
+
 def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int = 50, warmup: int = 5,
           rounds: int = 1, samples: dict[str, np.ndarray] | None = None, baseline: str | os.PathLike | None = None,
           measure_memory: bool = True, keep_times: bool = False, verify: bool = True,
-          progress: Callable[[str], None] | None = None) -> dict:
+          progress: Callable[[str], None] | None = None, target=None, timeout: float | None = None) -> dict:
     """Time every model with every setting (models and settings in turn, ``rounds`` times): one record
     per model x setting with benchmark_model's figures (see :mod:`resnet_edge.runtime.harness`), the
     model's integrity, and with ``baseline`` (one of ``paths``) the ratio of each median to the
-    baseline's with the same setting. ``samples``: per model path, real inputs in the model's form."""
+    baseline's with the same setting. ``samples``: per model path, real inputs in the model's form.
+
+    ``target`` (a :class:`~resnet_edge.targets.TargetURL`): measure on a device instead, one model per
+    run; when the device fails after some models were measured, their records are returned with
+    ``incomplete`` set to the reason."""
     if runs < 1 or warmup < 0 or rounds < 1:
         raise ConfigError("--runs and --rounds must be >= 1, --warmup >= 0")
     if not paths:
         raise ConfigError("give at least one model")
-    settings = [s.check() for s in settings]
+    remote = target is not None and target.kind != "local"
+    settings = [s.check(local=not remote) for s in settings]
     paths = [str(p) for p in paths]
     if baseline is not None and str(baseline) not in paths:
         paths = [str(baseline)] + paths
     if len(set(paths)) != len(paths):
         raise ConfigError("a model is named twice; name each once")
     checked = {p: check_model(p, verify) for p in paths}
+    if remote:
+        result = _bench_on(target, paths, checked, settings, runs=runs, warmup=warmup, rounds=rounds, samples=samples,
+                           measure_memory=measure_memory, keep_times=keep_times, progress=progress, timeout=timeout)
+        return _with_baseline(result, paths, baseline)
     pythons = {s.runtime: python_for(s.runtime) for s in settings}
     memory = _child.memory_limit(sum(c["bytes"] for c in checked.values()))
     records, machine = [], None
@@ -241,22 +289,78 @@ def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int 
                                 "integrity": checked[path]["integrity"]["status"],
                                 **{k: v for k, v in r.items() if k != "model"}})
     records.sort(key=lambda r: (paths.index(r["model"]), r["setting_index"]))
+    return _with_baseline({"machine": machine, "target": "local", "target_url": "local", "incomplete": None,
+                           "records": records}, paths, baseline)
+
+
+def _with_baseline(result: dict, paths: list[str], baseline) -> dict:
+    records = result["records"]
     if baseline is not None:
         base = {r["setting_index"]: r for r in records if r["model"] == str(baseline)}
         for r in records:
             ref = base.get(r["setting_index"])
-            r["vs_baseline"] = (r["p50_ms"] / ref["p50_ms"]) if ref and ref["p50_ms"] else None
-    return {"machine": machine, "baseline": None if baseline is None else str(baseline), "records": records}
+            r["vs_baseline"] = (r["p50_ms"] / ref["p50_ms"]) if ref and ref["p50_ms"] and r["p50_ms"] else None
+    return {"machine": result["machine"], "target": result["target"], "target_url": result["target_url"],
+            "baseline": None if baseline is None else str(baseline), "incomplete": result["incomplete"],
+            "records": records}
+
+
+def _bench_on(target, paths, checked, settings, *, runs, warmup, rounds, samples, measure_memory, keep_times,
+              progress, timeout) -> dict:
+    """``bench`` on a device: one run per model (so that a dropped connection keeps what was measured)."""
+    from resnet_edge.targets import open_target
+
+    runner = open_target(target)
+    if target.kind == "adb":
+        return runner.bench(paths, checked, settings, runs=runs, warmup=warmup, measure_memory=measure_memory,
+                            progress=progress, timeout=timeout)
+    records, machine, incomplete = [], None, None
+    memory = _child.memory_limit(max(c["bytes"] for c in checked.values()))
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        for i, path in enumerate(paths):
+            name = f"m{i}.tflite"
+            send = {name: path}
+            job = {"op": "bench", "models": [name], "settings": [s.as_job() for s in settings], "runs": runs,
+                   "warmup": warmup, "rounds": rounds, "memory": measure_memory, "keep_times": keep_times,
+                   "raw_pixels": {name: takes_raw_pixels(checked[path]["info"])}}
+            if samples and samples.get(path) is not None:
+                send[f"x{i}.npy"] = os.path.join(tmp, f"x{i}.npy")
+                np.save(send[f"x{i}.npy"], np.ascontiguousarray(samples[path], np.float32), allow_pickle=False)
+                job["inputs"] = {name: f"x{i}.npy"}
+            if progress:
+                progress(f"{target}: model {i + 1}/{len(paths)} {os.path.basename(path)}")
+            try:
+                result, _ = runner.run(job, send, memory=memory, timeout=timeout, progress=progress)
+            except ResnetEdgeError as exc:
+                if not records:
+                    raise
+                incomplete = f"{exc} (after {len(records)} of {len(paths) * len(settings)} records)"
+                break
+            machine = clean(result.get("machine"))
+            for r in result.get("records") or []:
+                r = clean_record(r)
+                index = r.pop("setting_index", None)
+                if not isinstance(index, int) or not 0 <= index < len(settings):
+                    raise HarnessFailed(f"{target}: the device's reply names a setting that was not asked for")
+                records.append({"model": path, "setting": settings[index].label(), "setting_index": index,
+                                "integrity": checked[path]["integrity"]["status"],
+                                **{k: v for k, v in r.items() if k != "model"}, "model_bytes": checked[path]["bytes"]})
+    return {"machine": machine, "target": target.name, "target_url": target.url, "incomplete": incomplete,
+            "records": records}
 
 
 def predict(path: str | os.PathLike, settings: list[Setting], x: np.ndarray, *, verify: bool = True,
-            progress: Callable[[str], None] | None = None) -> list[tuple[np.ndarray, dict]]:
+            progress: Callable[[str], None] | None = None, target=None,
+            timeout: float | None = None) -> list[tuple[np.ndarray, dict]]:
     """Scores (float32, dequantized) of ``x`` (float, in the model's form) with each setting, and each
-    setting's description and per-image latency figures."""
+    setting's description and per-image latency figures. ``target``: on that device (ssh)."""
     checked = check_model(path, verify)
-    settings = [s.check() for s in settings]
     out = []
     memory = _child.memory_limit(checked["bytes"]) + int(x.nbytes) * 3
+    if target is not None and target.kind != "local":
+        return _predict_on(target, path, [s.check(local=False) for s in settings], x, memory=memory,
+                           progress=progress, timeout=timeout)
+    settings = [s.check() for s in settings]
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
         xin = os.path.join(tmp, "x.npy")
         np.save(xin, np.ascontiguousarray(x, np.float32), allow_pickle=False)
@@ -270,17 +374,42 @@ def predict(path: str | os.PathLike, settings: list[Setting], x: np.ndarray, *, 
     return out
 
 
-def _read_scores(path: str, n: int) -> np.ndarray:
+def _predict_on(target, path, settings, x, *, memory, progress, timeout) -> list[tuple[np.ndarray, dict]]:
+    import io
+
+    from resnet_edge.targets import open_target
+
+    if target.kind != "ssh":
+        raise ConfigError(f"{target}: eval runs on an ssh:// target (Python on the device); on Android, bench measures "
+                          "latency with benchmark_model, which gives no predictions")
+    runner = open_target(target)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
+        xin = os.path.join(tmp, "x.npy")
+        np.save(xin, np.ascontiguousarray(x, np.float32), allow_pickle=False)
+        for i, s in enumerate(settings):
+            job = {"op": "predict", "model": "m.tflite", "settings": [s.as_job()], "inputs": "x.npy",
+                   "outputs": ["y.npy"]}
+            result, files = runner.run(job, {"m.tflite": str(path), "x.npy": xin}, ("y.npy",), memory=memory,
+                                       timeout=timeout, progress=progress)
+            scores = _read_scores(io.BytesIO(files["y.npy"]), len(x))
+            described = clean_record((result.get("settings") or [{}])[0])
+            out.append((scores, {"setting": s.label(), **described}))
+    return out
+
+
+def _read_scores(path, n: int) -> np.ndarray:
     """The child's scores file, read without pickles and bounded: ``n`` rows of at most 1M floats."""
     try:
-        with open(path, "rb") as f:
+        with (open(path, "rb") if isinstance(path, (str, os.PathLike)) else path) as f:
             version = np.lib.format.read_magic(f)
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(f)
+            shape, fortran, dtype = read_header(f)
             if dtype != np.float32 or not shape or shape[0] != n or int(np.prod(shape[1:])) > 1_000_000:
                 raise ValueError(f"scores of shape {shape} and type {dtype}")
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
         raise HarnessFailed(f"the runtime's scores are unreadable ({exc})") from None
 
 

@@ -159,12 +159,13 @@ def _keras_scores(path, x: np.ndarray, trust: bool) -> np.ndarray:
 def evaluate_tflite(path, data, *, split: str = "test", limit: int | None = None, resize: bool = False,
                     mean=None, std=None, setting=None, diff=None, compare=None, trust: bool = False,
                     verify: bool = True, max_drop: float | None = None, min_accuracy: float | None = None,
-                    progress=None) -> dict:
+                    progress=None, target=None, timeout: float | None = None) -> dict:
     """Accuracy of the ``.tflite`` at ``path`` on ``data`` with ``setting`` (a
     :class:`~resnet_edge.runtime.bench.Setting`); ``diff`` (two settings) adds their comparison on the
     same inputs; ``compare`` (a Keras model, host side) adds its accuracy and agreement. ``max_drop``
     (points below the reference) and ``min_accuracy`` (percent) fill ``report["gate"]``; the caller
-    decides what a failed gate means (the CLI exits 1 after printing)."""
+    decides what a failed gate means (the CLI exits 1 after printing). ``target``: run the model on that
+    device (ssh), the images prepared here and sent with it."""
     from resnet_edge.runtime.bench import Setting, check_model, predict
 
     setting = setting or Setting()
@@ -175,10 +176,11 @@ def evaluate_tflite(path, data, *, split: str = "test", limit: int | None = None
     x, y = model_inputs(data, split, checked["inputs"], checked["outputs"], pre, limit=limit, resize=resize)
     sides = list(diff or [])  # both sides run, even when they are the same setting (run-to-run differences)
     todo = sides if setting in sides else [setting, *sides]
-    results = predict(path, todo, x, verify=verify, progress=progress)
+    results = predict(path, todo, x, verify=verify, progress=progress, target=target, timeout=timeout)
     scores, described = results[todo.index(setting)]
     info = checked["info"] or {}
-    report = {"model": str(path), "integrity": checked["integrity"]["status"],
+    report = {"model": str(path), "target": target.name if target else "local",
+              "integrity": checked["integrity"]["status"],
               "model_name": f"{info.get('name')} {info.get('mode')}" if info.get("name") else None,
               "data": data.name, "split": split, "preprocessing": pre, "setting": described,
               **scores_report(scores, y, data.classes)}

@@ -1,4 +1,141 @@
 """Edge side: where a model runs (this machine, a Raspberry Pi over SSH, an Android phone over adb).
 
+A target is written as a URL or as the name of a saved device (``resnet-edge devices``):
+
+* ``local``: this machine (the default);
+* ``ssh://[user@]host[:port][/?python=PATH]``: any Linux board with Python >= 3.9, numpy and a TFLite
+  runtime, reached with the system's OpenSSH (the user's ``~/.ssh/config``, keys, agent and jump hosts
+  apply; ``$RESNET_EDGE_SSH_CONFIG`` names another config file);
+* ``adb://[SERIAL]``: an Android device, measured with LiteRT's ``benchmark_model`` binary.
+
+Everything here is parsed strictly: a host, user or serial that could be read as an option by ssh or
+adb (a leading ``-``) or that holds shell characters is refused in one line.
+
 Imports nothing from TensorFlow; a test proves it.
 """
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import urllib.parse
+
+from resnet_edge.errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
+SERIAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+#: A remote Python given in the URL: a path or a command name, no shell characters.
+PYTHON_RE = re.compile(r"^~?[A-Za-z0-9._/+-]{1,255}$")
+KINDS = ("local", "ssh", "adb")
+
+
+class TargetError(ConfigError):
+    """A target that cannot be reached or used: one line, what is wrong and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetURL:
+    """A parsed target: ``kind`` is local, ssh or adb; ``name`` is what the user typed (a URL or a
+    device name), ``url`` the URL it stands for."""
+
+    kind: str
+    url: str
+    name: str
+    host: str | None = None
+    user: str | None = None
+    port: int | None = None
+    python: str = "python3"
+    serial: str | None = None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_url(text: str, name: str | None = None) -> TargetURL:
+    """``local``, ``ssh://...`` or ``adb://...`` -> :class:`TargetURL`; anything else is a ConfigError."""
+    text = str(text).strip()
+    name = name or text
+    if text == "local":
+        return TargetURL("local", "local", name)
+    scheme, sep, _ = text.partition("://")
+    if not sep or scheme not in ("ssh", "adb"):
+        raise ConfigError(f"malformed target {text!r}: use local, ssh://[user@]host[:port] or adb://[SERIAL], "
+                          "or the name of a saved device (resnet-edge devices list)")
+    if any(c.isspace() or ord(c) < 32 for c in text):
+        raise ConfigError(f"malformed target {text!r}: it holds spaces or control characters")
+    parts = urllib.parse.urlsplit(text)
+    if parts.fragment:
+        raise ConfigError(f"malformed target {text!r}: remove the '#...' part")
+    if scheme == "adb":
+        serial = parts.netloc or None
+        if parts.path not in ("", "/") or parts.query:
+            raise ConfigError(f"malformed target {text!r}: an adb target is adb:// or adb://SERIAL (as `adb devices` "
+                              "lists it)")
+        if serial is not None and not SERIAL_RE.match(serial):
+            raise ConfigError(f"malformed adb serial {serial!r}: letters, digits and . _ : - only")
+        return TargetURL("adb", text, name, serial=serial)
+    netloc = parts.netloc
+    user, at, hostport = netloc.rpartition("@")
+    if at and not USER_RE.match(user):
+        raise ConfigError(f"malformed ssh user {user!r} in {text!r}: letters, digits and . _ - only")
+    host, port = hostport, None
+    if hostport.startswith("["):  # [IPv6]:port
+        end = hostport.find("]")
+        host, rest = hostport[1:end] if end > 0 else "", hostport[end + 1:] if end > 0 else ""
+        if not host or not re.match(r"^[0-9A-Fa-f:.]+$", host) or (rest and not rest.startswith(":")):
+            raise ConfigError(f"malformed IPv6 host in {text!r}: write ssh://[::1]:2222")
+        port_text = rest[1:] if rest else None
+    else:
+        host, colon, port_text = hostport.partition(":")
+        port_text = port_text if colon else None
+        if not HOST_RE.match(host or ""):
+            raise ConfigError(f"malformed ssh host {host!r} in {text!r}: a host name, an IP address or a Host alias "
+                              "of your ~/.ssh/config (letters, digits, . _ -)")
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ConfigError(f"malformed port {port_text!r} in {text!r}: a number 1..65535")
+        port = int(port_text)
+    if parts.path not in ("", "/"):
+        raise ConfigError(f"malformed target {text!r}: no path after the host (the remote Python goes in ?python=PATH)")
+    python = "python3"
+    if parts.query:
+        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+        unknown = set(query) - {"python"}
+        if unknown or len(query.get("python", [])) > 1:
+            raise ConfigError(f"malformed target {text!r}: the only option is ?python=PATH")
+        python = query["python"][0]
+        if not PYTHON_RE.match(python):
+            raise ConfigError(f"malformed remote python {python!r}: a path such as ~/venv/bin/python or /usr/bin/python3")
+    return TargetURL("ssh", text, name, host=host, user=user or None, port=port, python=python)
+
+
+def resolve(text: str | None) -> TargetURL:
+    """A URL, or a saved device's name (looked up in the devices file), as a :class:`TargetURL`."""
+    if text is None or text == "local":
+        return TargetURL("local", "local", "local")
+    text = str(text).strip()
+    if "://" in text:
+        return parse_url(text)
+    if not NAME_RE.match(text):
+        raise ConfigError(f"malformed target {text!r}: use local, ssh://[user@]host[:port], adb://[SERIAL] or a "
+                          "device name (resnet-edge devices list)")
+    from resnet_edge.targets import devices
+
+    entry = devices.get(text)
+    return parse_url(entry["url"], name=text)
+
+
+def open_target(target: TargetURL, **options):
+    """The runner for ``target``: :class:`~resnet_edge.targets.ssh.SSHTarget` or
+    :class:`~resnet_edge.targets.adb.AdbTarget` (``local`` has none: callers run locally)."""
+    if target.kind == "ssh":
+        from resnet_edge.targets.ssh import SSHTarget
+
+        return SSHTarget(target, **options)
+    if target.kind == "adb":
+        from resnet_edge.targets.adb import AdbTarget
+
+        return AdbTarget(target, **options)
+    raise ConfigError("the local target runs in this process")

@@ -1,0 +1,134 @@
+"""Saved devices: names for target URLs, kept in a small JSON file.
+
+The file is ``$RESNET_EDGE_DEVICES`` when set, else ``$XDG_CONFIG_HOME/resnet-edge/devices.json``
+(``~/.config/resnet-edge/devices.json``). It is read bounded (1 MB) and checked entry by entry, written
+atomically (temporary file, then rename) under a lock, so two ``devices add`` at once lose nothing.
+
+Pure standard library: edge side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import tempfile
+
+from resnet_edge.errors import ConfigError
+
+ENV = "RESNET_EDGE_DEVICES"
+MAX_BYTES = 1 << 20
+MAX_NOTE = 200
+
+
+def path() -> str:
+    """Where the devices file is (it need not exist)."""
+    env = os.environ.get(ENV, "").strip()
+    if env:
+        return env
+    base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "resnet-edge", "devices.json")
+
+
+def load() -> dict[str, dict]:
+    """``{name: {"url", "note", "added"}}``; an absent file is empty; a damaged one is one line."""
+    from resnet_edge.targets import NAME_RE, parse_url
+
+    p = path()
+    try:
+        with open(p, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read the devices file {p}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"the devices file {p} is over 1 MB: not a devices file; move it away ({ENV} names another)")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        entries = data["devices"]
+        if not isinstance(entries, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, RecursionError, UnicodeDecodeError):
+        raise ConfigError(f"the devices file {p} is damaged (not the JSON resnet-edge writes): fix or remove it") from None
+    out = {}
+    for name, entry in entries.items():
+        if not isinstance(name, str) or not NAME_RE.match(name) or not isinstance(entry, dict) \
+                or not isinstance(entry.get("url"), str):
+            raise ConfigError(f"the devices file {p} has a damaged entry {str(name)[:40]!r}: fix or remove it")
+        parse_url(entry["url"], name=name)  # a bad URL in the file is refused like a typed one
+        out[name] = {"url": entry["url"], "note": str(entry.get("note") or "")[:MAX_NOTE],
+                     "added": str(entry.get("added") or "")[:40]}
+    return out
+
+
+def get(name: str) -> dict:
+    devices = load()
+    if name not in devices:
+        known = ", ".join(sorted(devices)) or "none saved yet"
+        raise ConfigError(f"no device named {name!r} (saved: {known}); add it with resnet-edge devices add {name} URL")
+    return devices[name]
+
+
+@contextlib.contextmanager
+def _locked():
+    p = path()
+    folder = os.path.dirname(os.path.abspath(p))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = open(p + ".lock", "a")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the devices file {p}: {exc.strerror or exc}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield p
+
+
+def _write(p: str, devices: dict) -> None:
+    body = json.dumps({"version": 1, "devices": devices}, indent=2, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".devices-", dir=os.path.dirname(os.path.abspath(p)))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def add(name: str, url: str, note: str = "", replace: bool = False) -> dict:
+    """Save ``name`` for ``url`` (checked as a target URL first)."""
+    from resnet_edge.targets import NAME_RE, parse_url
+
+    if not NAME_RE.match(name or ""):
+        raise ConfigError(f"bad device name {name!r}: 1-64 letters, digits, . _ - (starting with a letter or digit)")
+    if name == "local":
+        raise ConfigError("'local' is this machine already; choose another name")
+    target = parse_url(url, name=name)
+    if target.kind == "local":
+        raise ConfigError("a saved device is ssh://... or adb://...; 'local' needs no name")
+    if len(note) > MAX_NOTE or any(ord(c) < 32 for c in note):
+        raise ConfigError(f"--note is one line of at most {MAX_NOTE} characters")
+    with _locked() as p:
+        devices = load()
+        if name in devices and not replace:
+            raise ConfigError(f"a device named {name!r} exists ({devices[name]['url']}); remove it first or add --replace")
+        devices[name] = {"url": url, "note": note,
+                         "added": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        _write(p, devices)
+    return devices[name]
+
+
+def remove(name: str) -> dict:
+    with _locked() as p:
+        devices = load()
+        if name not in devices:
+            raise ConfigError(f"no device named {name!r} (saved: {', '.join(sorted(devices)) or 'none'})")
+        entry = devices.pop(name)
+        _write(p, devices)
+    return entry

@@ -1,0 +1,245 @@
+"""``ssh://[user@]host[:port]``: run the edge runner on a Linux board with the system's OpenSSH.
+
+One run: ``mktemp -d`` on the device, ``scp`` of the models (under generated names, ``m0.tflite``, ...:
+no local file name ever reaches the remote shell) and of the runner (``harness.py``, stdlib + numpy + a
+runtime), the runner started with the job on standard input, one JSON result read back (bounded,
+parsed as JSON, never evaluated), files the job wrote fetched with a bounded ``cat``, and the folder
+removed, whatever happened. Every remote argument is quoted with :func:`shlex.quote`.
+
+ssh runs with ``BatchMode=yes`` (never a password prompt; an unknown host key fails instead of being
+accepted: the user's known_hosts decides, as for their own ssh), ``ConnectTimeout`` and server keep-alives
+(a dropped connection ends the run within about 15 s). ``$RESNET_EDGE_SSH_CONFIG`` passes ``-F FILE``.
+
+Pure standard library: edge side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+from typing import Callable
+
+from resnet_edge import _child
+from resnet_edge.targets import TargetError, TargetURL
+from resnet_edge.ui import safe_text
+
+CONFIG_ENV = "RESNET_EDGE_SSH_CONFIG"
+#: The folder mktemp made on the device: nothing but a plain absolute path is accepted back.
+_SAFE_PATH = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-")
+
+
+class TargetLost(TargetError):
+    """The connection dropped in the middle of a run: what was measured before it is kept."""
+
+
+def _failure(target: TargetURL, lines: list[str], connect_timeout: float) -> TargetError | None:
+    """What went wrong when ssh itself failed (exit 255), as one line; None when its words are unknown."""
+    text = "\n".join(lines)
+    where = f"{target.host}" + (f":{target.port}" if target.port else "")
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
+        return TargetError(f"{target}: the host key of {where} has CHANGED since you last connected (a reinstalled "
+                           "device, or someone in between): check it, then update ~/.ssh/known_hosts (ssh-keygen -R)")
+    if "Host key verification failed" in text or "No ED25519 host key is known" in text or "host key is known" in text:
+        return TargetError(f"{target}: the host key of {where} is not in your known_hosts: connect once with "
+                           f"`ssh {'-p %d ' % target.port if target.port else ''}{target.host}` to check and accept it "
+                           "(resnet-edge never accepts a host key itself)")
+    if "Permission denied" in text or "Too many authentication failures" in text:
+        return TargetError(f"{target}: the device refused the login ({_last(lines)}): put your public key in its "
+                           "~/.ssh/authorized_keys (ssh-copy-id) or load it in your agent; resnet-edge never asks for "
+                           "a password")
+    if "Could not resolve hostname" in text or "Name or service not known" in text:
+        return TargetError(f"{target}: cannot resolve the host name {target.host}: check it, or use the device's IP "
+                           "address")
+    if "Connection refused" in text:
+        return TargetError(f"{target}: {where} refused the connection: is sshd running on the device, on that port?")
+    if any(s in text for s in ("Connection timed out", "Operation timed out", "No route to host",
+                               "Network is unreachable", "connect to host")):
+        return TargetError(f"{target}: cannot reach {where} ({_last(lines)}; waited {connect_timeout:g} s): is the "
+                           "device on and on this network?")
+    if any(s in text for s in ("closed by remote host", "Connection closed", "Broken pipe", "Connection reset",
+                               "Timeout, server", "not responding", "client_loop")):
+        return TargetLost(f"{target}: the connection dropped ({_last(lines)})")
+    return None
+
+
+def _last(lines: list[str]) -> str:
+    useful = [line for line in lines if line.strip() and not line.startswith("Warning: Permanently added")]
+    return safe_text(useful[-1].strip() if useful else "no message", 200)
+
+
+class SSHTarget:
+    """A device reached with ``ssh``/``scp``; see the module text."""
+
+    def __init__(self, target: TargetURL, *, connect_timeout: float = 10, timeout: float = 1800):
+        self.target, self.connect_timeout, self.timeout = target, connect_timeout, timeout
+
+    def __str__(self) -> str:
+        return str(self.target)
+
+    # commands
+
+    def _options(self) -> list[str]:
+        opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(self.connect_timeout)}",
+                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
+        config = os.environ.get(CONFIG_ENV, "").strip()
+        if config:
+            opts = ["-F", config] + opts
+        if self.target.user:
+            opts += ["-o", f"User={self.target.user}"]
+        return opts
+
+    def _ssh(self, remote_command: str) -> list[str]:
+        port = ["-p", str(self.target.port)] if self.target.port else []
+        return ["ssh", *self._options(), *port, "--", self.target.host, remote_command]
+
+    def _python(self) -> str:
+        python = self.target.python
+        if python.startswith("~/"):
+            return '"$HOME"/' + shlex.quote(python[2:])
+        return shlex.quote(python)
+
+    def shell(self, remote_command: str, *, timeout: float = 60, input: bytes | None = None,
+              max_stdout: int = 1 << 20) -> tuple[int, _child.Collected]:
+        """Run one remote command; its exit code and output. ssh's own failures become :class:`TargetError`."""
+        try:
+            proc = subprocess.Popen(self._ssh(remote_command), stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise TargetError(f"{self}: cannot run ssh ({exc.strerror or exc}): install OpenSSH's client "
+                              "(apt install openssh-client)") from None
+        if input is not None:
+            try:
+                proc.stdin.write(input)
+                proc.stdin.close()
+            except OSError:
+                pass
+        got = _child.collect(proc, timeout=timeout, max_stdout=max_stdout)
+        if got.ended == "timeout":
+            raise TargetLost(f"{self}: no answer within {timeout:g} s")
+        if proc.returncode == 255:
+            raise _failure(self.target, got.err_lines, self.connect_timeout) or \
+                TargetError(f"{self}: ssh failed ({_last(got.err_lines)})")
+        return proc.returncode, got
+
+    def mkdtemp(self) -> str:
+        code, got = self.shell('mktemp -d "${TMPDIR:-/tmp}/resnet-edge.XXXXXXXX"', timeout=self.connect_timeout + 30)
+        folder = got.stdout.decode("utf-8", errors="replace").strip()
+        if code != 0 or not folder.startswith("/") or len(folder) > 1024 or not set(folder) <= _SAFE_PATH \
+                or "/../" in folder + "/":
+            raise TargetError(f"{self}: could not make a temporary folder on the device "
+                              f"({_last(got.err_lines) if code else 'unexpected reply ' + safe_text(folder, 80)})")
+        return folder
+
+    def upload(self, files: dict[str, str], folder: str) -> None:
+        """Copy ``{remote name: local path}`` into ``folder`` with scp, under the remote names."""
+        with tempfile.TemporaryDirectory(prefix="ssh-stage-") as stage:
+            for name, local in files.items():
+                os.symlink(os.path.abspath(local), os.path.join(stage, name))  # scp copies what a link points to
+            host = f"[{self.target.host}]" if ":" in self.target.host else self.target.host
+            port = ["-P", str(self.target.port)] if self.target.port else []
+            cmd = ["scp", "-q", "-B", *self._options(), *port, "--",
+                   *[os.path.join(stage, n) for n in files], f"{host}:{folder}/"]
+            try:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            except OSError as exc:
+                raise TargetError(f"{self}: cannot run scp ({exc.strerror or exc}): install OpenSSH's client") from None
+            size = sum(os.path.getsize(p) for p in files.values())
+            got = _child.collect(proc, timeout=self.connect_timeout + 60 + size / 1e6, max_stdout=1 << 16)
+        if got.ended == "timeout":
+            raise TargetLost(f"{self}: copying {size / 1e6:.1f} MB to the device did not finish in time")
+        if proc.returncode != 0:
+            raise _failure(self.target, got.err_lines, self.connect_timeout) or \
+                TargetError(f"{self}: copying to the device failed ({_last(got.err_lines)}); is its disk full?")
+
+    def fetch(self, folder: str, name: str, max_bytes: int) -> bytes:
+        """A file the job wrote, read with a bounded ``cat``: more than ``max_bytes`` is refused."""
+        code, got = self.shell(f"cat -- {shlex.quote(folder + '/' + name)}", timeout=self.connect_timeout + 120,
+                               max_stdout=max_bytes)
+        if got.ended == "too_much":
+            raise TargetError(f"{self}: the device sent back more than {max_bytes >> 20} MB for {name}; refused")
+        if code != 0:
+            raise TargetError(f"{self}: the result file {name} is missing on the device ({_last(got.err_lines)})")
+        return got.stdout
+
+    def cleanup(self, folder: str, kill: bool) -> None:
+        """Remove ``folder`` (and first stop the runner, when it may still run). Errors are ignored: the
+        device may be gone; mktemp's folders are in the device's temporary folder."""
+        q = shlex.quote(folder)
+        stop = f'p=$(cat {q}/.pid 2>/dev/null) && kill -9 "$p" 2>/dev/null; ' if kill else ""
+        try:
+            self.shell(f"{stop}rm -rf -- {q}", timeout=self.connect_timeout + 20)
+        except TargetError:
+            pass
+
+    # the runner
+
+    def run(self, job: dict, send: dict[str, str], fetch: tuple[str, ...] = (), *, memory: int | None = None,
+            timeout: float | None = None, progress: Callable[[str], None] | None = None) -> tuple[dict, dict[str, bytes]]:
+        """Run the edge runner with ``job`` (whose file names are those of ``send``, relative to the run's
+        folder) on the device; its result and the ``fetch`` files' bytes (each at most 64 MB)."""
+        from resnet_edge.runtime import harness
+        from resnet_edge.runtime.bench import HarnessFailed, parse_result
+
+        timeout = timeout or self.timeout
+        gpu = any(s.get("accelerator") == "gpu" for s in job.get("settings", []))
+        folder = self.mkdtemp()
+        finished = False
+        try:
+            self.upload({**send, "harness.py": harness.__file__}, folder)
+            # The address-space cap protects the device from a hostile model, as here (not for a GPU driver).
+            cap = f"ulimit -v {memory >> 10} 2>/dev/null; " if memory and not gpu else ""
+            command = f"cd {shlex.quote(folder)} && echo $$ > .pid && {{ {cap}exec {self._python()} harness.py; }}"
+            try:
+                proc = subprocess.Popen(self._ssh(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE)
+            except OSError as exc:
+                raise TargetError(f"{self}: cannot run ssh ({exc.strerror or exc})") from None
+            try:
+                proc.stdin.write(json.dumps(job).encode())
+                proc.stdin.close()
+            except OSError:
+                pass
+            started = time.monotonic()
+            got = _child.collect(proc, timeout=timeout,
+                                 on_progress=lambda t: progress and progress(safe_text(t, 200)))
+            if got.ended == "timeout":
+                raise TargetLost(f"{self}: the run did not finish within {timeout:g} s (--timeout); it was stopped and "
+                                 "its files removed")
+            if proc.returncode == 255:
+                raise _failure(self.target, got.err_lines, self.connect_timeout) or \
+                    TargetLost(f"{self}: the connection failed after {time.monotonic() - started:.0f} s "
+                               f"({_last(got.err_lines)})")
+            text = "\n".join(got.err_lines)
+            if proc.returncode == 127:
+                raise TargetError(f"{self}: there is no {self.target.python} on the device: install Python >= "
+                                  f"{'.'.join(map(str, harness.MIN_PYTHON))} (sudo apt install python3) or name one "
+                                  "with ?python=PATH in the target URL")
+            if "SyntaxError" in text:
+                raise TargetError(f"{self}: {self.target.python} on the device is too old for the edge runner (it needs "
+                                  f"Python >= {'.'.join(map(str, harness.MIN_PYTHON))}): install a newer one and name "
+                                  "it with ?python=PATH in the target URL")
+            if "error: no TFLite runtime importable" in text or "error: numpy is not installed" in text:
+                python = self.target.python
+                raise TargetError(f"{self}: {python} on the device has no TFLite runtime: on the device run `python3 -m "
+                                  "venv ~/litert && ~/litert/bin/pip install ai-edge-litert` and add ?python=~/litert/bin/"
+                                  f"python to the target URL (or `{python} -m pip install ai-edge-litert` where pip may "
+                                  "install; tflite-runtime works too)")
+            try:
+                result = parse_result(proc.returncode, got,
+                                      lambda failed: f"the runtime on the device failed: {_child.describe_failure(failed, memory)}")
+            except HarnessFailed as exc:
+                raise HarnessFailed(f"{self}: {exc}") from None
+            files = {name: self.fetch(folder, name, 64 << 20) for name in fetch}
+            finished = True
+            return result, files
+        finally:
+            self.cleanup(folder, kill=not finished)
+
+    def probe(self, timeout: float | None = None) -> dict:
+        """What the device can run (the runner's ``probe``): machine, Python, numpy, runtimes, memory."""
+        result, _ = self.run({"op": "probe"}, {}, timeout=timeout or self.connect_timeout + 60)
+        return result
