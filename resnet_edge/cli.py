@@ -755,9 +755,11 @@ def _build_human(s: dict) -> str:
 
 # The edge-side commands live in their own module (they import no TensorFlow).
 from resnet_edge.cli_edge import bench, eval_  # noqa: E402
+from resnet_edge.cli_targets import devices  # noqa: E402
 
 cli.add_command(bench)
 cli.add_command(eval_)
+cli.add_command(devices)
 
 
 def main(argv=None):

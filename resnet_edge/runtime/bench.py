@@ -230,7 +230,16 @@ def clean_record(record: dict) -> dict:
     for key in NUMBER_FIELDS:
         if not isinstance(r.get(key), (int, float)) or isinstance(r.get(key), bool):
             r[key] = None
-    for key in ("notes", "isa"):
+    return _string_lists(r, ("notes",))
+
+
+def clean_machine(machine) -> dict:
+    """A device's description of itself: plain, bounded, ``isa`` a list of strings."""
+    return _string_lists(clean(machine) if isinstance(machine, dict) else {}, ("isa",))
+
+
+def _string_lists(r: dict, keys) -> dict:
+    for key in keys:
         if key in r and not (isinstance(r[key], list) and all(isinstance(v, str) for v in r[key])):
             r[key] = []
     return r
@@ -336,7 +345,7 @@ def _bench_on(target, paths, checked, settings, *, runs, warmup, rounds, samples
                     raise
                 incomplete = f"{exc} (after {len(records)} of {len(paths) * len(settings)} records)"
                 break
-            machine = clean(result.get("machine"))
+            machine = clean_machine(result.get("machine"))
             for r in result.get("records") or []:
                 r = clean_record(r)
                 index = r.pop("setting_index", None)
