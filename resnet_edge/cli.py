@@ -755,11 +755,13 @@ def _build_human(s: dict) -> str:
 
 # The edge-side commands live in their own module (they import no TensorFlow).
 from resnet_edge.cli_edge import bench, eval_  # noqa: E402
-from resnet_edge.cli_targets import devices  # noqa: E402
+from resnet_edge.cli_targets import devices, results, sweep  # noqa: E402
 
 cli.add_command(bench)
 cli.add_command(eval_)
 cli.add_command(devices)
+cli.add_command(sweep)
+cli.add_command(results)
 
 
 def main(argv=None):

@@ -133,9 +133,14 @@ def _load_data(source: str, need: bool = True):
 @click.option("--samples", type=click.IntRange(1, 10_000), default=32, show_default=True, help="Images taken from --data.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="A model to compare with: each row gets median / baseline's median.")
 @target_options
+@click.option("--store", "store_path", type=click.Path(dir_okay=False),
+              help="The results file the records are added to (default: $RESNET_EDGE_RESULTS, else "
+                   "$XDG_DATA_HOME/resnet-edge/results.sqlite).")
+@click.option("--no-store", is_flag=True, help="Do not add the records to the results store.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one record per model x setting (fields in the README).")
 def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, no_verify,
-          weight_cache, runs, warmup, rounds, source, samples, baseline, target_text, timeout, as_json):
+          weight_cache, runs, warmup, rounds, source, samples, baseline, target_text, timeout, store_path, no_store,
+          as_json):
     """Latency and memory of .tflite models, with LiteRT benchmark_model's figures: initialization,
     first inference, warm-up average, avg/std/min/p50/p90/p99/max of the timed runs, throughput and
     peak resident memory (during initialization and overall).
@@ -146,7 +151,8 @@ def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegat
       resnet-edge bench model_float32.tflite model_int8.tflite --threads 1,2 --baseline model_float32.tflite
       resnet-edge bench model_int8.tflite --target ssh://pi@raspberrypi.local --threads 1,4
     On a device (--target), one run per model; if the device fails midway, what was measured is printed,
-    marked incomplete, and the exit code is 1.
+    marked incomplete, and the exit code is 1. Every record is added to the results store
+    (resnet-edge results) unless --no-store.
     """
     from resnet_edge import _tmp
     from resnet_edge.runtime.bench import bench as run_bench
@@ -164,9 +170,22 @@ def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegat
                            baseline=baseline, verify=not no_verify, progress=show, target=target, timeout=timeout)
     finally:
         _end_progress(show)
+    if not no_store and result["records"]:
+        _store(result, settings, store_path)
     _echo_json_or(result, as_json, _bench_human)
     if result.get("incomplete"):
         raise click.ClickException(f"incomplete: {result['incomplete']}")
+
+
+def _store(result: dict, settings, store_path) -> None:
+    """Add bench's records to the results store (see resnet-edge results)."""
+    from resnet_edge.results import Store, sha256_of
+
+    models = {r["model"]: sha256_of(r["model"]) for r in result["records"]}
+    with Store(store_path) as store:
+        store.add(result["records"], target=result["target"], target_url=result["target_url"],
+                  machine=result.get("machine"), models=models,
+                  settings={i: s.as_job() for i, s in enumerate(settings)})
 
 
 def _bench_samples(paths, baseline, source, n, verify) -> dict:

@@ -4,6 +4,8 @@ store every measurement lands in. Edge side: none of them imports TensorFlow.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from resnet_edge.cli import _echo_json_or
@@ -91,3 +93,230 @@ def devices_check(target_text, timeout, as_json):
         return key_values(pairs)
 
     _echo_json_or(facts, as_json, human)
+
+
+# --- sweep ---------------------------------------------------------------------------------------------
+
+def _words(allowed: tuple[str, ...]):
+    def parse(ctx, param, value):
+        words = [w.strip().lower() for w in value.split(",") if w.strip()]
+        bad = [w for w in words if w not in allowed]
+        if not words or bad or len(set(words)) != len(words):
+            raise click.BadParameter(f"expected some of {', '.join(allowed)} separated by commas, got {value!r}")
+        return tuple(words)
+    return parse
+
+
+STORE_OPTION = click.option("--store", "store_path", type=click.Path(dir_okay=False),
+                            help="The results file (default: $RESNET_EDGE_RESULTS, else "
+                                 "$XDG_DATA_HOME/resnet-edge/results.sqlite).")
+
+
+@click.command()
+@click.argument("model_paths", metavar="MODEL.tflite...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--target", "target_texts", multiple=True, required=True, metavar="URL|NAME",
+              help="A device (repeatable): local, ssh://..., adb://... or a saved name.")
+@click.option("--accelerator", "accelerators", default="interpreter", show_default=True,
+              callback=_words(("interpreter", "cpu", "gpu", "nnapi")),
+              help="Ways to run, comma-separated: interpreter (XNNPACK), cpu / gpu (LiteRT CompiledModel; on adb:// "
+                   "XNNPACK / the GPU delegate), nnapi (adb:// only).")
+@click.option("--threads", "threads_text", default=None, help="Thread counts, comma-separated (1,4). Default: the runtime's.")
+@click.option("--runtime", type=click.Choice(["auto", "litert", "tflite-runtime"]), default="auto", show_default=True)
+@click.option("--runs", type=click.IntRange(1, 1_000_000), default=50, show_default=True, help="Timed runs per job.")
+@click.option("--warmup", type=click.IntRange(0, 100_000), default=5, show_default=True)
+@click.option("--again", is_flag=True, help="Measure again what the store already holds (same model, target, setting).")
+@click.option("--timeout", type=click.IntRange(1, 86_400), default=1800, show_default=True,
+              help="Seconds one job may take on a device.")
+@click.option("--no-verify", "no_verify", is_flag=True, help="Do not refuse a model of ours whose checksum does not match.")
+@STORE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sweep(model_paths, target_texts, accelerators, threads_text, runtime, runs, warmup, again, timeout, no_verify,
+          store_path, as_json):
+    """Every model with every setting on every target, into the results store: one job at a time per
+    device, devices in parallel. Run it again after an interruption: what is stored is skipped.
+
+    \b
+    resnet-edge sweep m_f32.tflite m_int8.tflite --target pi5 --target adb://R58M --accelerator cpu,gpu --threads 1,4
+    resnet-edge results compare m_f32.tflite m_int8.tflite
+    """
+    from resnet_edge.cli_edge import _threads, _target
+    from resnet_edge.errors import ConfigError
+    from resnet_edge.runtime.bench import Setting, check_model
+    from resnet_edge.results import Store, sha256_of
+    from resnet_edge import sweep as sweeping
+
+    threads = _threads(None, None, threads_text)
+    targets = [_target(t) for t in dict.fromkeys(target_texts)]
+    for t in targets:
+        if "nnapi" in accelerators and t.kind != "adb":
+            raise click.BadParameter(f"nnapi runs on Android only ({t} is not adb://)", param_hint="--accelerator")
+    if len(set(model_paths)) != len(model_paths):
+        raise ConfigError("a model is named twice; name each once")
+    settings = []
+    for acc in accelerators:
+        for n in threads:
+            settings.append(Setting(runtime=runtime, accelerator=None if acc == "interpreter" else acc, threads=n))
+    for s in settings:
+        if s.accelerator != "nnapi":
+            s.check(local=False)
+    models = {}
+    for p in model_paths:
+        check_model(p, not no_verify)
+        models[str(p)] = sha256_of(p)
+    jobs = sweeping.plan(models, targets, settings)
+    Store(store_path).close()  # a store that cannot be opened is reported before anything runs
+    from resnet_edge.results import path as default_path
+
+    where = store_path or default_path()
+    bar_state = {"done": 0}
+    show = not as_json and __import__("sys").stderr.isatty()
+
+    def events(kind, job, info):
+        if kind in ("measured", "skipped", "failed"):
+            bar_state["done"] += 1
+        line = {"start": "measuring", "measured": "measured", "skipped": "already stored",
+                "failed": "FAILED", "waiting": "waiting for another job on"}[kind]
+        text = f"[{bar_state['done']}/{len(jobs)}] {line} {job.target} {safe_text(os.path.basename(job.model), 60)} " \
+               f"[{job.setting.label()}]"
+        if kind == "failed":
+            text += f": {safe_text(info.get('error'), 300)}"
+        if show or kind == "failed" and not as_json:
+            click.echo(("\r\x1b[K" if show else "") + text, err=True, nl=not show or kind == "failed")
+
+    out = sweeping.run(jobs, store_path=store_path, again=again, runs=runs, warmup=warmup, verify=not no_verify,
+                       timeout=timeout, events=events)
+    if show:
+        click.echo("\r\x1b[K", err=True, nl=False)
+    out["store"] = where
+
+    def human(o):
+        from resnet_edge.cli_edge import _ms
+        from resnet_edge.ui import table
+
+        rows = [{"model": safe_text(os.path.basename(m["model"]), 50), "target": safe_text(m["target"], 50),
+                 "setting": m["setting"], "p50": _ms(m.get("p50_ms")), "p90": _ms(m.get("p90_ms")),
+                 "init": _ms(m.get("init_ms")),
+                 "mem": "-" if m.get("peak_rss_overall_mb") is None else f"{m['peak_rss_overall_mb']:.0f}"}
+                for m in o["measured"]]
+        text = table(rows, [("model", "model"), ("target", "target"), ("setting", "setting"), ("p50", "p50 ms"),
+                            ("p90", "p90 ms"), ("init", "init ms"), ("mem", "peak RSS MB")],
+                     right={"p50", "p90", "init", "mem"}) if rows else "nothing measured"
+        text += (f"\n{len(o['measured'])} measured, {len(o['skipped'])} already in the store (--again measures them "
+                 f"again), {len(o['failed'])} failed; store: {safe_text(o['store'], 200)}")
+        return text
+
+    _echo_json_or(out, as_json, human)
+    if out["failed"]:
+        raise click.ClickException(f"{len(out['failed'])} of {len(jobs)} jobs failed (first: "
+                                   f"{safe_text(out['failed'][0]['error'], 300)}); run the same command again to retry them")
+
+
+# --- results ---------------------------------------------------------------------------------------------
+
+@click.group(invoke_without_command=True)
+@click.option("--model", help="A model's file name or the start of its sha256.")
+@click.option("--target", help="A target's name or URL.")
+@click.option("--since", help="From a date (2026-11-20), a time, or an age (7d, 12h).")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), help="The newest N rows only.")
+@STORE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (every field of every row).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.pass_context
+def results(ctx, model, target, since, limit, store_path, as_json, as_csv):
+    """The measurements in the results store (bench and sweep write them), oldest first.
+
+    \b
+    resnet-edge results --target pi5 --since 7d
+    resnet-edge results compare pi5 adb://R58M              (two devices: same models and settings)
+    resnet-edge results compare m_f32.tflite m_int8.tflite  (two models: same devices and settings)
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["store_path"] = store_path
+    if ctx.invoked_subcommand:
+        return
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    from resnet_edge.results import FIGURES, Store, parse_since
+
+    if since:
+        parse_since(since)
+    with Store(store_path) as store:
+        rows = store.query(model=model, target=target, since=since, limit=limit)
+    if as_csv:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        fields = ["id", "measured_at", "model_name", "model_sha256", "target", "target_url", "setting", "runtime",
+                  "runtime_version", *FIGURES, "toolkit_version"]
+        writer = csv.DictWriter(buf, fields, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: _csv_safe(r.get(k)) for k in fields})
+        click.echo(buf.getvalue(), nl=False)
+        return
+    for r in rows:
+        r["device"] = _json_or_text(r["device"])
+        r["record"] = _json_or_text(r["record"])
+
+    def human(rows):
+        from resnet_edge.cli_edge import _ms
+        from resnet_edge.ui import table
+
+        if not rows:
+            return "no results match (bench and sweep add them)"
+        return table([{"when": r["measured_at"][:16].replace("T", " "), "model": safe_text(r["model_name"], 40),
+                       "sha": r["model_sha256"][:8], "target": safe_text(r["target"], 40),
+                       "setting": safe_text(r["setting"], 30),
+                       "runtime": safe_text(f"{r['runtime']} {r['runtime_version']}", 30),
+                       "p50": _ms(r["p50_ms"]), "p90": _ms(r["p90_ms"]), "init": _ms(r["init_ms"]),
+                       "mem": "-" if r["peak_rss_overall_mb"] is None else f"{r['peak_rss_overall_mb']:.0f}"}
+                      for r in rows],
+                     [("when", "measured (UTC)"), ("model", "model"), ("sha", "sha256"), ("target", "target"),
+                      ("setting", "setting"), ("runtime", "runtime"), ("p50", "p50 ms"), ("p90", "p90 ms"),
+                      ("init", "init ms"), ("mem", "peak RSS MB")], right={"p50", "p90", "init", "mem"})
+
+    _echo_json_or(rows, as_json, human)
+
+
+def _csv_safe(v):
+    """A cell a spreadsheet will not run as a formula (text from a device or a file name)."""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
+
+
+def _json_or_text(text):
+    import json
+
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+@results.command("compare")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def results_compare(ctx, a, b, as_json):
+    """Ratios B / A of the newest p50 of two models (same target and setting) or two targets (same model
+    and setting); A and B are targets when both are, else models (file names or sha256 starts)."""
+    from resnet_edge.results import Store, compare
+
+    with Store(ctx.obj.get("store_path")) as store:
+        out = compare(store.query(), a, b)
+
+    def human(o):
+        from resnet_edge.cli_edge import _ms
+        from resnet_edge.ui import table
+
+        rows = [{"model": safe_text(p["model"], 60), "target": safe_text(p["target"], 60), "setting": p["setting"],
+                 "a": _ms(p["a_p50_ms"]), "b": _ms(p["b_p50_ms"]),
+                 "ratio": "-" if p["ratio"] is None else f"{p['ratio']:.2f}x"} for p in o["pairs"]]
+        return table(rows, [("model", "model"), ("target", "target"), ("setting", "setting"),
+                            ("a", f"A p50 ms"), ("b", f"B p50 ms"), ("ratio", "B / A")], right={"a", "b", "ratio"}) + \
+            f"\nA = {safe_text(o['a'], 80)}, B = {safe_text(o['b'], 80)} (two {o['kind']}s; newest measurement of each)"
+
+    _echo_json_or(out, as_json, human)

@@ -11,6 +11,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_stores(tmp_path_factory):
+    """bench and sweep add to a results store, and devices live in a config file: in the tests, both are
+    private files, never the user's (~/.local/share, ~/.config)."""
+    import os
+
+    folder = tmp_path_factory.mktemp("stores")
+    saved = {k: os.environ.get(k) for k in ("RESNET_EDGE_RESULTS", "RESNET_EDGE_DEVICES", "XDG_CACHE_HOME")}
+    os.environ["RESNET_EDGE_RESULTS"] = str(folder / "results.sqlite")
+    os.environ["RESNET_EDGE_DEVICES"] = str(folder / "devices.json")
+    os.environ["XDG_CACHE_HOME"] = str(folder / "cache")
+    yield folder
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @functools.lru_cache(maxsize=None)
 def built(spec):
     """The Keras model of ``spec`` (a frozen, hashable ResNetSpec), built once per test session."""
@@ -65,3 +84,15 @@ def old_runtime_python(tmp_path_factory):
     if proc.returncode != 0:
         pytest.skip(f"tflite-runtime 2.14 does not install here: {proc.stderr.strip()[-200:]}")
     return str(env / "bin" / "python")
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 with throwaway keys (tests/sshd.py)."""
+    from tests.sshd import SSHD, Server
+
+    if not SSHD:
+        pytest.skip("OpenSSH server not installed (apt-get install openssh-server; .ci/run installs it)")
+    server = Server(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()

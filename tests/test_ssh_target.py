@@ -20,18 +20,11 @@ from click.testing import CliRunner
 from resnet_edge.cli import cli
 from resnet_edge.errors import ConfigError
 from resnet_edge.targets import parse_url, resolve
-from tests.sshd import SSHD, Server, client_config, free_port, keygen
+from tests.sshd import SSHD, client_config, free_port, keygen
 
 pytestmark = pytest.mark.skipif(not SSHD or not shutil.which("ssh"),
                                 reason="OpenSSH server/client not installed (apt-get install openssh-server; "
                                        ".ci/run installs it)")
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)
