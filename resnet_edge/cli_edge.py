@@ -137,10 +137,13 @@ def _load_data(source: str, need: bool = True):
               help="The results file the records are added to (default: $RESNET_EDGE_RESULTS, else "
                    "$XDG_DATA_HOME/resnet-edge/results.sqlite).")
 @click.option("--no-store", is_flag=True, help="Do not add the records to the results store.")
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False),
+              help="adb:// targets: LiteRT's benchmark_model for Android (pushed to the device; default: "
+                   "/data/local/tmp/benchmark_model there, or $RESNET_EDGE_BENCHMARK_BINARY).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one record per model x setting (fields in the README).")
 def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, no_verify,
           weight_cache, runs, warmup, rounds, source, samples, baseline, target_text, timeout, store_path, no_store,
-          as_json):
+          benchmark_binary, as_json):
     """Latency and memory of .tflite models, with LiteRT benchmark_model's figures: initialization,
     first inference, warm-up average, avg/std/min/p50/p90/p99/max of the timed runs, throughput and
     peak resident memory (during initialization and overall).
@@ -167,7 +170,8 @@ def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegat
     show = _progress(as_json)
     try:
         result = run_bench(list(model_paths), settings, runs=runs, warmup=warmup, rounds=rounds, samples=inputs,
-                           baseline=baseline, verify=not no_verify, progress=show, target=target, timeout=timeout)
+                           baseline=baseline, verify=not no_verify, progress=show, target=target, timeout=timeout,
+                           benchmark_binary=benchmark_binary)
     finally:
         _end_progress(show)
     if not no_store and result["records"]:

@@ -128,10 +128,12 @@ STORE_OPTION = click.option("--store", "store_path", type=click.Path(dir_okay=Fa
 @click.option("--timeout", type=click.IntRange(1, 86_400), default=1800, show_default=True,
               help="Seconds one job may take on a device.")
 @click.option("--no-verify", "no_verify", is_flag=True, help="Do not refuse a model of ours whose checksum does not match.")
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False),
+              help="adb:// targets: LiteRT's benchmark_model for Android, pushed to the device.")
 @STORE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def sweep(model_paths, target_texts, accelerators, threads_text, runtime, runs, warmup, again, timeout, no_verify,
-          store_path, as_json):
+          benchmark_binary, store_path, as_json):
     """Every model with every setting on every target, into the results store: one job at a time per
     device, devices in parallel. Run it again after an interruption: what is stored is skipped.
 
@@ -184,7 +186,7 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtime, runs, 
             click.echo(("\r\x1b[K" if show else "") + text, err=True, nl=not show or kind == "failed")
 
     out = sweeping.run(jobs, store_path=store_path, again=again, runs=runs, warmup=warmup, verify=not no_verify,
-                       timeout=timeout, events=events)
+                       timeout=timeout, events=events, benchmark_binary=benchmark_binary)
     if show:
         click.echo("\r\x1b[K", err=True, nl=False)
     out["store"] = where

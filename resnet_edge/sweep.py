@@ -61,7 +61,7 @@ def plan(models: dict[str, str], targets: list[TargetURL], settings: list) -> li
 
 
 def run(jobs: list[Job], *, store_path: str | None, again: bool, runs: int, warmup: int, verify: bool,
-        timeout: float | None, events: Callable[[str, Job, dict], None]) -> dict:
+        timeout: float | None, events: Callable[[str, Job, dict], None], benchmark_binary: str | None = None) -> dict:
     """Run ``jobs`` (one worker per target); ``events(kind, job, info)`` is called from the main thread
     for ``start``, ``skipped``, ``measured``, ``failed`` and ``waiting``. Returns the lists of each."""
     from resnet_edge.results import Store
@@ -89,7 +89,7 @@ def run(jobs: list[Job], *, store_path: str | None, again: bool, runs: int, warm
                     inbox.put(("start", job, {}))
                     try:
                         result = bench([job.model], [job.setting], runs=runs, warmup=warmup, verify=verify,
-                                       target=job.target, timeout=timeout)
+                                       target=job.target, timeout=timeout, benchmark_binary=benchmark_binary)
                         if result.get("incomplete") or not result["records"]:
                             raise TargetError(result.get("incomplete") or "no result")
                         store.add(result["records"], target=job.target.name, target_url=job.target.url,

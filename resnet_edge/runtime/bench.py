@@ -248,7 +248,8 @@ def _string_lists(r: dict, keys) -> dict:
 def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int = 50, warmup: int = 5,
           rounds: int = 1, samples: dict[str, np.ndarray] | None = None, baseline: str | os.PathLike | None = None,
           measure_memory: bool = True, keep_times: bool = False, verify: bool = True,
-          progress: Callable[[str], None] | None = None, target=None, timeout: float | None = None) -> dict:
+          progress: Callable[[str], None] | None = None, target=None, timeout: float | None = None,
+          benchmark_binary: str | None = None) -> dict:
     """Time every model with every setting (models and settings in turn, ``rounds`` times): one record
     per model x setting with benchmark_model's figures (see :mod:`resnet_edge.runtime.harness`), the
     model's integrity, and with ``baseline`` (one of ``paths``) the ratio of each median to the
@@ -256,13 +257,15 @@ def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int 
 
     ``target`` (a :class:`~resnet_edge.targets.TargetURL`): measure on a device instead, one model per
     run; when the device fails after some models were measured, their records are returned with
-    ``incomplete`` set to the reason."""
+    ``incomplete`` set to the reason. On an ``adb://`` target, LiteRT's benchmark_model measures
+    (``benchmark_binary``: its local path, pushed to the device; else the device's own)."""
     if runs < 1 or warmup < 0 or rounds < 1:
         raise ConfigError("--runs and --rounds must be >= 1, --warmup >= 0")
     if not paths:
         raise ConfigError("give at least one model")
     remote = target is not None and target.kind != "local"
-    settings = [s.check(local=not remote) for s in settings]
+    if not (remote and target.kind == "adb"):  # benchmark_model's settings are checked by targets.adb
+        settings = [s.check(local=not remote) for s in settings]
     paths = [str(p) for p in paths]
     if baseline is not None and str(baseline) not in paths:
         paths = [str(baseline)] + paths
@@ -271,7 +274,8 @@ def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int 
     checked = {p: check_model(p, verify) for p in paths}
     if remote:
         result = _bench_on(target, paths, checked, settings, runs=runs, warmup=warmup, rounds=rounds, samples=samples,
-                           measure_memory=measure_memory, keep_times=keep_times, progress=progress, timeout=timeout)
+                           measure_memory=measure_memory, keep_times=keep_times, progress=progress, timeout=timeout,
+                           benchmark_binary=benchmark_binary)
         return _with_baseline(result, paths, baseline)
     pythons = {s.runtime: python_for(s.runtime) for s in settings}
     memory = _child.memory_limit(sum(c["bytes"] for c in checked.values()))
@@ -315,14 +319,18 @@ def _with_baseline(result: dict, paths: list[str], baseline) -> dict:
 
 
 def _bench_on(target, paths, checked, settings, *, runs, warmup, rounds, samples, measure_memory, keep_times,
-              progress, timeout) -> dict:
+              progress, timeout, benchmark_binary=None) -> dict:
     """``bench`` on a device: one run per model (so that a dropped connection keeps what was measured)."""
     from resnet_edge.targets import open_target
 
-    runner = open_target(target)
     if target.kind == "adb":
+        if samples or rounds > 1 or keep_times:
+            raise ConfigError(f"{target}: benchmark_model makes its own inputs and runs one round: leave out --data "
+                              "and --rounds on adb:// targets")
+        runner = open_target(target, benchmark_binary=benchmark_binary)
         return runner.bench(paths, checked, settings, runs=runs, warmup=warmup, measure_memory=measure_memory,
                             progress=progress, timeout=timeout)
+    runner = open_target(target)
     records, machine, incomplete = [], None, None
     memory = _child.memory_limit(max(c["bytes"] for c in checked.values()))
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:

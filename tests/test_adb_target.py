@@ -1,0 +1,147 @@
+"""adb:// targets: the parser on real benchmark_model output from a phone (tests/data/benchmark_model,
+sources in its SOURCES.md), the command lines built for benchmark_model, and every error path against
+the real adb binary (Debian's adb): no device, an unknown serial, an unauthorized and an offline
+device (a fake device end that stops at adb's handshake, tests/fake_adbd.py). No phone is attached
+here, so nothing was measured on a phone."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from resnet_edge.cli import cli
+from resnet_edge.runtime.bench import Setting
+from resnet_edge.targets import parse_url
+from resnet_edge.targets.adb import BenchmarkFailed, flags_for, parse_benchmark_output
+from tests.sshd import free_port
+
+DATA = Path(__file__).parent / "data" / "benchmark_model"
+
+
+@pytest.mark.parametrize("name, init, first, warm, avg, std, lo, hi, mem", [
+    ("mi11_cpu_fp32.txt", 16.242, 360.262, 304.586, 249.684, 1.442, 247.067, 254.474, (4.92969, 138.809)),
+    ("mi11_nnapi_gpu_fp16.txt", 365.972, 120.877, 108.605, 92.5712, 1.638, 89.745, 96.719, (6.90625, 61.0547)),
+    ("mi11_cpu_int8.txt", 1.779, 152.949, 110.690, 95.7883, 1.284, 93.066, 99.490, (5.15625, 36.9883)),
+])
+def test_parser_on_real_phone_output(name, init, first, warm, avg, std, lo, hi, mem):
+    r = parse_benchmark_output((DATA / name).read_text())
+    assert r["init_ms"] == pytest.approx(init) and r["first_inference_ms"] == pytest.approx(first)
+    assert r["warmup_avg_ms"] == pytest.approx(warm) and r["avg_ms"] == pytest.approx(avg)
+    assert (r["std_ms"], r["min_ms"], r["max_ms"]) == pytest.approx((std, lo, hi)) and r["count"] == 50
+    assert (r["peak_rss_init_mb"], r["peak_rss_overall_mb"]) == pytest.approx(mem)
+    assert r["throughput_per_s"] == pytest.approx(1e3 / avg)
+    assert r["p50_ms"] is None and r["p90_ms"] is None  # that version printed no percentiles: none invented
+
+
+def test_parser_on_a_failed_delegate_and_on_garbage():
+    with pytest.raises(BenchmarkFailed, match="ANEURALNETWORKS_BAD_DATA"):
+        parse_benchmark_output((DATA / "mi11_nnapi_dsp_failed.txt").read_text())
+    for text in ("", "count=abc\n\x1b[31m" * 1000, "Inference timings in us: Init: nan, First inference: inf"):
+        with pytest.raises(BenchmarkFailed) as info:
+            parse_benchmark_output(text)
+        assert "\x1b" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_parser_reads_the_newer_lines_too():
+    """Newer releases add p5/median/p95 and print the delta line; the median becomes p50 (the lines are the
+    real ones' format with this text's own numbers)."""
+    text = ("count=3 first=900 curr=800 min=700 max=900 avg=800 std=80\n"
+            "count=25 first=2000 curr=1500 min=1400 max=2100 avg=1550.5 std=130 p5=1405 median=1500 p95=2000\n"
+            "Inference timings in us: Init: 9000, First inference: 2000, Warmup (avg): 850, Inference (avg): 1550.5\n"
+            "Memory footprint delta from the start of the tool (MB): init=3.5 overall=7.25\n"
+            "INFO: Replacing 30 out of 31 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 2 partitions.\n")
+    r = parse_benchmark_output(text)
+    assert r["count"] == 25 and r["p50_ms"] == pytest.approx(1.5) and r["min_ms"] == pytest.approx(1.4)
+    assert (r["memory_init_mb"], r["memory_overall_mb"]) == (3.5, 7.25) and r["fully_accelerated"] is False
+
+
+def test_benchmark_model_command_lines():
+    graph = "/data/local/tmp/resnet-edge-0/m0.tflite"
+    assert flags_for(Setting(threads=4), graph, 50, 5) == [
+        f"--graph={graph}", "--num_runs=50", "--warmup_runs=5", "--num_threads=4", "--use_xnnpack=true",
+        "--report_peak_memory_footprint=true"]
+    assert "--use_gpu=true" in flags_for(Setting(accelerator="gpu"), graph, 10, 1)
+    assert "--use_nnapi=true" in flags_for(Setting(accelerator="nnapi"), graph, 10, 1)
+    assert "--use_xnnpack=false" in flags_for(Setting(kernels="builtin"), graph, 10, 1, memory=False)
+    with pytest.raises(Exception, match="do not apply"):
+        flags_for(Setting(runtime="tflite-runtime"), graph, 10, 1)
+
+
+@pytest.fixture()
+def adb_server(monkeypatch):
+    """The real adb, with a server of its own on a free port (never the user's)."""
+    if not shutil.which("adb"):
+        pytest.skip("adb is not installed (apt-get install adb; .ci/run installs it)")
+    port = str(free_port())
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", port)
+    subprocess.run(["adb", "start-server"], capture_output=True, timeout=30)
+    yield port
+    subprocess.run(["adb", "kill-server"], capture_output=True, timeout=30)
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line_error(r, *fragments):
+    assert r.exit_code == 1, r.output
+    lines = [line for line in r.output.strip().splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in r.output, r.output
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def model(converted):
+    out, m = converted
+    return out / m["int8"]["file"]["path"]
+
+
+def _wait_for_state(serial: str, state: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        listed = subprocess.run(["adb", "devices"], capture_output=True, text=True).stdout
+        if f"{serial}\t{state}" in listed:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"adb never listed {serial} as {state}: {listed}")
+
+
+def test_adb_error_paths_with_the_real_adb(adb_server, model, tmp_path):
+    from tests.fake_adbd import FakeDevice
+
+    one_line_error(run("bench", model, "--target", "adb://"), "no Android device is attached")
+    one_line_error(run("bench", model, "--target", "adb://emulator-5554"), "no device with serial emulator-5554")
+    one_line_error(run("devices", "check", "adb://"), "no Android device is attached")
+    pending = FakeDevice("auth")
+    subprocess.run(["adb", "connect", f"127.0.0.1:{pending.port}"], capture_output=True, timeout=30)
+    _wait_for_state(f"127.0.0.1:{pending.port}", "unauthorized")
+    one_line_error(run("bench", model, "--target", f"adb://127.0.0.1:{pending.port}"), "not authorized this computer",
+                   "Allow USB debugging")
+    one_line_error(run("bench", model, "--target", "adb://"), "not authorized")  # the only device is that one
+    silent = FakeDevice("silent")
+    connecting = subprocess.Popen(["adb", "connect", f"127.0.0.1:{silent.port}"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_state(f"127.0.0.1:{silent.port}", "offline")
+        one_line_error(run("bench", model, "--target", f"adb://127.0.0.1:{silent.port}"), "offline")
+        one_line_error(run("bench", model, "--target", "adb://"), "several devices are attached")
+    finally:
+        connecting.kill()
+        pending.close()
+        silent.close()
+    one_line_error(run("bench", model, "--target", "adb://", "--benchmark-binary", tmp_path / "missing"),
+                   "no such file")
+    r = run("eval", model, "--target", "adb://")
+    assert r.exit_code == 2 and "eval needs Python on the device" in r.output
+
+
+def test_adb_binary_missing_is_one_line(model, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    one_line_error(run("bench", model, "--target", "adb://"), "cannot run adb", "apt install adb")
+    assert parse_url("adb://").kind == "adb"
