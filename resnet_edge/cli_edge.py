@@ -238,6 +238,8 @@ def _bench_human(r: dict) -> str:
                  f"{safe_text(m.get('cores'), 8)} cores; {safe_text(first.get('runtime'), 40)} {safe_text(first.get('runtime_version'), 40)}; "
                  f"{_plural(first.get('count', 0), 'timed run')} per row ({first.get('rounds')} x {first.get('runs')}), "
                  f"inputs from {'the data' if first.get('input_source') == 'data' else 'each signature'}")
+    if m.get("emulated"):
+        lines.append("EMULATED: this target runs under qemu user-mode emulation; its latencies are not a device's")
     for x in r["records"]:
         where = f"{safe_text(x['model'], 60)} [{x['setting']}]"
         if x.get("fully_accelerated") is not None:

@@ -108,7 +108,24 @@ def machine() -> dict:
                                    ("AVX2", "avx2"), ("NEON dot product", "asimddp"), ("NEON", "asimd"))
            if flag in flags]
     return {"cpu": cpu[:200], "isa": isa, "arch": platform.machine(), "cores": os.cpu_count(),
-            "system": f"{platform.system()} {platform.release()}"[:200], "python": platform.python_version()}
+            "system": f"{platform.system()} {platform.release()}"[:200], "python": platform.python_version(),
+            "emulated": emulated(flags)}
+
+
+def emulated(flags: set) -> bool:
+    """Whether this Python runs under qemu user-mode emulation (an Arm system on an x86 machine): the
+    kernel's CPU flags are x86's, or the kernel runs Arm binaries through qemu. Latencies then mean nothing."""
+    arch = platform.machine().lower()
+    if not arch.startswith(("aarch64", "arm")):
+        return False
+    if flags & {"sse2", "avx2", "lm"}:
+        return True
+    try:
+        with open(f"/proc/sys/fs/binfmt_misc/qemu-{'aarch64' if arch.startswith('aarch64') else 'arm'}",
+                  encoding="ascii", errors="replace") as f:
+            return f.readline().strip() == "enabled"
+    except OSError:
+        return False
 
 
 # --- memory ------------------------------------------------------------------------------------------

@@ -8,16 +8,21 @@ removed, whatever happened. Every remote argument is quoted with :func:`shlex.qu
 
 ssh runs with ``BatchMode=yes`` (never a password prompt; an unknown host key fails instead of being
 accepted: the user's known_hosts decides, as for their own ssh), ``ConnectTimeout`` and server keep-alives
-(a dropped connection ends the run within about 15 s). ``$RESNET_EDGE_SSH_CONFIG`` passes ``-F FILE``.
+(a dropped connection ends the run within about 15 s), and multiplexing: the run's ssh and scp calls
+share one connection (a private ``ControlPath``; the master exits when this process does).
+``$RESNET_EDGE_SSH_CONFIG`` passes ``-F FILE``.
 
 Pure standard library: edge side.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -76,6 +81,23 @@ class SSHTarget:
 
     def __init__(self, target: TargetURL, *, connect_timeout: float = 10, timeout: float = 1800):
         self.target, self.connect_timeout, self.timeout = target, connect_timeout, timeout
+        self._control: str | None = None
+
+    def _control_path(self) -> str:
+        """One connection for all of a run's ssh and scp calls (OpenSSH multiplexing): a private folder
+        under /tmp (a socket path must stay short), closed and removed when this process ends."""
+        if self._control is None:
+            folder = tempfile.mkdtemp(prefix="resnet-edge-ssh-", dir="/tmp" if os.path.isdir("/tmp") else None)
+            self._control = os.path.join(folder, "cm")
+            atexit.register(self._close_master, folder)
+        return self._control
+
+    def _close_master(self, folder: str) -> None:
+        port = ["-p", str(self.target.port)] if self.target.port else []
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["ssh", *self._options(), *port, "-O", "exit", "--", self.target.host],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def __str__(self) -> str:
         return str(self.target)
@@ -84,7 +106,8 @@ class SSHTarget:
 
     def _options(self) -> list[str]:
         opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(self.connect_timeout)}",
-                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
+                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR",
+                "-o", "ControlMaster=auto", "-o", f"ControlPath={self._control_path()}", "-o", "ControlPersist=60"]
         config = os.environ.get(CONFIG_ENV, "").strip()
         if config:
             opts = ["-F", config] + opts
@@ -211,7 +234,7 @@ class SSHTarget:
                                  "its files removed")
             if proc.returncode == 255:
                 raise _failure(self.target, got.err_lines, self.connect_timeout) or \
-                    TargetLost(f"{self}: the connection failed after {time.monotonic() - started:.0f} s "
+                    TargetLost(f"{self}: the connection dropped after {time.monotonic() - started:.0f} s "
                                f"({_last(got.err_lines)})")
             text = "\n".join(got.err_lines)
             if proc.returncode == 127:
