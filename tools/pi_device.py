@@ -1,7 +1,8 @@
 """An emulated arm64 Raspberry Pi on this machine, reachable over real SSH: the nearest thing to a Pi here.
 
 Debian bookworm arm64 (the base of Raspberry Pi OS 64-bit) under qemu user-mode emulation, with its own
-sshd on a loopback port, Python 3.11, numpy and the aarch64 ai-edge-litert wheel, and no TensorFlow.
+sshd on a loopback port, Python 3.11, numpy and the aarch64 ai-edge-litert wheel (2.1.6: newer ones crash under Debian's qemu 7.2),
+and no TensorFlow.
 Latencies under emulation mean nothing (about 100x slower); correctness, the SSH path, a remote Python
 without TensorFlow and another CPU architecture are real.
 
@@ -32,6 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.sshd import free_port, keygen  # noqa: E402
 
 DEFAULT_ROOT = "/var/tmp/resnet-edge-pi"
+#: The newest LiteRT that runs under Debian bookworm's qemu 7.2 user mode: 2.2.0 and 2.3.0 die with SIGSEGV
+#: creating an Interpreter there (seen 2026-11-27; a real Pi runs them). 2.1.6 runs.
+PI_LITERT = "ai-edge-litert==2.1.6"
+#: The CPU qemu emulates for every program run over SSH: the Raspberry Pi 5's (qemu's default "max" CPU has
+#: extensions no Pi has, and XNNPACK then picks kernels that qemu 7.2 gets wrong).
+PI_CPU = "cortex-a76"
 MIRROR = "http://deb.debian.org/debian"
 MOUNTS = ("proc", "sys", "dev")
 
@@ -82,13 +89,13 @@ def build(root: Path) -> None:
     sh(sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", "3.11",
        "--implementation", "cp", "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux_2_27_aarch64",
        "--platform", "manylinux_2_17_aarch64", "--platform", "manylinux2014_aarch64", "-d", wheels,
-       "ai-edge-litert==2.3.0", "numpy<2.5")
+       PI_LITERT, "numpy<2.5")
     mount(root)
     try:
         if not (root / "opt/litert/bin/python").exists():
             sh("chroot", root, "python3", "-m", "venv", "/opt/litert")
-            sh("chroot", root, "/opt/litert/bin/pip", "install", "-q", "--no-index", "--find-links", "/opt/wheels",
-               "ai-edge-litert", "numpy")
+        sh("chroot", root, "/opt/litert/bin/pip", "install", "-q", "--no-index", "--find-links", "/opt/wheels",
+           PI_LITERT, "numpy")
         sh("chroot", root, "ssh-keygen", "-A")
     finally:
         unmount(root)
@@ -117,6 +124,7 @@ def start(root: Path) -> str:
     mount(root)
     (root / "run/sshd").mkdir(parents=True, exist_ok=True)
     sh("chroot", root, "/usr/sbin/sshd", "-p", str(port), "-o", "ListenAddress=127.0.0.1", "-o", "UsePAM=no",
+       "-o", f"SetEnv=QEMU_CPU={PI_CPU}",
        "-o", "PidFile=/run/resnet-edge-sshd.pid", "-o", "PermitRootLogin=prohibit-password")
     url = f"ssh://127.0.0.1:{port}/?python=/opt/litert/bin/python"
     (keys / "target").write_text(url + "\n")
@@ -136,7 +144,7 @@ def stop(root: Path) -> None:
     pid_file = root / "run/resnet-edge-sshd.pid"
     if pid_file.exists():
         subprocess.run(["kill", pid_file.read_text().strip()])
-        pid_file.unlink()
+        pid_file.unlink(missing_ok=True)
     unmount(root)
 
 

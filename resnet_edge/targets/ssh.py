@@ -23,6 +23,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -192,7 +193,7 @@ class SSHTarget:
         """Remove ``folder`` (and first stop the runner, when it may still run). Errors are ignored: the
         device may be gone; mktemp's folders are in the device's temporary folder."""
         q = shlex.quote(folder)
-        stop = f'p=$(cat {q}/.pid 2>/dev/null) && kill -9 "$p" 2>/dev/null; ' if kill else ""
+        stop = f'p=$(cat {q}/.pid 2>/dev/null) && {{ kill -9 -- "-$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; }}; ' if kill else ""
         try:
             self.shell(f"{stop}rm -rf -- {q}", timeout=self.connect_timeout + 20)
         except TargetError:
@@ -215,7 +216,10 @@ class SSHTarget:
             self.upload({**send, "harness.py": harness.__file__}, folder)
             # The address-space cap protects the device from a hostile model, as here (not for a GPU driver).
             cap = f"ulimit -v {memory >> 10} 2>/dev/null; " if memory and not gpu else ""
-            command = f"cd {shlex.quote(folder)} && echo $$ > .pid && {{ {cap}exec {self._python()} harness.py; }}"
+            # The shell leads the session sshd made for it, so its pid is the process group that cleanup kills.
+            # It never exits 255 itself: that code is ssh's own (a connection failure).
+            command = (f"cd {shlex.quote(folder)} && echo $$ > .pid && {{ {cap}{self._python()} harness.py; rc=$?; "
+                       'if [ "$rc" -eq 255 ]; then rc=254; fi; exit "$rc"; }')
             try:
                 proc = subprocess.Popen(self._ssh(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE)
@@ -251,9 +255,15 @@ class SSHTarget:
                                   "venv ~/litert && ~/litert/bin/pip install ai-edge-litert` and add ?python=~/litert/bin/"
                                   f"python to the target URL (or `{python} -m pip install ai-edge-litert` where pip may "
                                   "install; tflite-runtime works too)")
+            def crashed(failed):
+                why = _child.describe_failure(failed, memory)
+                if 128 < failed.returncode < 160:  # the shell's code for a runner killed by a signal
+                    with contextlib.suppress(ValueError):
+                        why = f"{signal.Signals(failed.returncode - 128).name} ({why})"
+                return f"the runtime on the device failed: {why}"
+
             try:
-                result = parse_result(proc.returncode, got,
-                                      lambda failed: f"the runtime on the device failed: {_child.describe_failure(failed, memory)}")
+                result = parse_result(proc.returncode, got, crashed)
             except HarnessFailed as exc:
                 raise HarnessFailed(f"{self}: {exc}") from None
             files = {name: self.fetch(folder, name, 64 << 20) for name in fetch}

@@ -1,0 +1,80 @@
+"""bench and eval on an emulated arm64 Raspberry Pi over SSH (tools/pi_device.py: Debian bookworm arm64 under
+qemu user mode, its own sshd, Python 3.11 and the aarch64 LiteRT wheel, no TensorFlow). Slow and needs root
+and the built system, so it runs by hand: sudo python tools/pi_device.py build; python -m pytest -m slow
+tests/test_pi.py. Same predictions as on x86 (int8 bit-exact); latencies are marked as emulated."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from resnet_edge.cli import cli
+
+ROOT = Path(os.environ.get("RESNET_EDGE_PI_ROOT", "/var/tmp/resnet-edge-pi"))
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "pi_device.py"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0 or not (ROOT / "opt/litert/bin/python").exists(),
+                                 reason=f"needs root and the emulated Pi: sudo python tools/pi_device.py build --root {ROOT}")]
+
+
+@pytest.fixture(scope="module")
+def pi():
+    subprocess.run([sys.executable, str(TOOL), "start", "--root", str(ROOT)], check=True, timeout=300)
+    keys = Path(str(ROOT) + ".keys")
+    old = os.environ.get("RESNET_EDGE_SSH_CONFIG")
+    os.environ["RESNET_EDGE_SSH_CONFIG"] = str(keys / "ssh_config")
+    yield (keys / "target").read_text().strip()
+    subprocess.run([sys.executable, str(TOOL), "stop", "--root", str(ROOT)], timeout=120)
+    if old is None:
+        os.environ.pop("RESNET_EDGE_SSH_CONFIG", None)
+    else:
+        os.environ["RESNET_EDGE_SSH_CONFIG"] = old
+
+
+@pytest.fixture(scope="module")
+def models(converted):
+    out, m = converted
+    return {mode: out / m[mode]["file"]["path"] for mode in m}
+
+
+def test_device_check_and_bench_on_the_emulated_pi(pi, models):
+    facts = json.loads(CliRunner().invoke(cli, ["devices", "check", pi, "--json", "--timeout", "300"]).output)
+    assert facts["arch"] == "aarch64" and facts["emulated"] is True and facts["runtimes"]["litert"]
+    r = CliRunner().invoke(cli, ["bench", str(models["int8"]), str(models["float32"]), "--target", pi, "--runs", "3",
+                                 "--warmup", "1", "--threads", "1", "--timeout", "900"])
+    assert r.exit_code == 0, r.output
+    assert "EMULATED" in r.output and "its latencies are not a device's" in r.output
+
+
+@pytest.mark.parametrize("mode, exact", [("int8", True), ("float32", False)])
+def test_same_predictions_as_on_x86(pi, models, digits, mode, exact):
+    from resnet_edge.runtime.bench import Setting, check_model, predict
+    from resnet_edge.runtime.evaluation import model_inputs, preprocessing
+    from resnet_edge.targets import resolve
+
+    c = check_model(models[mode])
+    x, _ = model_inputs(digits, "test", c["inputs"], c["outputs"], preprocessing(c["info"], digits), limit=100)
+    [(here, _)] = predict(models[mode], [Setting(threads=1)], x)
+    [(there, described)] = predict(models[mode], [Setting(threads=1)], x, target=resolve(pi), timeout=900)
+    assert there.shape == here.shape
+    if exact:
+        assert np.array_equal(here, there), f"int8 differs on arm64: max {np.abs(here - there).max()}"
+    else:
+        assert np.abs(here - there).max() < 1e-4 and (here.argmax(1) == there.argmax(1)).all()
+
+
+def test_eval_on_the_emulated_pi_equals_eval_here(pi, models):
+    here = json.loads(CliRunner().invoke(cli, ["eval", str(models["int8"]), "--json", "--limit", "200"]).output)
+    r = CliRunner().invoke(cli, ["eval", str(models["int8"]), "--json", "--limit", "200", "--target", pi,
+                                 "--timeout", "900"])
+    assert r.exit_code == 0, r.output
+    there = json.loads(r.output)
+    assert there["top1"] == here["top1"] and there["confusion_matrix"] == here["confusion_matrix"]
