@@ -346,7 +346,8 @@ def _eval_human(r: dict) -> str:
               (f", {s['threads']} threads" if s.get("threads") else "") +
               ("" if s.get("fully_accelerated") is None else f", fully accelerated: {'yes' if s['fully_accelerated'] else 'no'}")),
              ("top-1", _pct(r["top1"])), (f"top-{r['top_k']}", _pct(r["top5"])),
-             ("latency", f"p50 {_ms(s['p50_ms'])} ms, p90 {_ms(s['p90_ms'])} ms per image (batch 1)")]
+             ("latency", f"p50 {_ms(s['p50_ms'])} ms, p90 {_ms(s['p90_ms'])} ms per image (batch 1)" +
+              (" (EMULATED by qemu: not the device's)" if s.get("emulated") else ""))]
     for note in s.get("notes") or []:
         pairs.append(("note", safe_text(note, 300)))
     if r.get("compare"):

@@ -411,6 +411,7 @@ def _predict_on(target, path, settings, x, *, memory, progress, timeout) -> list
                                        timeout=timeout, progress=progress)
             scores = _read_scores(io.BytesIO(files["y.npy"]), len(x))
             described = clean_record((result.get("settings") or [{}])[0])
+            described["emulated"] = bool(clean_machine(result.get("machine")).get("emulated"))
             out.append((scores, {"setting": s.label(), **described}))
     return out
 

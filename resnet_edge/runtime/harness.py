@@ -107,9 +107,12 @@ def machine() -> dict:
     isa = [name for name, flag in (("AVX-512 VNNI", "avx512_vnni"), ("AVX-512", "avx512f"), ("AVX-VNNI", "avx_vnni"),
                                    ("AVX2", "avx2"), ("NEON dot product", "asimddp"), ("NEON", "asimd"))
            if flag in flags]
+    under_qemu = emulated(flags)
+    if under_qemu:  # /proc/cpuinfo is the host's: say what runs, not the host's extensions
+        cpu, isa = f"{platform.machine()} emulated by qemu on {cpu}", []
     return {"cpu": cpu[:200], "isa": isa, "arch": platform.machine(), "cores": os.cpu_count(),
             "system": f"{platform.system()} {platform.release()}"[:200], "python": platform.python_version(),
-            "emulated": emulated(flags)}
+            "emulated": under_qemu}
 
 
 def emulated(flags: set) -> bool:
