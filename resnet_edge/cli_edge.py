@@ -183,9 +183,10 @@ def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegat
 
 def _store(result: dict, settings, store_path) -> None:
     """Add bench's records to the results store (see resnet-edge results)."""
-    from resnet_edge.results import Store, sha256_of
+    from resnet_edge.io import sha256_file
+    from resnet_edge.results import Store
 
-    models = {r["model"]: sha256_of(r["model"]) for r in result["records"]}
+    models = {r["model"]: sha256_file(r["model"]) for r in result["records"]}
     with Store(store_path) as store:
         store.add(result["records"], target=result["target"], target_url=result["target_url"],
                   machine=result.get("machine"), models=models,

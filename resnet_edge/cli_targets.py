@@ -144,7 +144,8 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtime, runs, 
     from resnet_edge.cli_edge import _threads, _target
     from resnet_edge.errors import ConfigError
     from resnet_edge.runtime.bench import Setting, check_model
-    from resnet_edge.results import Store, sha256_of
+    from resnet_edge.io import sha256_file
+    from resnet_edge.results import Store
     from resnet_edge import sweep as sweeping
 
     threads = _threads(None, None, threads_text)
@@ -164,7 +165,7 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtime, runs, 
     models = {}
     for p in model_paths:
         check_model(p, not no_verify)
-        models[str(p)] = sha256_of(p)
+        models[str(p)] = sha256_file(p)
     jobs = sweeping.plan(models, targets, settings)
     Store(store_path).close()  # a store that cannot be opened is reported before anything runs
     from resnet_edge.results import path as default_path
@@ -178,8 +179,9 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtime, runs, 
             bar_state["done"] += 1
         line = {"start": "measuring", "measured": "measured", "skipped": "already stored",
                 "failed": "FAILED", "waiting": "waiting for another job on"}[kind]
-        text = f"[{bar_state['done']}/{len(jobs)}] {line} {job.target} {safe_text(os.path.basename(job.model), 60)} " \
-               f"[{job.setting.label()}]"
+        filled = round(20 * bar_state["done"] / max(1, len(jobs)))
+        text = f"[{'#' * filled}{'.' * (20 - filled)}] {bar_state['done']}/{len(jobs)} {line} {job.target} " \
+               f"{safe_text(os.path.basename(job.model), 60)} [{job.setting.label()}]"
         if kind == "failed":
             text += f": {safe_text(info.get('error'), 300)}"
         if show or kind == "failed" and not as_json:

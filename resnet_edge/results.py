@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -53,14 +52,6 @@ def path() -> str:
         return env
     base = os.environ.get("XDG_DATA_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "resnet-edge", "results.sqlite")
-
-
-def sha256_of(file: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def setting_key(setting: dict) -> str:

@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from resnet_edge.cli import cli
 from resnet_edge.runtime.bench import Setting
 from resnet_edge.targets import parse_url
 from resnet_edge.targets.adb import BenchmarkFailed, flags_for, parse_benchmark_output
+from tests.cli_helpers import one_line_error, run
 from tests.sshd import free_port
 
 DATA = Path(__file__).parent / "data" / "benchmark_model"
@@ -84,16 +83,6 @@ def adb_server(monkeypatch):
     subprocess.run(["adb", "kill-server"], capture_output=True, timeout=30)
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(r, *fragments):
-    assert r.exit_code == 1, r.output
-    lines = [line for line in r.output.strip().splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in r.output, r.output
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +134,43 @@ def test_adb_binary_missing_is_one_line(model, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     one_line_error(run("bench", model, "--target", "adb://"), "cannot run adb", "apt install adb")
     assert parse_url("adb://").kind == "adb"
+
+
+def test_bench_over_adb_end_to_end_with_the_real_adb(adb_server, model, tmp_path):
+    """The real adb pushes the model and the binary to a fake device end that answers benchmark_model with a
+    phone's real output: the command line it received, the bytes it got, and the record bench printed."""
+    import json
+    import shlex
+
+    from tests.fake_adbd import FakeDevice
+
+    phone = FakeDevice("device", (DATA / "mi11_cpu_fp32.txt").read_text())
+    try:
+        subprocess.run(["adb", "connect", phone.serial], capture_output=True, timeout=30)
+        _wait_for_state(phone.serial, "device")
+        hostile = tmp_path / "m $(cd;touch x);y'.tflite"
+        shutil.copy(model, hostile)
+        binary = tmp_path / "benchmark_model"
+        binary.write_bytes(b"\x7fELF stands in for LiteRT's benchmark_model")
+        one_line_error(run("bench", hostile, "--target", f"adb://{phone.serial}"), "no benchmark_model on the device",
+                       "--benchmark-binary")
+        r = run("bench", hostile, "--target", f"adb://{phone.serial}", "--benchmark-binary", binary, "--threads", "4",
+                "--accelerator", "gpu", "--runs", "30", "--warmup", "3", "--json")
+        assert r.exit_code == 0, r.output
+        record = json.loads(r.output)["records"][0]
+        assert record["model"] == str(hostile) and record["runtime"] == "benchmark_model" and record["accelerator"] == "gpu"
+        assert record["avg_ms"] == pytest.approx(249.684) and record["peak_rss_overall_mb"] == pytest.approx(138.809)
+        [line] = [c for c in phone.commands if "benchmark_model --graph=" in c]
+        argv = shlex.split(line)
+        folder = argv[0].rsplit("/", 1)[0]
+        assert folder.startswith("/data/local/tmp/resnet-edge-")
+        assert argv[1:] == [f"--graph={folder}/m0.tflite", "--num_runs=30", "--warmup_runs=3", "--num_threads=4",
+                            "--use_gpu=true", "--report_peak_memory_footprint=true"]
+        assert phone.files[f"{folder}/m0.tflite"] == hostile.read_bytes()  # pushed bit for bit by the real adb
+        assert phone.files[f"{folder}/benchmark_model"] == binary.read_bytes()
+        assert phone.commands[-1] == f"rm -rf {folder}" and not any("$(" in c for c in phone.commands)
+        facts = json.loads(run("devices", "check", f"adb://{phone.serial}", "--json").output)
+        assert (facts["model"], facts["android"], facts["cores"], facts["memory_mb"]) == ("FakePhone", "14", 8, 7623)
+        assert facts["benchmark_model"] is None
+    finally:
+        phone.close()

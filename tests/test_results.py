@@ -13,10 +13,9 @@ import textwrap
 import time
 
 import pytest
-from click.testing import CliRunner
 
-from resnet_edge.cli import cli
 from resnet_edge.results import Store, parse_since
+from tests.cli_helpers import run
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +30,6 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_EDGE_RESULTS", str(path))
     return path
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def rows(path):

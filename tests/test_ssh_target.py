@@ -13,13 +13,11 @@ import sys
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from resnet_edge.cli import cli
 from resnet_edge.errors import ConfigError
 from resnet_edge.targets import parse_url, resolve
+from tests.cli_helpers import one_line_error, run
 from tests.sshd import SSHD, client_config, free_port, keygen
 
 pytestmark = pytest.mark.skipif(not SSHD or not shutil.which("ssh"),
@@ -43,17 +41,6 @@ def url(sshd, python=sys.executable) -> str:
     return f"{sshd.url}/?python={python}"
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(r, *fragments):
-    assert r.exit_code == 1, r.output
-    lines = [line for line in r.output.strip().splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in r.output, r.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def test_bench_round_trip_matches_the_local_run(sshd, models):
@@ -153,15 +140,19 @@ def test_a_remote_that_hangs_is_stopped_and_cleaned(sshd, models, tmp_path):
         "the hung runner was left running"
 
 
-def test_dropped_connection_keeps_what_was_measured(sshd, models, tmp_path):
+@pytest.mark.parametrize("second_run, why", [
+    ("kill -9 $PPID; sleep 30; exit 1", "connection dropped"),  # sshd's session process dies: the link drops
+    ("kill -9 $$", "the runtime on the device failed: SIGKILL"),  # the benchmark itself is killed on the device
+])
+def test_a_failure_midway_keeps_what_was_measured(sshd, models, tmp_path, second_run, why):
     mark = tmp_path / "first-run-done"
-    wrapper = _script(tmp_path / "py", f"#!/bin/sh\nif [ -e {mark} ]; then kill -9 $PPID; sleep 30; exit 1; fi\n"
+    wrapper = _script(tmp_path / "py", f"#!/bin/sh\nif [ -e {mark} ]; then {second_run}; fi\n"
                                        f"touch {mark}\nexec {sys.executable} \"$@\"\n")
     r = run("bench", models["int8"], models["float32"], "--target", url(sshd, wrapper), "--runs", "3", "--json")
     assert r.exit_code == 1
     out = json.loads(r.output[:r.output.rindex("}") + 1])
     assert [x["model"] for x in out["records"]] == [str(models["int8"])]
-    assert "connection dropped" in out["incomplete"] and "after 1 of 2 records" in out["incomplete"]
+    assert why in out["incomplete"] and "after 1 of 2 records" in out["incomplete"], out["incomplete"]
     assert r.output.strip().splitlines()[-1].startswith("Error: incomplete:")
 
 
@@ -202,3 +193,25 @@ def test_target_urls():
     assert parse_url("adb://emulator-5554").serial == "emulator-5554"
     assert parse_url("adb://192.168.1.7:5555").serial == "192.168.1.7:5555"
     assert parse_url("adb://").serial is None
+
+
+def _old_pythons() -> list[str]:
+    """Real interpreters older than the runner's minimum found on this machine (pyenv's, a python2)."""
+    import glob
+
+    found = []
+    for python in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python"))) + \
+            [p for p in ("/usr/bin/python2", "/usr/bin/python3.7") if os.path.exists(p)]:
+        probe = subprocess.run([python, "-c", "import sys; print(sys.version_info[0] * 100 + sys.version_info[1])"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and int(probe.stdout) < 309:
+            found.append(python)
+    return found
+
+
+def test_a_remote_python_that_is_too_old(sshd, models):
+    old = _old_pythons()
+    if not old:
+        pytest.skip("no Python older than 3.9 on this machine to stand for an old device")
+    for python in old[:2] + old[-1:]:  # a 3.x and a 2.7 where there are both
+        one_line_error(run("bench", models["int8"], "--target", url(sshd, python)), "too old", "3.9")

@@ -186,9 +186,14 @@ class AdbTarget:
         facts["memory_mb"] = int(m.group(1)) // 1024 if m else None
         code, text = self.shell(["ls", "/sys/devices/system/cpu/"])
         facts["cores"] = len(re.findall(r"\bcpu\d+\b", text)) or None
-        code, _ = self.shell(["test", "-x", DEVICE_BINARY])
-        facts["benchmark_model"] = DEVICE_BINARY if code == 0 else None
+        facts["benchmark_model"] = DEVICE_BINARY if self._present(DEVICE_BINARY) else None
         return facts
+
+    def _present(self, path: str) -> bool:
+        """Whether an executable ``path`` is on the device: read from the output, since a device without adb's
+        shell protocol v2 reports no exit codes."""
+        code, text = self.call("shell", f"test -x {shlex.quote(path)} && echo present || echo absent")
+        return text.strip().splitlines()[:1] == ["present"]
 
     def bench(self, paths: list[str], checked: dict, settings: list, *, runs: int, warmup: int,
               measure_memory: bool = True, progress: Callable[[str], None] | None = None,
@@ -202,8 +207,8 @@ class AdbTarget:
         self.check_state()
         folder = f"{REMOTE_BASE}/resnet-edge-{secrets.token_hex(4)}"
         records, incomplete = [], None
-        code, text = self.shell(["mkdir", "-p", folder])
-        if code != 0:
+        code, text = self.call("shell", f"mkdir -p {shlex.quote(folder)} && echo made")
+        if "made" not in text.split():
             raise TargetError(f"{self}: cannot make {folder} on the device ({safe_text(text.strip(), 200)})")
         try:
             binary = DEVICE_BINARY
@@ -211,7 +216,7 @@ class AdbTarget:
                 binary = f"{folder}/benchmark_model"
                 self._push(self.benchmark_binary, binary)
                 self.shell(["chmod", "755", binary])
-            elif self.shell(["test", "-x", binary])[0] != 0:
+            elif not self._present(binary):
                 raise TargetError(f"{self}: there is no benchmark_model on the device ({DEVICE_BINARY}): give "
                                   "--benchmark-binary PATH (LiteRT's benchmark_model for Android arm64), or push it "
                                   "there yourself")
