@@ -11,7 +11,7 @@ import dataclasses
 
 import click
 
-from resnet_edge.cli import DATA_OPTION, TRUST_OPTION, Finite, _check_model_file, _echo_json_or, _plural, _triple
+from resnet_edge.cli import TRUST_OPTION, Finite, _check_model_file, _echo_json_or, _plural, _triple
 from resnet_edge.errors import ConfigError
 
 
@@ -262,7 +262,9 @@ def _bench_human(r: dict) -> str:
 
 @click.command("eval")
 @click.argument("model_path", metavar="MODEL.tflite", type=click.Path(dir_okay=False))
-@DATA_OPTION
+@click.option("--data", "source", default="digits", show_default=True, envvar="RESNET_EDGE_DATA",
+              help="digits | cifar10:DIR | folder:DIR (env RESNET_EDGE_DATA), or device-folder:DIR for images that "
+                   "live on the --target device (one sub-folder per class; every image is evaluated).")
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @click.option("--limit", type=click.IntRange(1, 10_000_000), help="Evaluate at most N images.")
 @click.option("--resize", is_flag=True, help="Resize fixed-size images (digits, CIFAR-10) to the model's input.")
@@ -292,6 +294,7 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
     resnet-edge eval model_int8.tflite --compare model.keras --max-drop 1
     resnet-edge eval model_float32.tflite --diff cpu,gpu --fallback
     resnet-edge eval model_int8.tflite --target ssh://pi@raspberrypi.local   (images prepared here, sent along)
+    resnet-edge eval model_int8.tflite --target pi5 --data device-folder:/home/pi/val   (images on the device)
     (evaluate is for Keras models; eval for .tflite files)
     """
     if len(threads) > 1:
@@ -311,18 +314,34 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
             raise click.BadParameter(f"expected two settings separated by a comma (cpu,gpu), got {diff_spec!r}",
                                      param_hint="--diff")
         diff = [parse_setting(side, base, local=target.kind == "local") for side in sides]
+    from resnet_edge.runtime.evaluation import DEVICE_FOLDER
+
+    on_device = (source or "").startswith(DEVICE_FOLDER)
+    if on_device:
+        folder = source[len(DEVICE_FOLDER):]
+        if target.kind != "ssh" or not folder:
+            raise click.BadParameter(f"{DEVICE_FOLDER}DIR is a folder on the device: give --target ssh://... (or a "
+                                     "saved ssh device) and the folder's path there", param_hint="--data")
+        if compare_path or max_drop is not None or resize:
+            raise click.BadParameter("--compare, --max-drop and --resize need the images here; with data on the "
+                                     "device use --min-accuracy", param_hint="--data")
     if compare_path:
         _check_model_file(compare_path, trust)
     from resnet_edge import _tmp
-    from resnet_edge.runtime.evaluation import evaluate_tflite
+    from resnet_edge.runtime.evaluation import evaluate_on_device_folder, evaluate_tflite
 
     _tmp.use_private_tempdir()
     show = _progress(as_json)
     try:
-        report = evaluate_tflite(model_path, _load_data(source), split=split, limit=limit, resize=resize, mean=mean,
-                                 std=std, setting=base, diff=diff, compare=compare_path, trust=trust,
-                                 verify=not no_verify, max_drop=max_drop, min_accuracy=min_accuracy, progress=show,
-                                 target=target, timeout=timeout)
+        if on_device:
+            report = evaluate_on_device_folder(model_path, folder, target, limit=limit, mean=mean, std=std,
+                                               setting=base, diff=diff, verify=not no_verify,
+                                               min_accuracy=min_accuracy, timeout=timeout, progress=show)
+        else:
+            report = evaluate_tflite(model_path, _load_data(source), split=split, limit=limit, resize=resize, mean=mean,
+                                     std=std, setting=base, diff=diff, compare=compare_path, trust=trust,
+                                     verify=not no_verify, max_drop=max_drop, min_accuracy=min_accuracy, progress=show,
+                                     target=target, timeout=timeout)
     finally:
         _end_progress(show)
     _echo_json_or(report, as_json, _eval_human)
@@ -340,7 +359,8 @@ def _eval_human(r: dict) -> str:
     s = r["setting"]
     pairs = [("model", f"{safe_text(r['model'], 120)} ({r['integrity']}{'; ' + safe_text(r['model_name'], 80) if r.get('model_name') else ''})"),
              *([("target", safe_text(r["target"], 120))] if r.get("target", "local") != "local" else []),
-             ("data", f"{safe_text(r['data'], 80)}, {r['split']} split, {r['n']} images"),
+             ("data", f"{safe_text(r['data'], 80)}, {r['split'] + ' split' if r['split'] != 'all' else 'every image'}, "
+                      f"{r['n']} images" + (f" ({r['skipped']} unreadable, skipped)" if r.get("skipped") else "")),
              ("inputs", safe_text(r["preprocessing"]["from"], 200)),
              ("runtime", safe_text(f"{s['runtime']} {s['runtime_version']}, {s['api']}", 80) +
               (f", {s['accelerator']}" if s.get("accelerator") else f", {s['kernels']}") +

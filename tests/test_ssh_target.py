@@ -215,3 +215,36 @@ def test_a_remote_python_that_is_too_old(sshd, models):
         pytest.skip("no Python older than 3.9 on this machine to stand for an old device")
     for python in old[:2] + old[-1:]:  # a 3.x and a 2.7 where there are both
         one_line_error(run("bench", models["int8"], "--target", url(sshd, python)), "too old", "3.9")
+
+
+def test_eval_of_images_that_live_on_the_device(sshd, models, digits, tmp_path):
+    """device-folder:DIR is read, decoded and prepared by the runner on the device: the digits' test images
+    saved there as PNG files (lossless) give exactly the accuracy and confusions of eval --data digits here."""
+    from PIL import Image
+
+    folder = tmp_path / "data on the device"
+    test = digits.split("test")
+    for i, (img, label) in enumerate(zip(test.x, test.y)):
+        (folder / digits.classes[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / digits.classes[label] / f"{i:04d}.png")
+    (folder / "3" / "broken.png").write_bytes(b"not a png at all")
+    here = json.loads(run("eval", models["int8"], "--json").output)
+    r = run("eval", models["int8"], "--target", url(sshd), "--data", f"device-folder:{folder}", "--diff",
+            "xnnpack,builtin", "--json")
+    assert r.exit_code == 0, r.output
+    there = json.loads(r.output)
+    assert (there["n"], there["skipped"], there["split"]) == (359, 1, "all")
+    assert there["top1"] == here["top1"] and there["confusion_matrix"] == here["confusion_matrix"]
+    assert there["diff"]["n"] == 359 and there["diff"]["sides"][0]["top1"] == here["top1"]  # xnnpack: as here
+    human = run("eval", models["int8"], "--target", url(sshd), "--data", f"device-folder:{folder}", "--limit", "20")
+    assert human.exit_code == 0 and "every image, 20 images" in human.output, human.output
+    one_line_error(run("eval", models["int8"], "--target", url(sshd), "--data", f"device-folder:{tmp_path / 'nope'}"),
+                   "nope")
+    other = tmp_path / "other classes"
+    for name in ("cat", "dog"):
+        (other / name).mkdir(parents=True)
+        Image.fromarray(test.x[0]).save(other / name / "a.png")
+    one_line_error(run("eval", models["int8"], "--target", url(sshd), "--data", f"device-folder:{other}"),
+                   "are not the model's classes")
+    r = run("eval", models["int8"], "--data", f"device-folder:{folder}")
+    assert r.exit_code == 2 and "give --target ssh://" in r.output

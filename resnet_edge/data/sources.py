@@ -32,12 +32,12 @@ import numpy as np
 
 from resnet_edge.errors import ResnetEdgeError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Image suffixes and evaluation resizing (training's pipeline, eval here and eval on a device): below
+# CIFAR_STYLE_BELOW pixels a plain resize, else the shorter side to size / EVAL_CROP and a centered crop.
+# They live in the edge runner, which must stand alone on a device.
+from resnet_edge.runtime.harness import CIFAR_STYLE_BELOW, EVAL_CROP, IMAGE_SUFFIXES  # noqa: F401
+
 SPLIT_SEED = 0
-#: Evaluation resizing (training's pipeline and eval's): below this side a plain resize (CIFAR style), else the
-#: shorter side to size / EVAL_CROP and a centered crop (ImageNet style).
-CIFAR_STYLE_BELOW = 96
-EVAL_CROP = 0.875
 
 
 class DataError(ResnetEdgeError):

@@ -416,19 +416,61 @@ def _predict_on(target, path, settings, x, *, memory, progress, timeout) -> list
     return out
 
 
-def _read_scores(path, n: int) -> np.ndarray:
-    """The child's scores file, read without pickles and bounded: ``n`` rows of at most 1M floats."""
+def predict_folder_on(target, path, settings: list[Setting], folder: str, pre: dict, *, limit: int | None = None,
+                      verify: bool = True, timeout: float | None = None, progress=None):
+    """Scores of the images in ``folder`` on the ssh ``target`` (data that lives on the device), with each
+    setting: ``(results as predict's, labels, class names, images skipped as unreadable)``."""
+    import io
+
+    from resnet_edge.targets import open_target
+
+    if target.kind != "ssh":
+        raise ConfigError("device-folder: data is read by the runner on an ssh:// target; give --target ssh://...")
+    checked = check_model(path, verify)
+    settings = [s.check(local=False) for s in settings]
+    runner = open_target(target)
+    outputs = [f"y{i}.npy" for i in range(len(settings))]
+    job = {"op": "predict_folder", "model": "m.tflite", "settings": [s.as_job() for s in settings], "folder": folder,
+           "limit": limit, "raw": pre["raw"], "mean": pre["mean"], "std": pre["std"], "outputs": outputs,
+           "labels_out": "labels.npy"}
+    result, files = runner.run(job, {"m.tflite": str(path)}, (*outputs, "labels.npy"),
+                               memory=_child.memory_limit(checked["bytes"]), timeout=timeout, progress=progress)
+    labels = _read_npy(io.BytesIO(files["labels.npy"]), np.int64, None, 0)
+    classes = result.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or not 2 <= len(classes) <= 100_000 \
+            or labels.min() < 0 or labels.max() >= len(classes):
+        raise HarnessFailed(f"{target}: the device's reply about {folder} is malformed")
+    machine = clean_machine(result.get("machine"))
+    out = []
+    for i, s in enumerate(settings):
+        described = clean_record((result.get("settings") or [{}] * len(settings))[i])
+        described["emulated"] = bool(machine.get("emulated"))
+        out.append((_read_scores(io.BytesIO(files[outputs[i]]), len(labels)), {"setting": s.label(), **described}))
+    skipped = result.get("skipped") if isinstance(result.get("skipped"), int) else None
+    return out, labels, [c[:200] for c in classes], skipped
+
+
+def _read_npy(f, dtype, n: int | None, max_row: int) -> np.ndarray:
+    """A .npy from a child or a device, read without pickles and bounded: ``dtype``, ``n`` rows (any number up
+    to 10M when None) of at most ``max_row`` values (0: one dimension)."""
     try:
-        with (open(path, "rb") if isinstance(path, (str, os.PathLike)) else path) as f:
+        with f:
             version = np.lib.format.read_magic(f)
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(f)
-            if dtype != np.float32 or not shape or shape[0] != n or int(np.prod(shape[1:])) > 1_000_000:
-                raise ValueError(f"scores of shape {shape} and type {dtype}")
+            shape, _, got = read_header(f)
+            rows_ok = bool(shape) and (shape[0] == n if n is not None else shape[0] <= 10_000_000)
+            row_ok = len(shape) == 1 if max_row == 0 else int(np.prod(shape[1:])) <= max_row
+            if got != dtype or not rows_ok or not row_ok:
+                raise ValueError(f"an array of shape {shape} and type {got}")
             f.seek(0)
             return np.load(f, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise HarnessFailed(f"the runtime's scores are unreadable ({exc})") from None
+        raise HarnessFailed(f"the runtime's results are unreadable ({exc})") from None
+
+
+def _read_scores(path, n: int) -> np.ndarray:
+    """Scores a child or a device wrote: ``n`` rows of at most 1M float32 values, without pickles."""
+    return _read_npy(open(path, "rb") if isinstance(path, (str, os.PathLike)) else path, np.float32, n, 1_000_000)
 
 
 def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5, threads: int | None = None,

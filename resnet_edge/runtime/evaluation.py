@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from resnet_edge.data.sources import CIFAR_STYLE_BELOW, EVAL_CROP
+from resnet_edge.runtime.harness import load_image
 from resnet_edge.errors import ConfigError, MissingDependencyError
 from resnet_edge.ui import safe_text
 
@@ -50,21 +50,6 @@ def preprocessing(info: dict | None, data, mean=None, std=None) -> dict:
     return {"raw": True, "mean": None, "std": None, "from": "model metadata: raw 0..255 pixels, normalized inside"}
 
 
-def _resize_file(path: str, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        h, w = size
-        if min(h, w) < CIFAR_STYLE_BELOW:
-            return np.asarray(img.resize((w, h), Image.BILINEAR), np.float32)
-        scale = (min(h, w) / EVAL_CROP) / min(img.size)
-        new = (max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale)))
-        img = img.resize(new, Image.BILINEAR)
-        left, top = (new[0] - w) // 2, (new[1] - h) // 2
-        return np.asarray(img.crop((left, top, left + w, top + h)), np.float32)
-
-
 def model_inputs(data, split: str, inputs: list[dict], outputs: list[dict] | None, pre: dict, *,
                  limit: int | None = None, resize: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``limit`` images of ``split`` as float32 N x H x W x 3 in the model's form, and their labels.
@@ -94,7 +79,7 @@ def model_inputs(data, split: str, inputs: list[dict], outputs: list[dict] | Non
             import PIL  # noqa: F401
         except ImportError:
             raise MissingDependencyError("decoding an image folder needs Pillow: pip install pillow") from None
-        x = np.stack([_resize_file(f, (h, w)) for f in part.files])
+        x = np.stack([load_image(f, (h, w)) for f in part.files])
     if not pre["raw"]:
         x = (x - np.asarray(pre["mean"], np.float32)) / np.asarray(pre["std"], np.float32)
     return x.astype(np.float32), np.asarray(part.y, np.int64)
@@ -103,7 +88,7 @@ def model_inputs(data, split: str, inputs: list[dict], outputs: list[dict] | Non
 def scores_report(scores: np.ndarray, y: np.ndarray, classes: list[str], top_confusions: int = 5) -> dict:
     """Top-1/top-5 accuracy, per-class accuracy and the most frequent (true, predicted) confusions."""
     k = min(5, scores.shape[1])
-    top = np.argsort(-scores, axis=1)[:, :k]
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # ties go to the first class, as argmax
     pred = top[:, 0]
     n = len(classes)
     confusion = np.zeros((n, n), np.int64)
@@ -154,6 +139,67 @@ def _keras_scores(path, x: np.ndarray, trust: bool) -> np.ndarray:
     dtype = model.inputs[0].dtype
     feed = np.clip(np.round(x), 0, 255).astype(np.uint8) if str(getattr(dtype, "name", dtype)) == "uint8" else x
     return np.concatenate([np.asarray(model(feed[i:i + 64], training=False), np.float32) for i in range(0, len(x), 64)])
+
+
+DEVICE_FOLDER = "device-folder:"
+
+
+def evaluate_on_device_folder(path, folder: str, target, *, limit: int | None = None, mean=None, std=None,
+                              setting=None, diff=None, verify: bool = True, min_accuracy: float | None = None,
+                              timeout: float | None = None, progress=None) -> dict:
+    """:func:`evaluate_tflite` for images that live on the device: ``folder`` there holds one sub-folder
+    per class, read and decoded by the runner on the ssh ``target`` (Pillow needed there); every image is
+    evaluated (``limit``: that many, taken across classes). A model of ours names its classes: the folder's
+    must be the same names. Preprocessing: raw pixels, the mean/std our metadata recorded, or --mean/--std."""
+    from resnet_edge.runtime.bench import Setting, check_model, predict_folder_on
+
+    setting = setting or Setting()
+    checked = check_model(path, verify)
+    info = checked["info"] or {}
+    norm = info.get("normalization") or {}
+    if mean is not None or std is not None or info.get("input") is None:
+        pre = preprocessing(None if mean is None and std is None else info, None, mean, std)
+    elif str(info["input"].get("pixels", "")).startswith("normalized"):
+        if norm.get("inside_model") is False and norm.get("mean") and norm.get("std"):
+            pre = {"raw": False, "mean": list(norm["mean"]), "std": list(norm["std"]),
+                   "from": "model metadata: normalized input, with the mean and std convert recorded"}
+        else:
+            raise ConfigError("the model takes normalized input and its metadata does not record the mean and std: "
+                              "give --mean and --std (0..255 units, R,G,B)")
+    else:
+        pre = {"raw": True, "mean": None, "std": None, "from": "model metadata: raw 0..255 pixels, normalized inside"}
+    sides = list(diff or [])
+    todo = sides if setting in sides else [setting, *sides]
+    results, y, found, skipped = predict_folder_on(target, path, todo, folder, pre, limit=limit, verify=verify,
+                                                   timeout=timeout, progress=progress)
+    labels = [str(c) for c in info.get("labels") or []]
+    outputs = int(results[0][0].shape[1])
+    if labels:
+        if sorted(labels) != sorted(found):
+            raise ConfigError(f"the class folders in {folder} ({', '.join(safe_text(c, 30) for c in found[:8])}"
+                              f"{', ...' if len(found) > 8 else ''}) are not the model's classes "
+                              f"({', '.join(safe_text(c, 30) for c in labels[:8])}{', ...' if len(labels) > 8 else ''})")
+        y = np.asarray([labels.index(found[i]) for i in y], np.int64)
+        classes = labels
+    elif len(found) != outputs:
+        raise ConfigError(f"{folder} has {len(found)} class folders; the model has {outputs} outputs")
+    else:
+        classes = found
+    scores, described = results[todo.index(setting)]
+    report = {"model": str(path), "target": target.name, "integrity": checked["integrity"]["status"],
+              "model_name": f"{info.get('name')} {info.get('mode')}" if info.get("name") else None,
+              "data": f"{DEVICE_FOLDER}{folder}", "split": "all", "skipped": skipped, "preprocessing": pre,
+              "setting": described, **scores_report(scores, y, classes)}
+    if diff:
+        (a, da), (b, db) = results[-2:]
+        report["diff"] = {**agreement(a, b), "sides": [
+            {**d, "top1": float((s.argmax(1) == y).mean())} for s, d in ((a, da), (b, db))]}
+    gate = {"checked": min_accuracy is not None, "failed": False, "why": ""}
+    if min_accuracy is not None:
+        gate.update(failed=100 * report["top1"] < min_accuracy,
+                    why=f"top-1 {100 * report['top1']:.2f}% against --min-accuracy {min_accuracy:g}%")
+    report["gate"] = gate
+    return report
 
 
 def evaluate_tflite(path, data, *, split: str = "test", limit: int | None = None, resize: bool = False,

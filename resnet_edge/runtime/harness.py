@@ -24,6 +24,8 @@ A job is ``{"op": "bench" | "predict" | "memory" | "machine" | "probe", ...}``:
   that one model's memory is not charged to another.
 * ``predict``: one model, one or more settings, float inputs in the model's form from a ``.npy``; the
   scores (dequantized, float32) of each setting go to ``.npy`` files, with per-image latencies.
+* ``predict_folder``: the same for the images of a folder on this machine (data that lives on the device),
+  decoded with Pillow and prepared as evaluation does; the labels go to a ``.npy`` too.
 
 Settings: ``runtime`` (``auto``, ``litert``, ``tflite-runtime``), ``accelerator`` (``null``: the classic
 ``Interpreter``; ``cpu`` / ``gpu``: LiteRT's ``CompiledModel`` with ``HardwareAccelerator.CPU`` or
@@ -50,6 +52,12 @@ try:
 except ImportError:  # only the probe runs without numpy; it reports the absence
     np = None
 
+#: Image files of an image folder, and how evaluation resizes them: below CIFAR_STYLE_BELOW pixels a plain
+#: resize, else the shorter side to size / EVAL_CROP and a centered crop (ImageNet style). Training's
+#: pipeline (resnet_edge.data) and eval use these same values.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CIFAR_STYLE_BELOW = 96
+EVAL_CROP = 0.875
 #: The oldest Python the edge side runs on (ai-edge-litert's and this file's minimum).
 MIN_PYTHON = (3, 9)
 KERNELS = ("xnnpack", "builtin")
@@ -399,6 +407,45 @@ def _sample_batches(session: Session, samples: np.ndarray | None, seed: int, raw
     return [[to_model_dtype(samples[i:i + 1], d)] for i in range(len(samples))]
 
 
+def load_image(path: str, size: tuple[int, int]) -> np.ndarray:
+    """An image file as float32 H x W x 3 RGB (0..255), resized as evaluation does (see EVAL_CROP).
+    Pillow refuses decompression bombs (more than twice its pixel limit): the caller counts them as unreadable."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        h, w = size
+        if min(h, w) < CIFAR_STYLE_BELOW:
+            return np.asarray(img.resize((w, h), Image.BILINEAR), np.float32)
+        scale = (min(h, w) / EVAL_CROP) / min(img.size)
+        new = (max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale)))
+        img = img.resize(new, Image.BILINEAR)
+        left, top = (new[0] - w) // 2, (new[1] - h) // 2
+        return np.asarray(img.crop((left, top, left + w, top + h)), np.float32)
+
+
+def folder_images(folder: str, limit: int | None) -> tuple[list[str], list[tuple[str, int]]]:
+    """The class folders of ``folder`` (sorted, hidden ones skipped) and its image files with their class
+    index, interleaved across classes so that a ``limit`` keeps every class."""
+    try:
+        classes = sorted(d.name for d in os.scandir(folder) if d.is_dir() and not d.name.startswith("."))
+    except OSError as exc:
+        raise HarnessError(f"{folder}: {exc.strerror or exc}; give a folder of class folders (DIR/<class>/<image>.jpg)") from None
+    if len(classes) < 2:
+        raise HarnessError(f"{folder} has {len(classes)} class folder(s); give a folder of class folders "
+                           "(DIR/<class>/<image>.jpg, at least 2)")
+    per_class = []
+    for label, name in enumerate(classes):
+        files = sorted(e.path for e in os.scandir(os.path.join(folder, name))
+                       if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file())
+        per_class.append([(f, label) for f in files])
+    longest = max(len(files) for files in per_class)
+    order = [files[i] for i in range(longest) for files in per_class if i < len(files)]
+    if not order:
+        raise HarnessError(f"{folder} has no .jpg/.png images in its class folders")
+    return classes, order[:limit] if limit else order
+
+
 # --- jobs ----------------------------------------------------------------------------------------------
 
 
@@ -537,6 +584,54 @@ def predict(job: dict) -> dict:
     return {"machine": machine(), "settings": results}
 
 
+def predict_folder(job: dict) -> dict:
+    """Scores of one model for the images of a folder on this machine (``folder``: one sub-folder per class),
+    decoded with Pillow and prepared as ``raw`` / ``mean`` / ``std`` say, with each setting; scores go to
+    ``outputs[i]`` and the class index of each image to ``labels_out`` (.npy). Unreadable images are
+    skipped and counted."""
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise HarnessError(f"decoding images needs Pillow: {sys.executable} -m pip install pillow") from None
+    sessions = [Session(job["model"], s) for s in job["settings"]]
+    first = sessions[0]
+    if len(first.inputs) != 1 or len(first.outputs) != 1 or len(first.inputs[0]["shape"]) != 4:
+        raise HarnessError(f"{job['model']} is not an image classifier with one N x H x W x 3 input and one output")
+    d_in, d_out = first.inputs[0], first.outputs[0]
+    classes, files = folder_images(job["folder"], job.get("limit"))
+    size = (int(d_in["shape"][1]), int(d_in["shape"][2]))
+    mean = None if job.get("raw", True) else np.asarray(job["mean"], np.float32)
+    std = None if job.get("raw", True) else np.asarray(job["std"], np.float32)
+    scores = [np.empty((len(files), *d_out["shape"][1:]), np.float32) for _ in sessions]
+    labels, times, skipped, n = [], [[] for _ in sessions], 0, 0
+    step = max(1, len(files) // 20)
+    for k, (path, label) in enumerate(files):
+        try:
+            x = load_image(path, size)[None]
+        except Exception:  # noqa: BLE001 - Pillow raises many types for a broken or hostile file
+            skipped += 1
+            continue
+        if mean is not None:
+            x = (x - mean) / std
+        for i, session in enumerate(sessions):
+            session.set_inputs([to_model_dtype(x, d_in)])
+            started = time.perf_counter()
+            session.invoke()
+            times[i].append(time.perf_counter() - started)
+            scores[i][n] = from_model_dtype(session.get_outputs()[0], d_out)[0]
+        labels.append(label)
+        n += 1
+        if k % step == 0:
+            _progress(f"image {k + 1}/{len(files)}")
+    if not n:
+        raise HarnessError(f"none of the {len(files)} images in {job['folder']} could be read")
+    for i, out in enumerate(job["outputs"]):
+        np.save(out, scores[i][:n], allow_pickle=False)
+    np.save(job["labels_out"], np.asarray(labels, np.int64), allow_pickle=False)
+    return {"machine": machine(), "classes": classes, "images": n, "skipped": skipped,
+            "settings": [{**s.describe(), "init_ms": s.init_s * 1e3, **_stats(t, 1)} for s, t in zip(sessions, times)]}
+
+
 def probe(job: dict) -> dict:
     """What this Python can run: the machine, Python, numpy and each runtime's version (None: missing)."""
     runtimes = {}
@@ -555,7 +650,8 @@ def probe(job: dict) -> dict:
             "runtimes": runtimes, "memory_mb": memory_mb}
 
 
-OPS = {"bench": bench, "predict": predict, "memory": memory, "machine": lambda job: machine(), "probe": probe}
+OPS = {"bench": bench, "predict": predict, "predict_folder": predict_folder, "memory": memory,
+       "machine": lambda job: machine(), "probe": probe}
 
 
 def main() -> int:
