@@ -1,7 +1,7 @@
 """An emulated arm64 Raspberry Pi on this machine, reachable over real SSH: the nearest thing to a Pi here.
 
 Debian bookworm arm64 (the base of Raspberry Pi OS 64-bit) under qemu user-mode emulation, with its own
-sshd on a loopback port, Python 3.11, numpy and the aarch64 ai-edge-litert wheel (2.1.6: newer ones crash under Debian's qemu 7.2),
+sshd on a loopback port, Python 3.11, numpy, Pillow and the aarch64 ai-edge-litert wheel (2.1.6: newer ones crash under Debian's qemu 7.2),
 and no TensorFlow.
 Latencies under emulation mean nothing (about 100x slower); correctness, the SSH path, a remote Python
 without TensorFlow and another CPU architecture are real.
@@ -89,13 +89,13 @@ def build(root: Path) -> None:
     sh(sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", "3.11",
        "--implementation", "cp", "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux_2_27_aarch64",
        "--platform", "manylinux_2_17_aarch64", "--platform", "manylinux2014_aarch64", "-d", wheels,
-       PI_LITERT, "numpy<2.5")
+       PI_LITERT, "numpy<2.5", "pillow")
     mount(root)
     try:
         if not (root / "opt/litert/bin/python").exists():
             sh("chroot", root, "python3", "-m", "venv", "/opt/litert")
         sh("chroot", root, "/opt/litert/bin/pip", "install", "-q", "--no-index", "--find-links", "/opt/wheels",
-           PI_LITERT, "numpy")
+           PI_LITERT, "numpy", "pillow")
         sh("chroot", root, "ssh-keygen", "-A")
     finally:
         unmount(root)
