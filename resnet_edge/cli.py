@@ -107,6 +107,8 @@ def cli():
       resnet-edge inspect runs/r20/model_int8.tflite      what the .tflite holds and which accelerator runs it
       resnet-edge bench runs/r20/model_int8.tflite        latency and memory (benchmark_model's figures)
       resnet-edge eval runs/r20/model_int8.tflite         accuracy on the data, per class, against Keras
+      resnet-edge bench m.tflite --target ssh://pi@pi5    the same on a Raspberry Pi (adb://SERIAL: a phone)
+      resnet-edge sweep a.tflite b.tflite --target pi5    many models, many devices, into the results store
     """
 
 

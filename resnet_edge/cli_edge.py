@@ -12,7 +12,7 @@ import dataclasses
 import click
 
 from resnet_edge.cli import TRUST_OPTION, Finite, _check_model_file, _echo_json_or, _plural, _triple
-from resnet_edge.errors import ConfigError
+from resnet_edge.errors import ConfigError, ResnetEdgeError
 
 
 def _threads(ctx, param, value):
@@ -175,7 +175,10 @@ def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegat
     finally:
         _end_progress(show)
     if not no_store and result["records"]:
-        _store(result, settings, store_path)
+        try:
+            _store(result, settings, store_path)
+        except ResnetEdgeError as exc:  # the figures are printed all the same
+            click.echo(f"warning: not stored: {exc}", err=True)
     _echo_json_or(result, as_json, _bench_human)
     if result.get("incomplete"):
         raise click.ClickException(f"incomplete: {result['incomplete']}")

@@ -72,6 +72,10 @@ def test_bench_adds_to_the_store_unless_told_not_to(models, store):
     stored = rows(store)
     assert [r["setting"] for r in stored] == ["xnnpack 1t", "xnnpack 2t"] and stored[0]["runtime"] == "litert"
     assert json.loads(stored[0]["record"])["count"] == 2
+    broken = store.parent / "not-a-store"
+    broken.write_text("hello")
+    r = run("bench", models["int8"], "--runs", "2", "--store", broken, "--json")
+    assert r.exit_code == 0 and "warning: not stored" in r.output and '"p50_ms"' in r.output  # figures not lost
 
 
 def test_sweep_over_two_devices_in_parallel_and_compare_them(models, store, sshd, monkeypatch):
