@@ -148,13 +148,18 @@ def takes_raw_pixels(info: dict | None) -> bool:
     return not (info and str((info.get("input") or {}).get("pixels", "")).startswith("normalized"))
 
 
+def wants_gpu(job: dict) -> bool:
+    """Whether a job opens a GPU: a GPU driver reserves address space far beyond what it uses, so such a
+    child gets no address-space cap (here: a resident-memory watch instead)."""
+    return any(s.get("accelerator") == "gpu" for s in job.get("settings", []))
+
+
 def run_job(python: str, job: dict, *, memory: int, timeout: float = 3600,
             progress: Callable[[str], None] | None = None) -> dict:
     """Run the harness with ``job`` in a limited child ``python``; its result, or :class:`HarnessFailed`
     with the child's one-line reason. ``progress`` gets each progress line the harness writes."""
     cmd = [python, harness.__file__]
-    # A GPU driver reserves address space far beyond what it uses: bound resident memory instead.
-    gpu = any(s.get("accelerator") == "gpu" for s in job.get("settings", []))
+    gpu = wants_gpu(job)
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 preexec_fn=_child._limits(None if gpu else memory))

@@ -206,10 +206,10 @@ class SSHTarget:
         """Run the edge runner with ``job`` (whose file names are those of ``send``, relative to the run's
         folder) on the device; its result and the ``fetch`` files' bytes (each at most 64 MB)."""
         from resnet_edge.runtime import harness
-        from resnet_edge.runtime.bench import HarnessFailed, parse_result
+        from resnet_edge.runtime.bench import HarnessFailed, parse_result, wants_gpu
 
         timeout = timeout or self.timeout
-        gpu = any(s.get("accelerator") == "gpu" for s in job.get("settings", []))
+        gpu = wants_gpu(job)
         folder = self.mkdtemp()
         finished = False
         try:
