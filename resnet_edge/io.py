@@ -98,6 +98,19 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+#: The XDG base folders resnet-edge keeps its own files in: (variable, default under the home folder).
+XDG_BASES = {"config": ("XDG_CONFIG_HOME", ".config"), "data": ("XDG_DATA_HOME", ".local/share"),
+             "cache": ("XDG_CACHE_HOME", ".cache")}
+
+
+def user_path(kind: str, *parts: str) -> str:
+    """A path in resnet-edge's own folder of an XDG base (``config``, ``data`` or ``cache``):
+    ``$XDG_CONFIG_HOME/resnet-edge/PARTS``, else ``~/.config/resnet-edge/PARTS``, and so on."""
+    variable, default = XDG_BASES[kind]
+    base = os.environ.get(variable, "").strip() or os.path.join(os.path.expanduser("~"), default)
+    return os.path.join(base, "resnet-edge", *parts)
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()

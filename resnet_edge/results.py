@@ -50,8 +50,9 @@ def path() -> str:
     env = os.environ.get(ENV, "").strip()
     if env:
         return env
-    base = os.environ.get("XDG_DATA_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "resnet-edge", "results.sqlite")
+    from resnet_edge.io import user_path
+
+    return user_path("data", "results.sqlite")
 
 
 def setting_key(setting: dict) -> str:
@@ -145,9 +146,6 @@ class Store:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
-    def count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-
 
 def parse_since(text: str) -> str:
     """``2026-11-20``, ``2026-11-20T08:00``, ``7d``, ``12h`` or ``30m`` -> an ISO UTC time to compare with."""
@@ -186,9 +184,8 @@ def compare(rows: list[dict], a: str, b: str) -> dict:
 
     if a in targets and b in targets:
         kind = "target"
-        side = {k: r for k, r in newest.items()}
-        pick_a = {(r["model_sha256"], r["setting_key"]): r for r in side.values() if a in (r["target"], r["target_url"])}
-        pick_b = {(r["model_sha256"], r["setting_key"]): r for r in side.values() if b in (r["target"], r["target_url"])}
+        pick_a = {(r["model_sha256"], r["setting_key"]): r for r in newest.values() if a in (r["target"], r["target_url"])}
+        pick_b = {(r["model_sha256"], r["setting_key"]): r for r in newest.values() if b in (r["target"], r["target_url"])}
     else:
         kind = "model"
         pick_a = {(r["target"], r["setting_key"]): r for r in newest.values() if is_model(r, a)}

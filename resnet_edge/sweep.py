@@ -27,9 +27,9 @@ from resnet_edge.targets import TargetError, TargetURL
 
 
 def lock_path(target: TargetURL) -> str:
-    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
-    digest = hashlib.sha256(target.url.encode()).hexdigest()[:16]
-    return os.path.join(base, "resnet-edge", "locks", f"target-{digest}.lock")
+    from resnet_edge.io import user_path
+
+    return user_path("cache", "locks", f"target-{hashlib.sha256(target.url.encode()).hexdigest()[:16]}.lock")
 
 
 @contextlib.contextmanager
@@ -74,9 +74,10 @@ def run(jobs: list[Job], *, store_path: str | None, again: bool, runs: int, warm
     def worker(todo: list[Job]) -> None:
         from resnet_edge.runtime.bench import bench
 
-        store = Store(store_path)
+        store = None
         down: str | None = None
         try:
+            store = Store(store_path)
             with device_lock(todo[0].target, waiting=lambda: inbox.put(("waiting", todo[0], {}))):
                 for job in todo:
                     key = job.setting.as_job()
@@ -103,7 +104,8 @@ def run(jobs: list[Job], *, store_path: str | None, again: bool, runs: int, warm
         except BaseException as exc:  # noqa: BLE001 - reported, never lost in a thread
             inbox.put(("crashed", todo[0], {"error": f"{type(exc).__name__}: {exc}"}))
         finally:
-            store.close()
+            if store is not None:
+                store.close()
             inbox.put(("done", todo[0], {}))
 
     threads = [threading.Thread(target=worker, args=(todo,), daemon=True) for todo in by_target.values()]

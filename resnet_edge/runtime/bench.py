@@ -415,8 +415,7 @@ def _predict_on(target, path, settings, x, *, memory, progress, timeout) -> list
             result, files = runner.run(job, {"m.tflite": str(path), "x.npy": xin}, ("y.npy",), memory=memory,
                                        timeout=timeout, progress=progress)
             scores = _read_scores(io.BytesIO(files["y.npy"]), len(x))
-            described = clean_record((result.get("settings") or [{}])[0])
-            described["emulated"] = bool(clean_machine(result.get("machine")).get("emulated"))
+            described = _device_setting(result, 0)
             out.append((scores, {"setting": s.label(), **described}))
     return out
 
@@ -445,14 +444,18 @@ def predict_folder_on(target, path, settings: list[Setting], folder: str, pre: d
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or not 2 <= len(classes) <= 100_000 \
             or labels.min() < 0 or labels.max() >= len(classes):
         raise HarnessFailed(f"{target}: the device's reply about {folder} is malformed")
-    machine = clean_machine(result.get("machine"))
-    out = []
-    for i, s in enumerate(settings):
-        described = clean_record((result.get("settings") or [{}] * len(settings))[i])
-        described["emulated"] = bool(machine.get("emulated"))
-        out.append((_read_scores(io.BytesIO(files[outputs[i]]), len(labels)), {"setting": s.label(), **described}))
+    out = [(_read_scores(io.BytesIO(files[outputs[i]]), len(labels)),
+            {"setting": s.label(), **_device_setting(result, i)}) for i, s in enumerate(settings)]
     skipped = result.get("skipped") if isinstance(result.get("skipped"), int) else None
     return out, labels, [c[:200] for c in classes], skipped
+
+
+def _device_setting(result: dict, i: int) -> dict:
+    """Setting ``i`` as a device's runner described it (plain and bounded), and whether it ran emulated."""
+    settings = result.get("settings")
+    described = clean_record(settings[i] if isinstance(settings, list) and i < len(settings) else {})
+    described["emulated"] = bool(clean_machine(result.get("machine")).get("emulated"))
+    return described
 
 
 def _read_npy(f, dtype, n: int | None, max_row: int) -> np.ndarray:

@@ -14,7 +14,6 @@ import datetime
 import fcntl
 import json
 import os
-import tempfile
 
 from resnet_edge.errors import ConfigError
 
@@ -28,8 +27,9 @@ def path() -> str:
     env = os.environ.get(ENV, "").strip()
     if env:
         return env
-    base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "resnet-edge", "devices.json")
+    from resnet_edge.io import user_path
+
+    return user_path("config", "devices.json")
 
 
 def load() -> dict[str, dict]:
@@ -87,18 +87,9 @@ def _locked():
 
 
 def _write(p: str, devices: dict) -> None:
-    body = json.dumps({"version": 1, "devices": devices}, indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".devices-", dir=os.path.dirname(os.path.abspath(p)))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from resnet_edge.io import atomic_write_bytes
+
+    atomic_write_bytes(p, (json.dumps({"version": 1, "devices": devices}, indent=2, sort_keys=True) + "\n").encode())
 
 
 def add(name: str, url: str, note: str = "", replace: bool = False) -> dict:
