@@ -105,6 +105,7 @@ def cli():
       resnet-edge train --model resnet20 --out runs/r20   the paper's recipe on the bundled digits
       resnet-edge convert runs/r20/model.keras --int8     a checked, self-describing .tflite
       resnet-edge inspect runs/r20/model_int8.tflite      what the .tflite holds and which accelerator runs it
+      resnet-edge metadata other.tflite --labels l.txt    standard metadata, for MediaPipe and the Task Library
       resnet-edge bench runs/r20/model_int8.tflite        latency and memory (benchmark_model's figures)
       resnet-edge eval runs/r20/model_int8.tflite         accuracy on the data, per class, against Keras
       resnet-edge bench m.tflite --target ssh://pi@pi5    the same on a Raspberry Pi (adb://SERIAL: a phone)
@@ -543,10 +544,12 @@ def _channels_human(m: dict) -> str:
               help="Readiness report for this accelerator (repeatable).")
 @click.option("--max-drop", type=Finite(0, 100), help="Fail (exit 1, model kept, manifest marked failed) if accuracy drops more than P points.")
 @click.option("--out", "-o", help="Output .tflite (one mode) or directory (several). Default: NAME_MODE.tflite beside MODEL (here for --depth/--model).")
+@click.option("--author", default="", help="Author, in the standard metadata that app frameworks read.")
+@click.option("--license", "license_", default="", help="License, in the standard metadata.")
 @TRUST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 def convert(model_path, depth, model_name, family, classes, want_float32, want_float16, want_dynamic, want_int8,
-            want_int16x8, io, source, calibration, samples, targets, max_drop, out, trust, as_json):
+            want_int16x8, io, source, calibration, samples, targets, max_drop, out, author, license_, trust, as_json):
     """Convert a Keras MODEL (plain, QAT or pruned) or a fresh --depth/--model to TFLite.
 
     \b
@@ -554,7 +557,8 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
       resnet-edge convert --depth 18 --int8
       resnet-edge convert runs/r20/model.keras --int8 --float16 --target gpu --out out/
     Each mode writes NAME_MODE.tflite (labels, normalization, recipe and a checksum of its content
-    inside) and NAME_MODE.json (ops, quantization, parity with the Keras model on held-out data,
+    inside, and the standard TFLite Metadata with labels.txt that MediaPipe, the Task Library and
+    Android Studio read; use --io uint8 for an integer model in an app) and NAME_MODE.json (ops, quantization, parity with the Keras model on held-out data,
     converter settings, readiness, minimum runtime version, tflite-runtime 2.14 check), the two
     replaced together. MODEL is checked for code (a Lambda layer, ...) before it is loaded: --trust.
     """
@@ -562,7 +566,11 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     from resnet_edge.data import load
     from resnet_edge.export import convert as run_convert
 
+    from resnet_edge.tflite.standard import check_text
+
     _check_model_file(model_path, trust)
+    check_text("--author", author)
+    check_text("--license", license_)
     modes = [m for m, on in (("float32", want_float32), ("float16", want_float16), ("dynamic", want_dynamic),
                              ("int8", want_int8), ("int16x8", want_int16x8)) if on] or ["float32"]
     data = load(source)
@@ -584,7 +592,8 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
 
     try:
         manifests = run_convert(model_path=model_path, spec=spec, modes=modes, out=out, data=data, calibration=calibration,
-                                io=io, targets=tuple(targets), max_drop=max_drop, parity_samples=samples, trust=trust)
+                                io=io, targets=tuple(targets), max_drop=max_drop, parity_samples=samples, trust=trust,
+                                author=author, license=license_)
     except MaxDropError as exc:  # the results first, then the failure line
         _echo_json_or(exc.manifests, as_json, _convert_human)
         raise
@@ -615,6 +624,8 @@ def _convert_human(manifests: list) -> str:
         old_text = "not checked" if old is None else ("loads and runs" if old["ok"] else
                                                       (f"not checked: {old['error']}" if old["ok"] is None else f"FAILS: {old['error']}"))
         lines.append(f"{m['file']['path']}: needs TFLite runtime >= {c['min_runtime_version']}; tflite-runtime 2.14: {old_text}")
+        for problem in (m.get("app_metadata") or {}).get("problems") or []:
+            lines.append(f"{m['file']['path']} in apps: {problem}")
     if any(m["parity"] and not _agreement_means_something(m) for m in manifests):
         lines.append("top-1 agree n/a: the source model is untrained (or predicts one class for every test input), so "
                      "agreement says nothing; max |diff| of the outputs is the measure")
@@ -713,10 +724,37 @@ def _inspect_human(path: str, r: dict) -> str:
         norm = meta.get("normalization")
         pairs.append(("normalization", "none (feed normalized input)" if not isinstance(norm, dict) else
                       f"inside the model: mean {_short(norm.get('mean'))}, std {_short(norm.get('std'))} (feed raw 0..255 pixels)"))
+    pairs += app_metadata_pairs(r.get("app_metadata"))
     ops = table([{"op": k, "n": v, "version": r["op_versions"][k]} for k, v in r["ops"].items()],
                 [("op", "op"), ("n", "count"), ("version", "version")], right={"n", "version"})
     ready = "\n".join(_readiness_line(shown, t, rep) for t, rep in r["readiness"].items())
     return f"{key_values(pairs)}\n\n{ops}\n\n{ready}"
+
+
+def app_metadata_pairs(app: dict | None) -> list[tuple[str, str]]:
+    """The lines of ``inspect`` (and ``metadata``) about the standard metadata that app frameworks read."""
+    if app is None:
+        return [("app metadata", "none: MediaPipe and the Task Library cannot use this model as it is "
+                                 "(add it: resnet-edge metadata MODEL --labels FILE)")]
+    if app.get("error"):
+        return [("app metadata", f"DAMAGED: {app['error']}")]
+    norm, rng = app.get("normalization"), app.get("input_range")
+    labels = app.get("labels")
+    pairs = [
+        ("app metadata", f"TFLITE_METADATA: {app.get('name') or '(no name)'}"
+                         + (f", version {app['version']}" if app.get("version") else "")
+                         + (f", by {app['author']}" if app.get("author") else "")
+                         + (f", license {app['license']}" if app.get("license") else "")),
+        ("  labels", "none (apps show class indices)" if labels is None else
+         f"{labels} in {app.get('labels_file')}: {', '.join(map(str, app.get('first_labels') or []))}"
+         + (" ..." if labels > len(app.get("first_labels") or []) else "")),
+        ("  normalization", "none" if not norm else
+         f"(pixel - {_short(norm.get('mean'))}) / {_short(norm.get('std'))}, {app.get('color_space') or 'UNKNOWN'}"),
+        ("  input range", "not stated" if not rng else f"{_short(rng.get('min'))} .. {_short(rng.get('max'))}"),
+    ]
+    for problem in app.get("problems") or []:
+        pairs.append(("  PROBLEM", problem))
+    return pairs
 
 
 def _plural(n: int, word: str) -> str:
@@ -758,6 +796,7 @@ def _build_human(s: dict) -> str:
 # The edge-side commands live in their own module (they import no TensorFlow).
 from resnet_edge.cli_edge import bench, eval_  # noqa: E402
 from resnet_edge.cli_targets import devices, results, sweep  # noqa: E402
+from resnet_edge.cli_metadata import metadata  # noqa: E402
 
 cli.add_command(bench)
 cli.add_command(eval_)

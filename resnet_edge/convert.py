@@ -182,3 +182,41 @@ def convert_and_check(model, data, mode: str = "float32", *, io: str = "float32"
     rep = representative_samples(model, data, calibration) if needs else None
     tflite = to_tflite(model, mode, representative=rep, io=io)
     return tflite, {"mode": mode, "io": io, "bytes": len(tflite), **parity(model, tflite, data, split, limit)}
+
+
+#: Ops that read their input's quantization when they are prepared, so the input tensor's scale and zero
+#: point may change without changing what they compute.
+_RESCALING_CONSUMERS = {"QUANTIZE", "SUB", "ADD", "MUL", "CONV_2D", "DEPTHWISE_CONV_2D"}
+
+
+def pixel_input_quantization(tfl: bytes) -> bytes:
+    """Give the integer input of a model that takes raw 0..255 pixels one step per pixel value: scale 1
+    and zero point 0 (uint8) or -128 (int8).
+
+    The converter sets the input's range from the calibration images, so images that never reach 0 or 255
+    give a scale other than 1. App frameworks (MediaPipe, the Task Library) feed a quantized input the
+    pixel values as they are, which is right only with scale 1; and with scale 1 quantizing a pixel loses
+    nothing. The ops that read the input rescale from whatever quantization it has, so only the input's
+    parameters change. Returns ``tfl`` unchanged when the input is float or already so quantized."""
+    import flatbuffers
+
+    from resnet_edge.tflite.model import _ints, op_name, read, type_name
+
+    m, _ = read(tfl)
+    g = m.subgraphs[0]
+    index = _ints(g.inputs)[0]
+    t = g.tensors[index]
+    zero = {"uint8": 0, "int8": -128}.get(type_name(t.type))
+    q = t.quantization
+    if zero is None or q is None or q.scale is None or len(q.scale) != 1:
+        return tfl
+    if float(q.scale[0]) == 1.0 and int(q.zeroPoint[0]) == zero:
+        return tfl
+    consumers = {op_name(m, op.opcodeIndex) for op in g.operators or [] if index in _ints(op.inputs)}
+    if not consumers <= _RESCALING_CONSUMERS:
+        raise ConfigError(f"cannot give the integer input one step per pixel: it feeds {', '.join(sorted(consumers))}")
+    q.scale = np.asarray([1.0], dtype=np.float32)
+    q.zeroPoint = np.asarray([zero], dtype=np.int64)
+    builder = flatbuffers.Builder(len(tfl) + 1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

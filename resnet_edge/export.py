@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 from resnet_edge import __version__
-from resnet_edge.convert import MODES, is_qat_model, model_samples, parity_arrays, to_tflite
+from resnet_edge.convert import MODES, is_qat_model, model_samples, parity_arrays, pixel_input_quantization, to_tflite
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.io import ensure_writable, manifest_path, read_manifest, replace_together, sha256_file
 
@@ -93,10 +93,13 @@ def convert(
     parity_samples: int | None = None,
     check_old_runtime: bool = True,
     trust: bool = False,
+    author: str = "",
+    license: str = "",
 ) -> list[dict]:
     """Convert a saved model (``model_path``) or a fresh one (``spec``) to every mode in ``modes``.
 
     ``trust`` loads a model file without checking it for code (see :mod:`resnet_edge.keras_files`).
+    ``author`` and ``license`` go into the standard metadata that app frameworks read.
     ``parity_samples`` held-out test images (default 500, or 100 when the data must be resized to the
     model's input, where only agreement and differences mean something) measure parity.
 
@@ -106,6 +109,7 @@ def convert(
     manifests say ``"status": "failed"``).
     """
     from resnet_edge.tflite import metadata as md
+    from resnet_edge.tflite import standard as std
     from resnet_edge.tflite.inspect import inspect
     from resnet_edge.tflite.readiness import report
 
@@ -177,7 +181,13 @@ def convert(
             "trained": bool(source.get("trained")),
             "tool": f"resnet-edge {__version__}",
         }
-        tfl = md.embed(tfl, info)
+        if mode == "int8" and io != "float32" and norm:
+            tfl = pixel_input_quantization(tfl)
+        app = app_metadata(tfl, arch=arch, mode=mode, labels=labels, norm=norm, recipe=recipe, source=source,
+                           data_name=data.name if data is not None and classes_match else None, author=author,
+                           license=license)
+        tfl = md.rewrite(tfl, info=info, standard=std.encode(app),
+                         files={std.LABELS_FILE: std.labels_file(labels)} if labels is not None else {})
         info = md.read_info(tfl)  # as embedded: with the content checksum
         path = paths[mode]
         figures = None
@@ -214,6 +224,7 @@ def convert(
                     "resized": not fits},
                 "parity": figures,
                 "metadata": info,
+                "app_metadata": summary["app_metadata"],
                 "readiness": {t: report(tfl, t) for t in targets},
                 "compatibility": {
                     "min_runtime_version": summary["min_runtime_version"],
@@ -227,6 +238,46 @@ def convert(
     if failed:
         raise MaxDropError("; ".join(failed) + " (models kept, manifests marked failed)", results)
     return results
+
+
+def app_metadata(tfl: bytes, *, arch: str, mode: str, labels: list[str] | None, norm: dict | None, recipe: dict | None,
+                 source: dict, data_name: str | None, author: str = "", license: str = ""):
+    """The standard metadata (:mod:`resnet_edge.tflite.standard`) of a converted model. Our models
+    normalize inside and take raw 0..255 pixels, so the frameworks are told mean 0, std 1: feed the
+    pixels as they are (the training mean and std again would normalize twice). A model built without
+    built-in normalization gets none: what it expects is unknown, and ``inspect`` says so."""
+    from resnet_edge.tflite import standard as std
+    from resnet_edge.tflite.inspect import io_tensors
+
+    inputs, outputs = io_tensors(tfl)
+    size = inputs[0]["shape"][1]
+    classes = outputs[0]["shape"][-1]
+    softmax = (recipe or {}).get("classifier_activation", "softmax") == "softmax"
+    mean = std_ = None
+    lo, hi = [], []
+    if norm:
+        mean, std_ = [0.0], [1.0]
+        lo, hi = std.input_range(inputs[0]["dtype"], mean, std_)
+    trained = f", trained on {data_name}" if source.get("trained") and data_name else ("" if source.get("trained") else
+                                                                                     ", untrained")
+    inside = (f"it normalizes inside (mean {', '.join(f'{v:g}' for v in norm['mean'])}, std "
+              f"{', '.join(f'{v:g}' for v in norm['std'])}): feed raw 0..255 pixels") if norm else \
+        "it takes normalized values (built without --raw-input: the normalization is unknown)"
+    return std.ImageClassifierMetadata(
+        name=f"{arch} ({mode})",
+        description=(f"{arch}: a residual network (He et al., Deep Residual Learning for Image Recognition, 2015) "
+                     f"classifying {size}x{size} RGB images into {classes} classes{trained}; {mode}; converted by "
+                     f"resnet-edge {__version__}."),
+        version=(source.get("sha256") or "")[:12] or "untrained",
+        author=author, license=license,
+        input_description=f"An RGB image of {size}x{size} pixels; {inside}.",
+        mean=mean, std=std_, input_min=lo, input_max=hi,
+        output_name="probability" if softmax else "logits",
+        output_description=f"The {'probabilities' if softmax else 'logits (no softmax)'} of the {classes} classes, "
+                           f"in the order of {std.LABELS_FILE}." if labels is not None else
+                           f"The {'probabilities' if softmax else 'logits (no softmax)'} of the {classes} classes.",
+        labels=labels,
+    )
 
 
 class MaxDropError(ResnetEdgeError):

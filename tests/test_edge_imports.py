@@ -33,6 +33,7 @@ def test_edge_packages_import_without_tensorflow():
         import resnet_edge.runtime.evaluation, resnet_edge.cli_edge
         import resnet_edge.targets.ssh, resnet_edge.targets.adb, resnet_edge.targets.devices
         import resnet_edge.results, resnet_edge.sweep
+        import resnet_edge.tflite.standard, resnet_edge.tflite.apps, resnet_edge.cli_metadata
         from resnet_edge.runtime import interpreter_class
         interpreter_class()  # a TFLite runtime without TensorFlow
         assert not [m for m in sys.modules if m.split(".")[0] in Block.BLOCKED], "TensorFlow was imported"
@@ -65,9 +66,9 @@ def test_host_command_without_tensorflow_says_what_to_install():
     assert "Traceback" not in proc.stderr
 
 
-def test_edge_install_from_a_wheel(tmp_path):
+def test_edge_install_from_a_wheel(tmp_path, converted):
     """The README's device install: a wheel built in the checkout, installed with the edge extra into a fresh
-    venv, runs `resnet-edge inspect` there without TensorFlow."""
+    venv, runs `resnet-edge inspect`, `bench` and `metadata` there without TensorFlow."""
     import os
     from pathlib import Path
 
@@ -98,3 +99,11 @@ def test_edge_install_from_a_wheel(tmp_path):
     assert proc.returncode == 0, proc.stderr
     records = json.loads(proc.stdout)["records"]
     assert [r["threads"] for r in records] == [1, 2] and all(r["p50_ms"] > 0 and r["peak_rss_init_mb"] > 0 for r in records)
+    ours = converted[0] / "model_float32.tflite"
+    proc = subprocess.run([str(venv / "bin" / "resnet-edge"), "metadata", str(ours), "--author", "Edge Team", "--out",
+                           str(tmp_path / "app.tflite")], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0 and "by Edge Team" in proc.stdout, proc.stdout + proc.stderr
+    proc = subprocess.run([str(venv / "bin" / "resnet-edge"), "inspect", str(tmp_path / "app.tflite"), "--target", "cpu"],
+                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0 and "verified (the checksum" in proc.stdout and "by Edge Team" in proc.stdout, proc.stdout

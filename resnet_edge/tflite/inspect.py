@@ -18,6 +18,7 @@ import numpy as np
 
 from resnet_edge.tflite import integrity
 from resnet_edge.tflite import metadata as md
+from resnet_edge.tflite import standard as std
 from resnet_edge.tflite.model import InvalidModelError, _ints, buffer_array, load_bytes, op_name, read, type_name, weight_sparsity
 from resnet_edge.ui import safe_text
 
@@ -81,6 +82,26 @@ def manifest_check(path: str | os.PathLike, data: bytes) -> dict | None:
     return {"path": shown, "matches": True} if manifest.get("kind") == "tflite-model" else None
 
 
+def app_metadata(data: bytes, inputs: list[dict], outputs: list[dict], label: str = "the model") -> dict | None:
+    """The standard metadata that app frameworks read (:mod:`resnet_edge.tflite.standard`), summarized,
+    with ``problems``: where it disagrees with the model's tensors. None when the model has none. Raises
+    :class:`~resnet_edge.tflite.standard.BadStandardMetadataError` when it, or its appended zip, is damaged."""
+    raw = md.entries(data).get(std.ENTRY)
+    if raw is None:
+        return None
+    meta = std.decode(raw)
+    files = std.packed_files(data, label)
+    missing = [n for n in std.referenced_files(meta) if n not in files]
+    if missing:
+        why = "holds no appended zip" if not files else "its appended zip does not hold it"
+        raise std.BadStandardMetadataError(
+            f"{label}'s TFLITE_METADATA names {safe_text(missing[0], 80)} but the model {why}: the file was cut or "
+            "repacked by a tool that dropped it; convert again, or rewrite it with `resnet-edge metadata`")
+    summary = std.summary(meta, files)
+    labels = std.parse_labels(files[summary["labels_file"]], summary["labels_file"]) if summary["labels_file"] else None
+    return {**clean(summary), "problems": [safe_text(p, 300) for p in std.disagreements(meta, inputs, outputs, labels)]}
+
+
 def inspect(model: bytes | str | os.PathLike, targets: tuple[str, ...] = ("cpu", "gpu", "nnapi"), name: str | None = None,
             verify: bool = True, load_check: bool = True) -> dict:
     """The full report as a dict (see :func:`resnet_edge.cli` ``inspect`` for the table).
@@ -128,6 +149,13 @@ def inspect(model: bytes | str | os.PathLike, targets: tuple[str, ...] = ("cpu",
         if verify:
             raise
         info = {"error": str(exc)}
+    inputs, outputs = [_io(g, i) for i in _ints(g.inputs)], [_io(g, i) for i in _ints(g.outputs)]
+    try:
+        app = app_metadata(data, inputs, outputs, label)
+    except std.BadStandardMetadataError as exc:
+        if verify:
+            raise
+        app = {"error": str(exc)}
     runtime = None
     if load_check:
         runtime = cpu_report_isolated(data)
@@ -145,11 +173,12 @@ def inspect(model: bytes | str | os.PathLike, targets: tuple[str, ...] = ("cpu",
         "tensors": len(g.tensors or []),
         "tensor_dtypes": dict(dtypes),
         "quantization": {"per_channel_tensors": per_channel, "per_tensor_tensors": per_tensor},
-        "inputs": [_io(g, i) for i in _ints(g.inputs)],
-        "outputs": [_io(g, i) for i in _ints(g.outputs)],
+        "inputs": inputs,
+        "outputs": outputs,
         "weight_sparsity": {k: v for k, v in sparsity.items() if k != "per_op"},
         "min_runtime_version": safe_text(md.min_runtime_version(data) or "", 32) or None,
         "metadata": clean(info) if info is not None else None,
+        "app_metadata": app,
         "metadata_entries": sorted(safe_text(k, 80) for k in md.entries(data))[:MAX_LISTED],
         "signatures": signatures,
         "readiness": {t: (runtime if t == "cpu" and runtime is not None else report(data, t, isolated=True))

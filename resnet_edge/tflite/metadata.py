@@ -2,8 +2,8 @@
 
 Stored as a model metadata entry named ``resnet_edge`` holding UTF-8 JSON, next to the converter's own
 entries (``min_runtime_version``, ``CONVERSION_METADATA``). Any flatbuffer reader can get it; this module
-reads and writes it without TensorFlow. (The TFLite Support "TFLITE_METADATA" schema for Android's Task
-Library is a different, heavier format; apps using resnet-edge's runtime read this entry.)
+reads and writes it without TensorFlow. The standard ``TFLITE_METADATA`` entry that app frameworks read
+(MediaPipe, the Task Library) is :mod:`resnet_edge.tflite.standard`; :func:`rewrite` sets either.
 """
 
 from __future__ import annotations
@@ -20,30 +20,56 @@ ENTRY = "resnet_edge"
 def embed(model: bytes, info: dict) -> bytes:
     """Return ``model`` with ``info`` (JSON-serializable) stored as the ``resnet_edge`` metadata entry
     (replacing an earlier one), sealed with the content checksum of :mod:`resnet_edge.tflite.integrity`
-    (``info`` gets its ``content_sha256`` key)."""
+    (``info`` gets its ``content_sha256`` key). Standard metadata and its appended files are kept."""
+    return rewrite(model, info=info)
+
+
+def rewrite(model: bytes, *, info: dict | None = None, standard: bytes | None = None,
+            files: dict[str, bytes] | None = None) -> bytes:
+    """Return ``model`` with our ``resnet_edge`` entry set to ``info`` and/or the standard ``TFLITE_METADATA``
+    entry set to ``standard`` (a ``ModelMetadata`` flatbuffer, :mod:`resnet_edge.tflite.standard`) with
+    ``files`` (the associated files it names) appended in a zip; every other entry, tensor and weight is
+    kept. Repacking the flatbuffer would drop a zip appended after it, so the files already appended are
+    carried over unless ``standard`` replaces them. A model with our entry is sealed again, after its
+    checksum was verified (a damaged model is never sealed as if it were whole)."""
     import flatbuffers
 
     from resnet_edge.tflite import integrity
+    from resnet_edge.tflite import standard as std
 
-    info = {**info, integrity.KEY: integrity.PLACEHOLDER}
-    s = schema()
     m, _ = read(model)
-    data = np.frombuffer(json.dumps(info, sort_keys=True).encode(), dtype=np.uint8)
-    earlier = [md for md in (m.metadata or []) if _name(md) == ENTRY]
-    if earlier:  # replace the entry's data in its own buffer: an orphaned old copy would stay in the file
-        m.buffers[earlier[0].buffer].data = data
-        m.metadata = [md for md in m.metadata if _name(md) != ENTRY or md is earlier[0]]
-    else:
-        buf = s.BufferT()
-        buf.data = data
-        m.buffers.append(buf)
-        entry = s.MetadataT()
-        entry.name = ENTRY
-        entry.buffer = len(m.buffers) - 1
-        m.metadata = list(m.metadata or []) + [entry]
+    carried = std.packed_files(model)
+    if info is None and ENTRY in entries(model):
+        integrity.verify(model)
+        info = read_info(model)
+    if info is not None:
+        info = {**info, integrity.KEY: integrity.PLACEHOLDER}
+        _set_entry(m, ENTRY, json.dumps(info, sort_keys=True).encode())
+    if standard is not None:
+        _set_entry(m, std.ENTRY, standard)
+        carried = dict(files or {})
     builder = flatbuffers.Builder(len(model) + 4096)
     builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
-    return integrity.seal(bytes(builder.Output()))
+    out = std.append_files(bytes(builder.Output()), carried)
+    return integrity.seal(out) if info is not None else out
+
+
+def _set_entry(m, name: str, raw: bytes) -> None:
+    """Set metadata entry ``name`` of a ``ModelT`` to ``raw``, in its own buffer (an orphaned old copy would
+    stay in the file)."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    earlier = [md for md in (m.metadata or []) if _name(md) == name]
+    if earlier:
+        m.buffers[earlier[0].buffer].data = data
+        m.metadata = [md for md in m.metadata if _name(md) != name or md is earlier[0]]
+        return
+    buf = schema().BufferT()
+    buf.data = data
+    m.buffers.append(buf)
+    entry = schema().MetadataT()
+    entry.name = name
+    entry.buffer = len(m.buffers) - 1
+    m.metadata = list(m.metadata or []) + [entry]
 
 
 def _name(md) -> str:
