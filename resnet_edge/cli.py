@@ -562,7 +562,7 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     converter settings, readiness, minimum runtime version, tflite-runtime 2.14 check), the two
     replaced together. MODEL is checked for code (a Lambda layer, ...) before it is loaded: --trust.
     """
-    from resnet_edge.arch.spec import resolve
+    from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resolve
     from resnet_edge.data import load
     from resnet_edge.export import convert as run_convert
 
@@ -580,10 +580,15 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
             raise click.UsageError("give a MODEL file or --depth/--model, not both")
         probe = resolve(depth, model=model_name, family=family)
         fits = probe.family == "cifar" and data.image_size == probe.input_size
+        # normalization inside, so the model takes raw pixels as an app feeds them: the data's mean and std
+        # when the model is for that data, else ImageNet's
+        pre = Preprocess(tuple(data.mean), tuple(data.std), "float32") if fits else \
+            Preprocess(IMAGENET_MEAN, IMAGENET_STD, "float32")
         spec = resolve(depth, model=model_name, family=family,
-                       classes=classes or (data.num_classes if fits else None))
+                       classes=classes or (data.num_classes if fits else None), preprocess=pre)
         if not as_json:
-            click.echo(f"Building {spec.name} on the spot: its weights are untrained, so its accuracy means nothing.", err=True)
+            click.echo(f"Building {spec.name} on the spot (normalization inside: it takes raw 0..255 pixels); its weights "
+                       "are untrained, so its accuracy means nothing.", err=True)
     elif not model_path:
         raise click.UsageError("give a MODEL file, or --depth/--model to build one")
     if not as_json:

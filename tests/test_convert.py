@@ -140,6 +140,9 @@ def test_convert_depth_18_int8_cli(tmp_path):
     assert m["untrained_warning"] and m["parity"]["keras_accuracy"] is None  # 1000 classes: no accuracy on digits
     assert m["calibration"]["resized"] and 11.0e6 < m["file"]["bytes"] < 12.5e6
     assert m["quantization"]["inputs"][0]["dtype"] == "float32"
+    # normalization inside (ImageNet's), so apps feed it raw pixels: its standard metadata says so
+    assert m["metadata"]["normalization"]["mean"] == [123.675, 116.28, 103.53]
+    assert m["app_metadata"]["normalization"] == {"mean": [0.0], "std": [1.0]} and m["app_metadata"]["problems"] == []
 
 
 def test_inspect_cli(converted):
