@@ -56,8 +56,9 @@ class Group(click.Group):
             raise click.ClickException(safe_text(f"{exc.strerror or exc}{where}", 2000)) from None
 
 
-def _triple(name: str):
-    """Click callback: 'a,b,c' -> (a, b, c) floats."""
+def _numbers(counts: tuple[int, ...] | None = (3,)):
+    """Click callback: 'a,b,c' -> a tuple of finite floats, as many as one of ``counts`` (None: any)."""
+    words = {1: "one number", 3: "three numbers (R,G,B)"}
 
     def parse(ctx, param, value):
         if value is None:
@@ -65,12 +66,19 @@ def _triple(name: str):
         try:
             parts = tuple(float(v) for v in value.split(","))
         except ValueError:
-            raise click.BadParameter(f"expected three numbers separated by commas, got {value!r}") from None
-        if len(parts) != 3:
-            raise click.BadParameter(f"expected three numbers (R,G,B), got {len(parts)}")
+            raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+        if not all(math.isfinite(v) for v in parts):
+            raise click.BadParameter(f"{value!r} holds a number that is not finite")
+        if counts and len(parts) not in counts:
+            raise click.BadParameter(f"expected {' or '.join(words.get(c, f'{c} numbers') for c in counts)}, got {len(parts)}")
         return parts
 
     return parse
+
+
+def _triple(name: str):
+    """Click callback: 'a,b,c' -> (a, b, c) floats."""
+    return _numbers((3,))
 
 
 TRUST_OPTION = click.option("--trust", is_flag=True,

@@ -3,33 +3,18 @@
 
 from __future__ import annotations
 
-import math
-
 import click
 
-from resnet_edge.cli import _echo_json_or, app_metadata_pairs, cli
-
-
-def _numbers(ctx, param, value):
-    """'127.5' or '123.7,116.3,103.5' -> a tuple of finite floats."""
-    if value is None:
-        return None
-    try:
-        parts = tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected one number, or one per channel separated by commas, got {value!r}") from None
-    if not all(math.isfinite(v) for v in parts):
-        raise click.BadParameter(f"{value!r} holds a number that is not finite")
-    return parts
+from resnet_edge.cli import _echo_json_or, _numbers, app_metadata_pairs, cli
 
 
 @cli.command()
 @click.argument("model_path", metavar="MODEL.tflite", type=click.Path(dir_okay=False))
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False),
               help="Class names, one per line in the order of the scores (default: the model's own, if any).")
-@click.option("--mean", callback=_numbers, help="What the framework subtracts from a pixel (0..255): one value or one "
+@click.option("--mean", callback=_numbers((1, 3)), help="What the framework subtracts from a pixel (0..255): one value or one "
                                                 "per channel. With --std. Default: what the model already says.")
-@click.option("--std", "std_", callback=_numbers, help="What the framework divides by after --mean.")
+@click.option("--std", "std_", callback=_numbers((1, 3)), help="What the framework divides by after --mean.")
 @click.option("--name", help="Model name (default: the model's own, or the file name).")
 @click.option("--description", help="What the model does.")
 @click.option("--model-version", "version", help="The model's version.")

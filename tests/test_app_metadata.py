@@ -319,9 +319,11 @@ def test_bad_input_is_one_line_and_writes_nothing(app_models, foreign_classifier
     ten.write_text("\n".join(str(i) for i in range(10)) + "\n")
     one_line_error(run("metadata", model, "--labels", ten), "--mean and --std")
     one_line_error(run("metadata", model, "--labels", ten, "--mean", "0", "--std", "0"), "--std must be positive")
-    one_line_error(run("metadata", model, "--labels", ten, "--mean", "0,0", "--std", "1,1"), "1 or 3 values")
-    usage = run("metadata", model, "--labels", ten, "--mean", "nan", "--std", "1")  # Click's usage error: exit 2
-    assert usage.exit_code == 2 and "not finite" in usage.output and "Traceback" not in usage.output
+    one_line_error(run("metadata", model, "--labels", ten, "--mean", "0", "--std", "1,2,3", "--out", tmp_path / "x.tflite"),
+                   "1 or 3 values each")
+    for bad, says in (("nan", "not finite"), ("0,0", "one number or three numbers")):  # Click's usage errors: exit 2
+        usage = run("metadata", model, "--labels", ten, "--mean", bad, "--std", "1")
+        assert usage.exit_code == 2 and says in usage.output and "Traceback" not in usage.output, usage.output
     one_line_error(run("metadata", model, "--labels", tmp_path / "missing.txt", "--mean", "0", "--std", "1"), "not found")
     # normalization that does not fit a uint8 input: frameworks feed its pixels as they are
     u8 = tmp_path / "u8.tflite"

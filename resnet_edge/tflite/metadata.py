@@ -38,7 +38,7 @@ def rewrite(model: bytes, *, info: dict | None = None, standard: bytes | None = 
     from resnet_edge.tflite import standard as std
 
     m, _ = read(model)
-    carried = std.packed_files(model)
+    carried = dict(files or {}) if standard is not None else std.packed_files(model)
     if info is None and ENTRY in entries(model):
         integrity.verify(model)
         info = read_info(model)
@@ -47,7 +47,6 @@ def rewrite(model: bytes, *, info: dict | None = None, standard: bytes | None = 
         _set_entry(m, ENTRY, json.dumps(info, sort_keys=True).encode())
     if standard is not None:
         _set_entry(m, std.ENTRY, standard)
-        carried = dict(files or {})
     builder = flatbuffers.Builder(len(model) + 4096)
     builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     out = std.append_files(bytes(builder.Output()), carried)
