@@ -684,6 +684,11 @@ def inspect(model_path, targets, no_verify, as_json):
     .tflite, read without TensorFlow.
 
     \b
+    Metadata: resnet-edge's own entry (labels, normalization, recipe) and the standard TFLite Metadata
+    that MediaPipe, the Task Library and Android Studio read, with every place where it disagrees with
+    the model's tensors (PROBLEM lines). A damaged appended zip of associated files is an error.
+
+    \b
     The checksum that resnet-edge writes into every model is verified first: a damaged model of ours
     is refused (--no-verify looks anyway); a model from another tool is shown as not verified. The
     flatbuffer is checked before it is read, and LiteRT loads and runs it in a child process with

@@ -251,8 +251,8 @@ def same_graph(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def foreign_classifiers(trained_resnet20, tmp_path_factory):
-    """Our trained ResNet-20 converted by the bare TensorFlow converter (no metadata of any kind): one that
-    takes raw pixels, one that takes [-1, 1] (it maps them back inside)."""
+    """Our trained ResNet-20 converted by the bare TensorFlow converter (no metadata of any kind), taking
+    [-1, 1] (it maps them back to pixels inside)."""
     from resnet_edge._tf import tf
     from resnet_edge.arch.keras_model import load_model
 
@@ -270,7 +270,6 @@ def foreign_classifiers(trained_resnet20, tmp_path_factory):
     signed = Signed(model)
     conv = tf.lite.TFLiteConverter.from_concrete_functions([signed.__call__.get_concrete_function()], signed)
     (out / "signed.tflite").write_bytes(conv.convert())
-    (out / "raw.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     return out
 
 
@@ -297,17 +296,11 @@ def test_metadata_makes_a_foreign_model_usable(foreign_classifiers, digit_pngs, 
         index = np.array([e["index"] for e in res["results"]])
         assert (index == mine).mean() == 1.0, client
         assert [e["name"] for e in res["results"]] == [digits.classes[i] for i in index]
-    # and the raw-pixel one: mean 0, std 1
-    raw = tmp_path / "raw.tflite"
-    assert run("metadata", foreign_classifiers / "raw.tflite", "--labels", labels, "--mean", "0", "--std", "1", "--out",
-               raw).exit_code == 0
-    res = classify(mediapipe_python, "mediapipe", [raw], folder)[str(raw)]
-    assert (np.array([e["index"] for e in res["results"]]) == mine).mean() == 1.0
 
 
 def test_bad_input_is_one_line_and_writes_nothing(app_models, foreign_classifiers, tmp_path):
     model = tmp_path / "m.tflite"
-    model.write_bytes((foreign_classifiers / "raw.tflite").read_bytes())
+    model.write_bytes((foreign_classifiers / "signed.tflite").read_bytes())
     before = hashlib.sha256(model.read_bytes()).hexdigest()
     nine = tmp_path / "nine.txt"
     nine.write_text("\n".join(str(i) for i in range(9)) + "\n")
@@ -358,7 +351,7 @@ def test_a_damaged_zip_is_one_line(foreign_classifiers, tmp_path):
     good = tmp_path / "good.tflite"
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(str(i) for i in range(10)) + "\n")
-    assert run("metadata", foreign_classifiers / "raw.tflite", "--labels", labels, "--mean", "0", "--std", "1", "--out",
+    assert run("metadata", foreign_classifiers / "signed.tflite", "--labels", labels, "--mean", "127.5", "--std", "127.5", "--out",
                good).exit_code == 0
     data = good.read_bytes()
     start = data.rindex(b"PK\x03\x04")  # the labels file's local header
@@ -392,15 +385,6 @@ def test_decoding_hostile_bytes_never_escapes(app_models):
     assert std.decode(raw)["subgraphs"][0]["outputs"][0]["associated_files"][0]["name"] == "labels.txt"
 
 
-def test_convert_options_reach_the_metadata(trained_resnet20, tmp_path):
-    out = tmp_path / "m.tflite"
-    r = run("convert", trained_resnet20, "--out", out, "--author", "Edge Team", "--license", "MIT", "--samples", "20")
-    assert r.exit_code == 0, r.output
-    app = json.loads(out.with_suffix(".json").read_text())["app_metadata"]
-    assert (app["author"], app["license"], app["labels"]) == ("Edge Team", "MIT", 10) and app["problems"] == []
-    assert os.path.getsize(out) == json.loads(out.with_suffix(".json").read_text())["file"]["bytes"]
-
-
 def test_the_readme_snippet_runs_in_mediapipe(app_models, mediapipe_python, digits, tmp_path):
     """The README's MediaPipe example, as it is written there, on the bundled digit: three classes, named by
     the model's labels, the first being our runtime's top-1 for that image."""
@@ -421,3 +405,25 @@ def test_the_readme_snippet_runs_in_mediapipe(app_models, mediapipe_python, digi
     assert all(parts[1] == digits.classes[int(parts[0])] for parts in lines) and scores == sorted(scores, reverse=True)
     pixels = np.asarray(Image.open(ROOT / "docs" / "digit_3.png").convert("RGB"))[None]
     assert int(lines[0][0]) == int(ours(app_models["int8"], pixels)[0])
+
+
+def test_inspect_flags_metadata_that_disagrees(app_models, tmp_path):
+    """Metadata another tool wrote wrongly: nine labels for ten scores and [-1, 1] normalization on a uint8
+    input; and a float input without normalization. inspect names each disagreement."""
+    nine = [str(i) for i in range(9)]
+    wrong = std.ImageClassifierMetadata(name="wrong", mean=[127.5], std=[127.5], input_min=[-1.0], input_max=[1.0],
+                                        labels=nine)
+    path = tmp_path / "wrong.tflite"
+    path.write_bytes(md.rewrite(app_models["int8 --io uint8"].read_bytes(), standard=std.encode(wrong),
+                                files={std.LABELS_FILE: std.labels_file(nine)}))
+    r = run("inspect", path, "--target", "cpu", "--json")
+    assert r.exit_code == 0, r.output
+    problems = json.loads(r.output)["app_metadata"]["problems"]
+    assert len(problems) == 2, problems
+    assert "9 names but the output has 10 scores" in problems[1]
+    assert "disagree with the uint8 input's quantization, which implies mean 0, std 1" in problems[0]
+    bare = std.ImageClassifierMetadata(name="bare", mean=None, std=None, input_min=[], input_max=[], labels=None)
+    path = tmp_path / "bare.tflite"
+    path.write_bytes(md.rewrite(app_models["float32"].read_bytes(), standard=std.encode(bare), files={}))
+    human = run("inspect", path, "--target", "cpu").output
+    assert "PROBLEM" in human and "no NormalizationOptions" in human and "none (apps show class indices)" in human

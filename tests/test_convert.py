@@ -130,7 +130,8 @@ def test_pruned_model_keeps_zeros_in_tflite(trained, digits, tmp_path):
 def test_convert_depth_18_int8_cli(tmp_path):
     """The headline command on a fresh ResNet-18 (small calibration and parity so the test stays quick)."""
     r = CliRunner().invoke(cli, ["convert", "--depth", "18", "--int8", "--calibration", "4", "--samples", "4",
-                                 "--out", str(tmp_path / "r18.tflite"), "--json"])
+                                 "--out", str(tmp_path / "r18.tflite"), "--author", "Edge Team", "--license", "MIT",
+                                 "--json"])
     assert r.exit_code == 0, r.output
     (m,) = json.loads(r.output)
     from resnet_edge.cli import _convert_human
@@ -142,7 +143,9 @@ def test_convert_depth_18_int8_cli(tmp_path):
     assert m["quantization"]["inputs"][0]["dtype"] == "float32"
     # normalization inside (ImageNet's), so apps feed it raw pixels: its standard metadata says so
     assert m["metadata"]["normalization"]["mean"] == [123.675, 116.28, 103.53]
-    assert m["app_metadata"]["normalization"] == {"mean": [0.0], "std": [1.0]} and m["app_metadata"]["problems"] == []
+    app = m["app_metadata"]
+    assert app["normalization"] == {"mean": [0.0], "std": [1.0]} and app["problems"] == [] and app["labels"] is None
+    assert (app["author"], app["license"], app["name"], app["version"]) == ("Edge Team", "MIT", "resnet18 (int8)", "untrained")
 
 
 def test_inspect_cli(converted):
