@@ -54,13 +54,20 @@ def versions() -> dict:
     return {"resnet_edge": __version__, "tensorflow": tf.__version__, "tf_keras": keras.__version__}
 
 
-def build(spec: ResNetSpec, out: str | Path | None = None) -> dict:
-    """Build ``spec``; save it to ``out`` when given. Returns a summary (the manifest)."""
+def build(spec: ResNetSpec, out: str | Path | None = None, weights=None, new_classifier: bool = False) -> dict:
+    """Build ``spec``; save it to ``out`` when given. Returns a summary (the manifest). ``weights``: a
+    :class:`~resnet_edge.arch.weights.WeightsFile` to load (all or nothing; ``new_classifier`` keeps a fresh
+    classifier for another number of classes)."""
     if out is not None:
         check_keras_path(out)  # fail on a bad path before spending time on the build
     from resnet_edge.arch.keras_model import build_model, count_keras
 
     model = build_model(spec)
+    loaded = None
+    if weights is not None:
+        from resnet_edge.arch.weights import load_into
+        loaded = {"file": Path(weights.path).name, "sha256": sha256_file(weights.path), "format": weights.format,
+                  **load_into(model, weights, new_classifier=new_classifier)}
     counts = count_keras(model)
     expected = count(spec)
     if counts != expected:  # the plan and the built model must agree; a mismatch is a bug, not user error
@@ -77,7 +84,9 @@ def build(spec: ResNetSpec, out: str | Path | None = None) -> dict:
         "layers": len(model.layers),
         "input": {"shape": [1, spec.input_size, spec.input_size, 3], "dtype": model.inputs[0].dtype.name},
         "output": {"shape": [1, spec.classes], "activation": spec.classifier_activation},
-        "trained": False,
+        # pretrained weights with their own classifier make a model whose predictions mean something
+        "trained": bool(loaded) and not new_classifier,
+        "weights": loaded,
         "versions": versions(),
     }
     if out is not None:

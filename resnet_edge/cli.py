@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
 from resnet_edge import __version__
-from resnet_edge.errors import ResnetEdgeError
+from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.ui import safe_text
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -171,8 +172,9 @@ def models(family, plain, as_json):
 @click.option("--plain", is_flag=True, help="The plain counterpart: same layers, no shortcuts.")
 @click.option("--shortcut", type=click.Choice(["A", "B", "C"], case_sensitive=False), metavar="[A|B|C]",
               help="A: zero-padded identity (CIFAR default); B: projection where the shape changes (ImageNet default); C: all projections.")
-@click.option("--variant", type=click.Choice(["v1", "v1.5"]), default="v1", show_default=True,
-              help="Bottleneck stride on the first 1x1 (v1, the paper) or on the 3x3 (v1.5).")
+@click.option("--variant", type=click.Choice(["v1", "v1.5"]),
+              help="Bottleneck stride on the first 1x1 (v1, the paper; the default) or on the 3x3 (v1.5; "
+                   "torchvision's). --weights decides it.")
 @click.option("--input-size", type=SIZE, help="Square input side in pixels. Default: 224 (ImageNet), 32 (CIFAR).")
 @click.option("--classes", type=CLASSES, help="Number of classes. Default: 1000 (ImageNet), 10 (CIFAR).")
 @click.option("--raw-input", type=click.Choice(["float32", "uint8"]),
@@ -181,27 +183,35 @@ def models(family, plain, as_json):
 @click.option("--std", callback=_triple("std"), help="Per-channel std for --raw-input, in 0..255 units (R,G,B). Default: ImageNet's.")
 @click.option("--logits", is_flag=True, help="End with logits instead of softmax probabilities.")
 @click.option("--force", is_flag=True, help="Allow an input so small that the last stage sees a 1x1 map.")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Start from these ImageNet weights: a Keras Applications ResNet50/101/152 .h5 file (its "
+                   "normalization is built in; --classes N gives a new classifier).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Output file (.keras or .h5). Default: NAME.keras.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(depth, model_name, family, plain, shortcut, variant, input_size, classes, raw_input, mean, std, logits,
-          force, out, as_json):
+          force, weights, out, as_json):
     """Build a ResNet (or plain net) of the paper as a Keras model and write it atomically.
 
     Writes OUT and its manifest OUT.json (recipe, parameters, MACs, sha256). The weights are freshly
-    initialized: train the model before trusting any accuracy figure.
+    initialized (train the model before trusting any accuracy figure), or loaded from --weights.
     """
     from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resolve
 
     if (mean or std) and not raw_input:
         raise click.UsageError("--mean/--std describe built-in normalization: add --raw-input float32 or uint8")
     preprocess = Preprocess(mean or IMAGENET_MEAN, std or IMAGENET_STD, raw_input) if raw_input else None
+    wf = new_classifier = None
+    if weights:
+        wf, depth, variant, classes, preprocess, new_classifier = _weights_options(
+            weights, depth, model_name, family, plain, variant, classes, raw_input, mean or std)
+        family = "imagenet"
     spec = resolve(
         depth,
         model=model_name,
         family=family,
         plain=plain or None,
         shortcut=shortcut,
-        variant=variant,
+        variant=variant or "v1",
         input_size=input_size,
         classes=classes,
         preprocess=preprocess,
@@ -213,8 +223,31 @@ def build(depth, model_name, family, plain, shortcut, variant, input_size, class
         click.echo(f"Building {spec.name} ...", err=True)
     from resnet_edge.build import build as build_model
 
-    summary = build_model(spec, out)
+    summary = build_model(spec, out, weights=wf, new_classifier=bool(new_classifier))
     _echo_json_or(summary, as_json, _build_human)
+
+
+def _weights_options(path, depth, model_name, family, plain, variant, classes, raw_input, normalization_given):
+    """Check the options that --weights decides (before TensorFlow is imported); return the weights file's
+    description and the depth, variant, classes, normalization and whether the classifier is new."""
+    from resnet_edge.arch.spec import Preprocess
+    from resnet_edge.arch.weights import describe
+
+    wf = describe(path)
+    if model_name or plain or family == "cifar":
+        raise click.UsageError("--weights loads an ImageNet ResNet: give --depth (or nothing: the file says), not "
+                               "--model, --plain or --family cifar")
+    if depth is not None and depth != wf.depth:
+        raise ConfigError(f"{Path(path).name} holds ResNet-{wf.depth} weights, not ResNet-{depth}: "
+                               f"drop --depth or give --depth {wf.depth}")
+    if variant is not None and variant != wf.variant:
+        raise ConfigError(f"{Path(path).name} is a {wf.variant} network ({wf.format}), not {variant}")
+    if normalization_given:
+        raise click.UsageError(f"--mean/--std: the weights decide the normalization ({wf.format}: mean "
+                               f"{', '.join(f'{v:g}' for v in wf.mean)}, std {', '.join(f'{v:g}' for v in wf.std)})")
+    new_classifier = wf.classes is None or (classes is not None and classes != wf.classes)
+    return (wf, wf.depth, wf.variant, classes or wf.classes or 1000, Preprocess(wf.mean, wf.std, raw_input or "float32"),
+            new_classifier)
 
 
 def _floats(ctx, param, value):
@@ -552,12 +585,16 @@ def _channels_human(m: dict) -> str:
               help="Readiness report for this accelerator (repeatable).")
 @click.option("--max-drop", type=Finite(0, 100), help="Fail (exit 1, model kept, manifest marked failed) if accuracy drops more than P points.")
 @click.option("--out", "-o", help="Output .tflite (one mode) or directory (several). Default: NAME_MODE.tflite beside MODEL (here for --depth/--model).")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="With --depth (or alone): start from these ImageNet weights (.h5 of Keras Applications, "
+                   ".safetensors of torchvision/timm).")
 @click.option("--author", default="", help="Author, in the standard metadata that app frameworks read.")
 @click.option("--license", "license_", default="", help="License, in the standard metadata.")
 @TRUST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 def convert(model_path, depth, model_name, family, classes, want_float32, want_float16, want_dynamic, want_int8,
-            want_int16x8, io, source, calibration, samples, targets, max_drop, out, author, license_, trust, as_json):
+            want_int16x8, io, source, calibration, samples, targets, max_drop, out, weights, author, license_, trust,
+            as_json):
     """Convert a Keras MODEL (plain, QAT or pruned) or a fresh --depth/--model to TFLite.
 
     \b
@@ -566,9 +603,11 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
       resnet-edge convert runs/r20/model.keras --int8 --float16 --target gpu --out out/
     Each mode writes NAME_MODE.tflite (labels, normalization, recipe and a checksum of its content
     inside, and the standard TFLite Metadata with labels.txt that MediaPipe, the Task Library and
-    Android Studio read; use --io uint8 for an integer model in an app) and NAME_MODE.json (ops, quantization, parity with the Keras model on held-out data,
-    converter settings, readiness, minimum runtime version, tflite-runtime 2.14 check), the two
-    replaced together. MODEL is checked for code (a Lambda layer, ...) before it is loaded: --trust.
+    Android Studio read; use --io uint8 for an integer model in an app) and NAME_MODE.json (ops,
+    quantization, parity with the Keras model on held-out data, converter settings, readiness, minimum
+    runtime version, tflite-runtime 2.14 check), the two replaced together. MODEL is checked for code
+    (a Lambda layer, ...) before it is loaded: --trust. --weights starts the fresh network from
+    published ImageNet weights (see `resnet-edge build --help`).
     """
     from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resolve
     from resnet_edge.data import load
@@ -581,9 +620,20 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     check_text("--license", license_)
     modes = [m for m, on in (("float32", want_float32), ("float16", want_float16), ("dynamic", want_dynamic),
                              ("int8", want_int8), ("int16x8", want_int16x8)) if on] or ["float32"]
+    wf = new_classifier = None
+    if weights:
+        if model_path:
+            raise click.UsageError("--weights builds a fresh network: give --depth (or nothing), not a MODEL file")
+        wf, depth, variant, wclasses, wpre, new_classifier = _weights_options(
+            weights, depth, model_name, family, None, None, classes, None, False)
     data = load(source)
     spec = None
-    if depth is not None or model_name is not None:
+    if wf is not None:
+        spec = resolve(depth, family="imagenet", variant=variant, classes=wclasses, preprocess=wpre)
+        if not as_json:
+            click.echo(f"Building {spec.name} from {Path(weights).name} ({wf.format})"
+                       + ("; its classifier is new and untrained" if new_classifier else "") + ".", err=True)
+    elif depth is not None or model_name is not None:
         if model_path:
             raise click.UsageError("give a MODEL file or --depth/--model, not both")
         probe = resolve(depth, model=model_name, family=family)
@@ -606,7 +656,7 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     try:
         manifests = run_convert(model_path=model_path, spec=spec, modes=modes, out=out, data=data, calibration=calibration,
                                 io=io, targets=tuple(targets), max_drop=max_drop, parity_samples=samples, trust=trust,
-                                author=author, license=license_)
+                                author=author, license=license_, weights=wf, new_classifier=bool(new_classifier))
     except MaxDropError as exc:  # the results first, then the failure line
         _echo_json_or(exc.manifests, as_json, _convert_human)
         raise
@@ -807,7 +857,12 @@ def _build_human(s: dict) -> str:
     if "file" in s:
         f = s["file"]
         pairs.append(("written", f"{f['path']} ({human_bytes(f['bytes'])}, sha256 {f['sha256'][:12]}...) + manifest"))
-    pairs.append(("note", "weights are untrained: accuracy means nothing until you train it"))
+    w = s.get("weights")
+    if w:
+        pairs.append(("weights", f"{w['file']} ({w['format']}): {w['layers']} layers, {w['tensors']} tensors; "
+                                 + ("a new classifier: fine-tune it" if w["classifier"] == "new" else "classifier loaded")))
+    else:
+        pairs.append(("note", "weights are untrained: accuracy means nothing until you train it"))
     return key_values(pairs)
 
 

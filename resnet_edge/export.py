@@ -95,11 +95,15 @@ def convert(
     trust: bool = False,
     author: str = "",
     license: str = "",
+    weights=None,
+    new_classifier: bool = False,
 ) -> list[dict]:
     """Convert a saved model (``model_path``) or a fresh one (``spec``) to every mode in ``modes``.
 
     ``trust`` loads a model file without checking it for code (see :mod:`resnet_edge.keras_files`).
-    ``author`` and ``license`` go into the standard metadata that app frameworks read.
+    ``author`` and ``license`` go into the standard metadata that app frameworks read. ``weights``: a
+    :class:`~resnet_edge.arch.weights.WeightsFile` loaded into the fresh ``spec`` (``new_classifier``: keep
+    its fresh classifier).
     ``parity_samples`` held-out test images (default 500, or 100 when the data must be resized to the
     model's input, where only agreement and differences mean something) measure parity.
 
@@ -140,6 +144,12 @@ def convert(
         model = build_model(spec)
         name = arch = spec.name
         source = {"built": spec.to_dict(), "trained": False}
+        if weights is not None:
+            from resnet_edge.arch.weights import load_into
+
+            loaded = load_into(model, weights, new_classifier=new_classifier)
+            source.update(trained=not new_classifier, sha256=sha256_file(weights.path),
+                          weights={"file": Path(weights.path).name, "format": weights.format, **loaded})
     qat = is_qat_model(model)
     if qat:
         wrong = [m for m in modes if m not in ("int8", "float32")]

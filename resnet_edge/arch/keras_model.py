@@ -4,7 +4,8 @@ Layer names follow Keras Applications, so later stages and reports can address a
 ``conv1_conv``, ``conv1_bn``, ``conv1_relu``, ``pool1_pool``, ``conv2_block1_1_conv``, ...,
 ``conv2_block1_0_conv`` (projection shortcut), ``conv3_block1_0_subsample`` / ``conv3_block1_0_pad``
 (option A shortcut), ``conv2_block1_add``, ``conv2_block1_out``, ``avg_pool``, ``predictions``;
-``preprocess`` when normalization is built in.
+``preprocess`` when normalization is built in; ``conv1_pad``, ``pool1_pad``, ``conv3_block1_2_pad``: the
+symmetric padding of a strided convolution or pool, as in Keras Applications and torchvision.
 """
 
 from __future__ import annotations
@@ -48,11 +49,17 @@ CUSTOM_OBJECTS = {"ChannelPad": ChannelPad}
 
 
 def _conv_bn(x, c: Conv, relu: bool):
+    # A strided convolution pads both sides alike, as Caffe (the paper's), torchvision and Keras Applications
+    # do: TensorFlow's "same" would pad only the bottom and right, and published weights would see every
+    # image shifted by a pixel. The output size is the same either way.
+    pad = c.kernel // 2 if c.stride > 1 and c.kernel > 1 else 0
+    if pad:
+        x = layers.ZeroPadding2D(pad, name=f"{c.name}_pad")(x)
     x = layers.Conv2D(
         c.filters,
         c.kernel,
         strides=c.stride,
-        padding="same",
+        padding="valid" if pad else "same",
         use_bias=False,
         kernel_initializer="he_normal",
         name=f"{c.name}_conv",
@@ -86,7 +93,9 @@ def build_model(spec: ResNetSpec) -> "keras.Model":
         x = layers.Normalization(mean=list(pre.mean), variance=[s * s for s in pre.std], name="preprocess")(x)
     x = _conv_bn(x, p.stem, relu=True)
     if p.stem_pool:
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
+        # zeros pad as -inf would here: the pool follows a ReLU
+        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     for block in p.blocks:
         shortcut = x
         for i, c in enumerate(block.convs):

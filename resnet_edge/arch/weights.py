@@ -1,0 +1,323 @@
+"""Published ImageNet weights into our networks (host side): Keras Applications' ResNet50/101/152 ``.h5``
+files and torchvision's ResNet-18..152 state dicts as ``.safetensors`` (timm publishes torchvision's
+ImageNet weights so, e.g. ``resnet18.tv_in1k``).
+
+Keras Applications' ResNets are the paper's v1 networks under the same layer names as ours, with two
+differences that the loading removes exactly:
+
+* their convolutions carry a bias, ours do not (a BatchNormalization follows each). ``BN(Wx + b)`` with
+  moving mean ``m`` equals ``BN'(Wx)`` with moving mean ``m - b``, so the bias is folded into the mean;
+* they take caffe-style input: BGR, minus the ImageNet mean per channel, not scaled. Our model takes raw
+  RGB pixels and normalizes inside, with that mean (in RGB order) and std 1; the first convolution's input
+  channels are reversed instead of the image's. The model therefore takes raw 0..255 RGB pixels, converted
+  or not.
+
+torchvision's ResNets are the "v1.5" networks (a bottleneck's stride on its 3x3 convolution) and take
+(x / 255 - mean) / std with ImageNet's per-channel mean and std, built in here as (x - 255 mean) / (255 std).
+Their kernels are OIHW and become HWIO, the classifier's [out, in] becomes [in, out], and their
+BatchNormalization epsilon (1e-5, ours 1.001e-5) is made exact by the moving variance.
+
+A weights file is read with h5py or safetensors (data only: nothing in it runs, nothing is unpickled), each
+tensor's shape and type are checked
+against the network before any is read, and the model gets its weights only when every one fits: a wrong,
+partial or foreign file is one line naming the first tensor that does not fit, never a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from resnet_edge.errors import ResnetEdgeError
+
+#: Keras Applications' caffe preprocessing: these means are subtracted from B, G, R.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+#: Blocks per stage of the files Keras Applications publishes.
+KERAS_DEPTHS = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
+MAX_WEIGHTS_BYTES = 4 << 30
+
+
+class WeightsError(ResnetEdgeError):
+    """A weights file that does not fit the network, or is not one we read."""
+
+
+@dataclass
+class WeightsFile:
+    path: Path
+    format: str  # "keras-applications" | "torchvision"
+    depth: int
+    variant: str
+    classes: int | None  # None: a file without the classifier ("notop")
+    mean: tuple[float, float, float]  # the model's built-in normalization, RGB, 0..255 units
+    std: tuple[float, float, float]
+
+
+def _h5(path: Path):
+    import h5py
+
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise WeightsError(f"{path} is {path.stat().st_size:,} bytes, more than any ResNet's weights")
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        raise WeightsError(f"{path} is not an HDF5 file: give a Keras Applications weights file "
+                           "(resnet50_weights_tf_dim_ordering_tf_kernels.h5 and the like)") from None
+
+
+def _names(attr) -> list[str]:
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in list(attr)[:100_000]]
+
+
+def describe(path: str | os.PathLike) -> WeightsFile:
+    """What a weights file holds (format, depth, variant, classes) and the normalization it implies."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        return _describe_torchvision(path)
+    if path.suffix.lower() not in (".h5", ".hdf5"):
+        raise WeightsError(f"{path.name}: weights are read from Keras Applications .h5 files and torchvision/timm "
+                           ".safetensors files (a .pth/.pt file is a pickle, which could run code: convert it to "
+                           ".safetensors with the safetensors package first)")
+    with _h5(path) as f:
+        if "layer_names" not in f.attrs:
+            hint = " (a whole saved model, not a weights file)" if "model_config" in f.attrs else ""
+            raise WeightsError(f"{path} is not a Keras Applications weights file{hint}: it has no layer_names")
+        layers = _names(f.attrs["layer_names"])
+        if "conv1_conv" not in layers:
+            raise WeightsError(f"{path} is not a Keras Applications ResNet weights file: it has no conv1_conv layer")
+        blocks = []
+        for stage in range(2, 6):
+            found = {int(m.group(1)) for n in layers if (m := re.fullmatch(rf"conv{stage}_block(\d+)_1_conv", n))}
+            blocks.append(max(found) if found else 0)
+        depth = KERAS_DEPTHS.get(tuple(blocks))
+        if depth is None:
+            raise WeightsError(f"{path} has {'-'.join(map(str, blocks))} blocks per stage, not Keras Applications' "
+                               "ResNet50 (3-4-6-3), ResNet101 (3-4-23-3) or ResNet152 (3-8-36-3); a ResNetV2 or "
+                               "another network's file?")
+        classes = None
+        if "predictions" in layers:
+            shapes = [f["predictions"][w].shape for w in _names(f["predictions"].attrs.get("weight_names", []))]
+            classes = int(shapes[-1][0]) if shapes else None
+    rgb_mean = tuple(reversed(CAFFE_MEAN_BGR))
+    return WeightsFile(path, "keras-applications", depth, "v1", classes, rgb_mean, (1.0, 1.0, 1.0))
+
+
+
+# ---------------------------------------------------------------- torchvision (.safetensors)
+
+#: Blocks per stage -> depth, for basic and bottleneck blocks.
+TORCH_DEPTHS = {("basic", (2, 2, 2, 2)): 18, ("basic", (3, 4, 6, 3)): 34, ("bottleneck", (3, 4, 6, 3)): 50,
+                ("bottleneck", (3, 4, 23, 3)): 101, ("bottleneck", (3, 8, 36, 3)): 152}
+TORCH_DTYPES = {"F32", "F16", "F64"}
+TORCHVISION_EPSILON = 1e-5
+
+
+def _safetensors(path: Path):
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise WeightsError("reading .safetensors needs the safetensors package: pip install safetensors") from None
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise WeightsError(f"{path} is {path.stat().st_size:,} bytes, more than any ResNet's weights")
+    try:
+        return safe_open(str(path), framework="numpy")
+    except Exception as exc:  # the library's own error types vary: a damaged header is one line all the same
+        raise WeightsError(f"{path} is not a readable .safetensors file ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _describe_torchvision(path: Path) -> WeightsFile:
+    with _safetensors(path) as f:
+        keys = list(f.keys())[:100_000]
+        if "conv1.weight" not in keys or "bn1.running_mean" not in keys:
+            raise WeightsError(f"{path} is not a torchvision/timm ResNet state dict: it has no conv1.weight and "
+                               "bn1.running_mean")
+        blocks = []
+        for stage in range(1, 5):
+            found = {int(m.group(1)) for k in keys if (m := re.fullmatch(rf"layer{stage}\.(\d+)\.conv1\.weight", k))}
+            blocks.append(max(found) + 1 if found else 0)
+        kind = "bottleneck" if "layer1.0.conv3.weight" in keys else "basic"
+        depth = TORCH_DEPTHS.get((kind, tuple(blocks)))
+        if depth is None:
+            raise WeightsError(f"{path} has {kind} blocks {'-'.join(map(str, blocks))} per stage: not torchvision's "
+                               "ResNet-18/34/50/101/152")
+        classes = int(f.get_slice("fc.weight").get_shape()[0]) if "fc.weight" in keys else None
+    from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD
+
+    # a basic block has one stride, on its first 3x3, in both variants: v1 names that network here
+    variant = "v1.5" if kind == "bottleneck" else "v1"
+    return WeightsFile(path, "torchvision", depth, variant, classes, tuple(IMAGENET_MEAN), tuple(IMAGENET_STD))
+
+
+def _torch_name(ours: str) -> str | None:
+    """torchvision's prefix for our layer name (conv3_block2_1_conv -> layer2.1.conv1)."""
+    if ours == "conv1_conv":
+        return "conv1"
+    if ours == "conv1_bn":
+        return "bn1"
+    if ours == "predictions":
+        return "fc"
+    m = re.fullmatch(r"conv(\d)_block(\d+)_(\d)_(conv|bn)", ours)
+    if not m:
+        return None
+    stage, block, i, kind = int(m.group(1)) - 1, int(m.group(2)) - 1, int(m.group(3)), m.group(4)
+    prefix = f"layer{stage}.{block}."
+    if i == 0:
+        return prefix + ("downsample.0" if kind == "conv" else "downsample.1")
+    return prefix + (f"conv{i}" if kind == "conv" else f"bn{i}")
+
+
+class _TorchLayer:
+    """A layer's tensors in a state dict, under our names and in our layouts (read only when asked)."""
+
+    KEYS = {"Conv2D": {"kernel": "weight"}, "Dense": {"kernel": "weight", "bias": "bias"},
+            "BatchNormalization": {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+                                   "moving_variance": "running_var"}}
+
+    def __init__(self, f, prefix: str, kind: str, keys: set):
+        self.f, self.prefix, self.kind = f, prefix, kind
+        self.names = {ours: f"{prefix}.{theirs}" for ours, theirs in self.KEYS[kind].items() if f"{prefix}.{theirs}" in keys}
+        if kind == "Conv2D" and f"{prefix}.bias" in keys:
+            self.names["bias"] = f"{prefix}.bias"
+
+    def __contains__(self, key):
+        return key in self.names
+
+    def keys(self):
+        return self.names.keys()
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __getitem__(self, key):
+        return _TorchTensor(self.f, self.names[key], self.kind, key)
+
+
+class _TorchTensor:
+    def __init__(self, f, name: str, kind: str, key: str):
+        self.f, self.name, self.kind, self.key = f, name, kind, key
+        sl = f.get_slice(name)
+        raw = tuple(int(d) for d in sl.get_shape())
+        self.dtype_name = sl.get_dtype()
+        if kind == "Conv2D" and key == "kernel" and len(raw) == 4:
+            raw = (raw[2], raw[3], raw[1], raw[0])  # OIHW -> HWIO
+        elif kind == "Dense" and key == "kernel" and len(raw) == 2:
+            raw = (raw[1], raw[0])
+        self.shape = raw
+
+    @property
+    def dtype(self):
+        return np.dtype("float32") if self.dtype_name in TORCH_DTYPES else np.dtype("int64")
+
+    def __getitem__(self, _):
+        v = np.asarray(self.f.get_tensor(self.name))
+        if self.kind == "Conv2D" and self.key == "kernel":
+            v = v.transpose(2, 3, 1, 0)
+        elif self.kind == "Dense" and self.key == "kernel":
+            v = v.T
+        return v
+
+
+# ---------------------------------------------------------------- loading (both formats)
+
+
+def load_into(model, wf: WeightsFile, new_classifier: bool = False) -> dict:
+    """Set every weight of ``model`` (our network of ``wf``'s depth and variant, built with its
+    normalization) from ``wf``: all or none. ``new_classifier`` keeps the model's own fresh classifier
+    (another number of classes). Returns counts of what was loaded."""
+    from resnet_edge.arch.keras_model import BN_EPSILON
+
+    torch = wf.format == "torchvision"
+    with (_safetensors(wf.path) if torch else _h5(wf.path)) as f:
+        available = set(f.keys()) if torch else {n for n in _names(f.attrs["layer_names"]) if n in f}
+        planned, used = [], set()
+        for layer in model.layers:
+            ours = layer.get_weights()
+            if not ours or layer.name == "preprocess" or (not layer.trainable and "subsample" in layer.name):
+                continue
+            if layer.name == "predictions" and new_classifier:
+                used |= {"fc.weight", "fc.bias"}
+                continue
+            if torch:
+                prefix = _torch_name(layer.name)
+                arrays = _TorchLayer(f, prefix, layer.__class__.__name__, available) if prefix else None
+                if arrays is not None and not arrays.names:
+                    arrays = None
+                where = prefix or layer.name
+            else:
+                arrays = _h5_layer(f[layer.name]) if layer.name in available else None
+                where = layer.name
+            if arrays is None:
+                raise WeightsError(f"{wf.path.name} has no weights for {where} ({layer.name} here): it is not a "
+                                   f"{wf.format} ResNet-{wf.depth} file, or it was cut")
+            planned.append((layer, _fit(layer, ours, arrays, wf.path.name)))
+            if torch:
+                used |= set(arrays.names.values()) | {f"{prefix}.num_batches_tracked"}
+        if torch:
+            extra = sorted(available - used)
+            if extra:
+                raise WeightsError(f"{wf.path.name} holds tensors that a torchvision ResNet-{wf.depth} does not: "
+                                   f"{', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
+    values = {layer.name: v for layer, v in planned}
+    for layer, v in planned:
+        kind = layer.__class__.__name__
+        if kind == "Conv2D" and "bias" in v:  # BN(Wx + b) = BN'(Wx) with the mean moved by b
+            bn = values.get(layer.name[: -len("_conv")] + "_bn")
+            if bn is None:
+                raise WeightsError(f"{wf.path.name}: {layer.name} has a bias but no BatchNormalization follows it here")
+            bn["moving_mean"] = bn["moving_mean"] - v.pop("bias")
+        if kind == "BatchNormalization" and torch:  # their epsilon, exactly
+            v["moving_variance"] = v["moving_variance"] + np.float32(TORCHVISION_EPSILON - BN_EPSILON)
+    if not torch:  # caffe input is BGR: reverse the first convolution's input channels instead of the image's
+        values["conv1_conv"]["kernel"] = values["conv1_conv"]["kernel"][:, :, ::-1, :].copy()
+    order = {"Conv2D": ["kernel"], "BatchNormalization": ["gamma", "beta", "moving_mean", "moving_variance"],
+             "Dense": ["kernel", "bias"]}
+    for layer, v in planned:
+        layer.set_weights([v[k] for k in order[layer.__class__.__name__]])
+    return {"layers": len(planned), "tensors": sum(len(v) for _, v in planned),
+            "classifier": "new" if new_classifier else "loaded"}
+
+
+def _h5_layer(group) -> dict:
+    """A Keras weights group's datasets by their short names (kernel, bias, gamma, ...), unread."""
+    return {name.split("/")[-1].split(":")[0]: group[name] for name in _names(group.attrs.get("weight_names", []))
+            if name in group}
+
+
+def _fit(layer, ours: list[np.ndarray], arrays, file_name: str) -> dict:
+    """The file's tensors for ``layer``, checked against ours (names, shapes, types) before any is read."""
+    kind = layer.__class__.__name__
+    needed = {"Conv2D": ["kernel"], "BatchNormalization": ["gamma", "beta", "moving_mean", "moving_variance"],
+              "Dense": ["kernel", "bias"]}.get(kind)
+    if needed is None:
+        raise WeightsError(f"cannot load weights into {layer.name} ({kind})")
+    shapes = dict(zip(needed, [w.shape for w in ours]))
+    optional = {}
+    if kind == "Conv2D":
+        optional["bias"] = (ours[0].shape[-1],)  # Keras Applications' convolutions have one; folded below
+    out = {}
+    for key in needed + [k for k in optional if k in arrays]:
+        if key not in arrays:
+            raise WeightsError(f"{file_name}: {layer.name}/{key} is missing")
+        d = arrays[key]
+        tensor = f"{d.name} ({layer.name}/{key} here)" if isinstance(d, _TorchTensor) else f"{layer.name}/{key}"
+        want = shapes.get(key) or optional[key]
+        if tuple(d.shape) != tuple(want):
+            raise WeightsError(f"{file_name}: {tensor} has shape {tuple(d.shape)}, the network expects "
+                               f"{tuple(want)}: a file for another depth, variant or number of classes")
+        if getattr(d, "dtype_name", None) not in (None, *TORCH_DTYPES) or d.dtype.kind != "f":
+            raise WeightsError(f"{file_name}: {tensor} holds {getattr(d, 'dtype_name', d.dtype)}, not "
+                               "floating-point weights")
+        out[key] = np.asarray(d[()], dtype=np.float32)
+        if not np.isfinite(out[key]).all():
+            raise WeightsError(f"{file_name}: {tensor} holds NaN or infinite values")
+    extra = set(arrays) - set(needed) - set(optional)
+    if extra:
+        raise WeightsError(f"{file_name}: {layer.name} has tensors the network does not: {', '.join(sorted(extra))[:120]}")
+    return out
