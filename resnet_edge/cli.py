@@ -184,8 +184,9 @@ def models(family, plain, as_json):
 @click.option("--logits", is_flag=True, help="End with logits instead of softmax probabilities.")
 @click.option("--force", is_flag=True, help="Allow an input so small that the last stage sees a 1x1 map.")
 @click.option("--weights", type=click.Path(dir_okay=False),
-              help="Start from these ImageNet weights: a Keras Applications ResNet50/101/152 .h5 file (its "
-                   "normalization is built in; --classes N gives a new classifier).")
+              help="Start from ImageNet weights: a Keras Applications ResNet50/101/152 .h5 file or a torchvision/timm "
+                   ".safetensors state dict (their normalization is built in; --classes N gives a new classifier); "
+                   "'imagenet' finds the published file in $RESNET_EDGE_WEIGHTS or ~/.keras/models.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Output file (.keras or .h5). Default: NAME.keras.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(depth, model_name, family, plain, shortcut, variant, input_size, classes, raw_input, mean, std, logits,
@@ -231,8 +232,14 @@ def _weights_options(path, depth, model_name, family, plain, variant, classes, r
     """Check the options that --weights decides (before TensorFlow is imported); return the weights file's
     description and the depth, variant, classes, normalization and whether the classifier is new."""
     from resnet_edge.arch.spec import Preprocess
-    from resnet_edge.arch.weights import describe
+    from resnet_edge.arch.weights import describe, imagenet_file
 
+    if path == "imagenet":
+        if depth is None:
+            raise click.UsageError("--weights imagenet needs --depth (18, 34, 50, 101 or 152)")
+        path, warning = imagenet_file(depth, variant)
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
     wf = describe(path)
     if model_name or plain or family == "cifar":
         raise click.UsageError("--weights loads an ImageNet ResNet: give --depth (or nothing: the file says), not "
@@ -587,7 +594,7 @@ def _channels_human(m: dict) -> str:
 @click.option("--out", "-o", help="Output .tflite (one mode) or directory (several). Default: NAME_MODE.tflite beside MODEL (here for --depth/--model).")
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="With --depth (or alone): start from these ImageNet weights (.h5 of Keras Applications, "
-                   ".safetensors of torchvision/timm).")
+                   ".safetensors of torchvision/timm, or 'imagenet': see `resnet-edge build --help`).")
 @click.option("--author", default="", help="Author, in the standard metadata that app frameworks read.")
 @click.option("--license", "license_", default="", help="License, in the standard metadata.")
 @TRUST_OPTION
@@ -631,7 +638,7 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     if wf is not None:
         spec = resolve(depth, family="imagenet", variant=variant, classes=wclasses, preprocess=wpre)
         if not as_json:
-            click.echo(f"Building {spec.name} from {Path(weights).name} ({wf.format})"
+            click.echo(f"Building {spec.name} from {wf.path.name} ({wf.format})"
                        + ("; its classifier is new and untrained" if new_classifier else "") + ".", err=True)
     elif depth is not None or model_name is not None:
         if model_path:

@@ -1,10 +1,12 @@
-"""Published ImageNet weights: Keras Applications' ResNet files into our networks, checked against Keras
-Applications itself (tf_keras ships ResNet50/101/152, so no download): both networks get the same random
-weights through the Keras Applications file format and must classify two real photographs alike."""
+"""Published ImageNet weights into our networks, checked against the reference implementations on two real
+photographs (scikit-learn's): Keras Applications itself (tf_keras ships ResNet50/101/152, so no download; both
+networks get the same random weights through its file format), torchvision's forward pass written in numpy
+(tests/torchvision_reference.py) and, by hand (slow), torchvision itself in a side environment."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,3 +223,81 @@ def test_convert_starts_from_weights(tmp_path):
     softmax = np.exp(want - want.max(1, keepdims=True))
     softmax /= softmax.sum(1, keepdims=True)
     assert np.abs(scores - softmax).max() < 1e-4
+
+
+def test_weights_imagenet_uses_files_already_here(resnet50_file, tmp_path, monkeypatch):
+    """--weights imagenet downloads nothing: it finds the published file in $RESNET_EDGE_WEIGHTS, the Keras
+    cache or timm's Hugging Face cache, and otherwise names the file to get and where from."""
+    import shutil
+
+    from safetensors.numpy import save_file
+
+    from resnet_edge.arch.weights import imagenet_file
+    from tests.torchvision_reference import random_state_dict
+
+    folder, keras_home, hf_home = tmp_path / "weights", tmp_path / "keras", tmp_path / "hf"
+    folder.mkdir()
+    for name, value in (("RESNET_EDGE_WEIGHTS", folder), ("KERAS_HOME", keras_home), ("HF_HOME", hf_home)):
+        monkeypatch.setenv(name, str(value))
+    out = tmp_path / "m.keras"
+    one_line_error(run("build", "--weights", "imagenet", "--depth", "50", "--out", out),
+                   "resnet50_weights_tf_dim_ordering_tf_kernels.h5", "storage.googleapis.com/tensorflow/keras-applications")
+    one_line_error(run("build", "--weights", "imagenet", "--depth", "18", "--out", out),
+                   "huggingface.co/timm/resnet18.tv_in1k", "resnet18.tv_in1k.safetensors")
+    (keras_home / "models").mkdir(parents=True)
+    shutil.copy(resnet50_file[0], keras_home / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    path, warning = imagenet_file(50, None)
+    assert path.parent == keras_home / "models" and "not the file Keras Applications publishes" in warning
+    snapshot = hf_home / "hub" / "models--timm--resnet18.tv_in1k" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    save_file(random_state_dict(18), str(snapshot / "model.safetensors"))
+    r = run("build", "--weights", "imagenet", "--depth", "18", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output[r.output.index("{"):])["weights"]["format"] == "torchvision"
+    assert run("build", "--weights", "imagenet", "--out", out).exit_code == 2  # which depth? a usage error
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [101, 152])
+def test_keras_applications_deeper_files_match_the_reference(depth, tmp_path):
+    """ResNet101 and ResNet152 as ResNet50 above (slow: run by hand with -m slow)."""
+    from tf_keras.applications.resnet import preprocess_input
+
+    from resnet_edge.arch.keras_model import load_model
+
+    path = tmp_path / f"resnet{depth}_weights_tf_dim_ordering_tf_kernels.h5"
+    ref = keras_applications_file(path, depth=depth, classifier_activation=None)
+    r = run("build", "--weights", path, "--logits", "--out", tmp_path / "m.keras", "--json")
+    assert r.exit_code == 0, r.output
+    x = photos()
+    want = ref.predict(preprocess_input(x.copy()), verbose=0)
+    got = load_model(tmp_path / "m.keras").predict(x, verbose=0)
+    rel = np.abs(got - want).max() / np.abs(want).max()
+    print(f"Keras Applications ResNet{depth}: max |ours - reference| = {np.abs(got - want).max():.3g} (relative {rel:.3g})")
+    assert rel < 1e-4 and (got.argmax(1) == want.argmax(1)).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [18, 50])
+def test_torchvision_itself(depth, tmp_path):
+    """torchvision's own ResNet (random weights, BatchNorm statistics too) saved with safetensors in a torch side
+    environment (tests/torch_side.py; torch is too heavy for CI), loaded into ours: the same logits on the
+    photographs. Slow: run by hand with -m slow."""
+    import subprocess
+
+    from resnet_edge.arch.keras_model import load_model
+    from tests.side_envs import side_python
+
+    python = side_python("torch-2.15", ["torch==2.15.0", "torchvision==0.29.2", "safetensors", "numpy"], "torchvision")
+    x = photos()[:2]
+    np.save(tmp_path / "x.npy", x)
+    proc = subprocess.run([python, str(Path(__file__).parent / "torch_side.py"), str(depth), str(tmp_path / "x.npy"),
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    r = run("build", "--weights", tmp_path / f"resnet{depth}.tv_in1k.safetensors", "--logits", "--out", tmp_path / "m.keras")
+    assert r.exit_code == 0, r.output
+    want = np.load(tmp_path / "logits.npy")
+    got = load_model(tmp_path / "m.keras").predict(x, verbose=0)
+    rel = np.abs(got - want).max() / np.abs(want).max()
+    print(f"{proc.stdout.strip()}: resnet{depth}: max |ours - torch| = {np.abs(got - want).max():.3g} (relative {rel:.3g})")
+    assert rel < 1e-4 and (got.argmax(1) == want.argmax(1)).all()

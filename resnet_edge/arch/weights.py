@@ -321,3 +321,65 @@ def _fit(layer, ours: list[np.ndarray], arrays, file_name: str) -> dict:
     if extra:
         raise WeightsError(f"{file_name}: {layer.name} has tensors the network does not: {', '.join(sorted(extra))[:120]}")
     return out
+
+
+# ---------------------------------------------------------------- --weights imagenet: files already here
+
+KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+#: Keras Applications' published files and their MD5s (with the classifier, without), as tf_keras lists them.
+KERAS_FILES = {
+    50: ("resnet50", "2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
+    101: ("resnet101", "f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
+    152: ("resnet152", "100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+}
+TIMM_URL = "https://huggingface.co/timm/resnet{depth}.tv_in1k"
+
+
+def weight_folders() -> list[Path]:
+    """Where ``--weights imagenet`` looks: ``$RESNET_EDGE_WEIGHTS``, then the Keras cache (``~/.keras/models``)."""
+    folders = [Path(os.environ["RESNET_EDGE_WEIGHTS"])] if os.environ.get("RESNET_EDGE_WEIGHTS") else []
+    return folders + [Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"]
+
+
+def imagenet_file(depth: int, variant: str | None) -> tuple[Path, str | None]:
+    """The published ImageNet weights for ResNet-``depth`` already on this machine (nothing is downloaded):
+    Keras Applications' file for 50/101/152 (the paper's v1), torchvision's (timm's ``resnet{depth}.tv_in1k``)
+    for 18/34 or ``variant`` v1.5. Returns the path and a warning (a Keras file whose MD5 is not the
+    published one), or raises :class:`WeightsError` naming the file to get and where from."""
+    folders = weight_folders()
+    if depth in KERAS_FILES and variant != "v1.5":
+        stem, top, notop = KERAS_FILES[depth]
+        names = {f"{stem}_weights_tf_dim_ordering_tf_kernels.h5": top,
+                 f"{stem}_weights_tf_dim_ordering_tf_kernels_notop.h5": notop}
+        for folder in folders:
+            for name, md5 in names.items():
+                if (folder / name).is_file():
+                    return folder / name, _md5_warning(folder / name, md5)
+        name = next(iter(names))
+        raise WeightsError(f"no ImageNet weights for ResNet-{depth} here (nothing is downloaded): get {name} from "
+                           f"{KERAS_BASE_URL}{name} and put it in {' or '.join(str(f) for f in folders)}")
+    if depth not in (18, 34, 50, 101, 152):
+        raise WeightsError(f"published ImageNet weights exist for ResNet-18/34/50/101/152, not ResNet-{depth}")
+    name = f"resnet{depth}.tv_in1k.safetensors"
+    hub = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+    candidates = [folder / name for folder in folders]
+    candidates += sorted(hub.glob(f"models--timm--resnet{depth}.tv_in1k/snapshots/*/model.safetensors"))
+    for path in candidates:
+        if path.is_file():
+            return path, None
+    raise WeightsError(f"no ImageNet weights for ResNet-{depth} ({'v1.5, ' if depth >= 50 else ''}torchvision's) here "
+                       f"(nothing is downloaded): get model.safetensors from {TIMM_URL.format(depth=depth)}, save it as "
+                       f"{name} in {' or '.join(str(f) for f in folders)}")
+
+
+def _md5_warning(path: Path, md5: str) -> str | None:
+    import hashlib
+
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() == md5:
+        return None
+    return (f"{path.name} is not the file Keras Applications publishes (MD5 {h.hexdigest()[:12]}..., published "
+            f"{md5[:12]}...): another or a damaged download; its weights are loaded as they are")
