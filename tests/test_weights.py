@@ -288,7 +288,8 @@ def test_torchvision_itself(depth, tmp_path):
     from resnet_edge.arch.keras_model import load_model
     from tests.side_envs import side_python
 
-    python = side_python("torch-2.15", ["torch==2.15.0", "torchvision==0.29.2", "safetensors", "numpy"], "torchvision")
+    # the newest pair that installs here and imports (torchvision 0.28.0 with torch 2.13.0+cpu does not: nms missing)
+    python = side_python("torch-2.12.1", ["torch==2.12.1", "torchvision==0.27.1", "safetensors", "numpy"], "torchvision")
     x = photos()[:2]
     np.save(tmp_path / "x.npy", x)
     proc = subprocess.run([python, str(Path(__file__).parent / "torch_side.py"), str(depth), str(tmp_path / "x.npy"),
