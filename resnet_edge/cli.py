@@ -234,6 +234,9 @@ def _weights_options(path, depth, model_name, family, plain, variant, classes, r
     from resnet_edge.arch.spec import Preprocess
     from resnet_edge.arch.weights import describe, imagenet_file
 
+    if model_name or plain or family == "cifar":
+        raise click.UsageError("--weights loads an ImageNet ResNet: give --depth (or nothing: the file says), not "
+                               "--model, --plain or --family cifar")
     if path == "imagenet":
         if depth is None:
             raise click.UsageError("--weights imagenet needs --depth (18, 34, 50, 101 or 152)")
@@ -241,12 +244,9 @@ def _weights_options(path, depth, model_name, family, plain, variant, classes, r
         if warning:
             click.echo(f"warning: {warning}", err=True)
     wf = describe(path)
-    if model_name or plain or family == "cifar":
-        raise click.UsageError("--weights loads an ImageNet ResNet: give --depth (or nothing: the file says), not "
-                               "--model, --plain or --family cifar")
     if depth is not None and depth != wf.depth:
         raise ConfigError(f"{Path(path).name} holds ResNet-{wf.depth} weights, not ResNet-{depth}: "
-                               f"drop --depth or give --depth {wf.depth}")
+                          f"drop --depth or give --depth {wf.depth}")
     if variant is not None and variant != wf.variant:
         raise ConfigError(f"{Path(path).name} is a {wf.variant} network ({wf.format}), not {variant}")
     if normalization_given:
@@ -619,7 +619,6 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resolve
     from resnet_edge.data import load
     from resnet_edge.export import convert as run_convert
-
     from resnet_edge.tflite.standard import check_text
 
     _check_model_file(model_path, trust)

@@ -112,6 +112,12 @@ def test_bad_weight_files_are_one_line(resnet50_file, tmp_path):
     # a whole saved Keras model is not a weights file
     assert run("build", "--depth", "20", "--out", tmp_path / "whole.h5").exit_code == 0
     one_line_error(run("build", "--weights", tmp_path / "whole.h5", "--out", out), "not a Keras Applications weights file")
+    # Keras Applications' ResNet50V2 (pre-activation): same layer names in part, another network
+    from tf_keras.applications import ResNet50V2
+
+    ResNet50V2(weights=None).save_weights(str(tmp_path / "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5"))
+    one_line_error(run("build", "--weights", tmp_path / "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5", "--out", out),
+                   "ResNetV2 (pre-activation)")
     # a partial file: one layer's weights removed
     partial = tmp_path / "partial.h5"
     with h5py.File(path, "r") as src, h5py.File(partial, "w") as dst:

@@ -18,9 +18,9 @@ Their kernels are OIHW and become HWIO, the classifier's [out, in] becomes [in, 
 BatchNormalization epsilon (1e-5, ours 1.001e-5) is made exact by the moving variance.
 
 A weights file is read with h5py or safetensors (data only: nothing in it runs, nothing is unpickled), each
-tensor's shape and type are checked
-against the network before any is read, and the model gets its weights only when every one fits: a wrong,
-partial or foreign file is one line naming the first tensor that does not fit, never a half-loaded model.
+tensor's shape and type are checked against the network before any is read, and the model gets its weights
+only when every one fits: a wrong, partial or foreign file is one line naming the first tensor that does not
+fit, never a half-loaded model.
 """
 
 from __future__ import annotations
@@ -76,7 +76,13 @@ def _names(attr) -> list[str]:
 
 def describe(path: str | os.PathLike) -> WeightsFile:
     """What a weights file holds (format, depth, variant, classes) and the normalization it implies."""
-    path = Path(path)
+    try:
+        return _describe(Path(path))
+    except (KeyError, OSError, ValueError, TypeError, IndexError) as exc:  # h5py/safetensors on a damaged file
+        raise WeightsError(f"{path} is damaged: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
+
+
+def _describe(path: Path) -> WeightsFile:
     if path.suffix.lower() == ".safetensors":
         return _describe_torchvision(path)
     if path.suffix.lower() not in (".h5", ".hdf5"):
@@ -90,6 +96,9 @@ def describe(path: str | os.PathLike) -> WeightsFile:
         layers = _names(f.attrs["layer_names"])
         if "conv1_conv" not in layers:
             raise WeightsError(f"{path} is not a Keras Applications ResNet weights file: it has no conv1_conv layer")
+        if "post_bn" in layers or any(n.endswith("_preact_bn") for n in layers):
+            raise WeightsError(f"{path} is a ResNetV2 (pre-activation) file; resnet-edge builds the paper's original "
+                               "networks: use resnet50/101/152_weights_tf_dim_ordering_tf_kernels.h5")
         blocks = []
         for stage in range(2, 6):
             found = {int(m.group(1)) for n in layers if (m := re.fullmatch(rf"conv{stage}_block(\d+)_1_conv", n))}
@@ -100,9 +109,9 @@ def describe(path: str | os.PathLike) -> WeightsFile:
                                "ResNet50 (3-4-6-3), ResNet101 (3-4-23-3) or ResNet152 (3-8-36-3); a ResNetV2 or "
                                "another network's file?")
         classes = None
-        if "predictions" in layers:
-            shapes = [f["predictions"][w].shape for w in _names(f["predictions"].attrs.get("weight_names", []))]
-            classes = int(shapes[-1][0]) if shapes else None
+        if "predictions" in layers and "predictions" in f:
+            shapes = [d.shape for d in _h5_layer(f["predictions"]).values()]
+            classes = int(shapes[-1][0]) if shapes and len(shapes[-1]) == 1 else None
     rgb_mean = tuple(reversed(CAFFE_MEAN_BGR))
     return WeightsFile(path, "keras-applications", depth, "v1", classes, rgb_mean, (1.0, 1.0, 1.0))
 
@@ -231,6 +240,13 @@ def load_into(model, wf: WeightsFile, new_classifier: bool = False) -> dict:
     """Set every weight of ``model`` (our network of ``wf``'s depth and variant, built with its
     normalization) from ``wf``: all or none. ``new_classifier`` keeps the model's own fresh classifier
     (another number of classes). Returns counts of what was loaded."""
+    try:
+        return _load_into(model, wf, new_classifier)
+    except (KeyError, OSError, ValueError, TypeError, IndexError) as exc:  # h5py/safetensors on a damaged file
+        raise WeightsError(f"{wf.path} is damaged: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
+
+
+def _load_into(model, wf: WeightsFile, new_classifier: bool) -> dict:
     from resnet_edge.arch.keras_model import BN_EPSILON
 
     torch = wf.format == "torchvision"
