@@ -139,7 +139,7 @@ def test_integer_input_gets_one_step_per_pixel(trained_resnet20, digits, tmp_pat
     from resnet_edge.tflite.inspect import io_tensors
 
     model = load_model(trained_resnet20)
-    x = digits.split("train").x[:64].astype(np.float32)
+    x = digits.split("train").x[:32].astype(np.float32)
     dim = 40 + x * (150 / 255)  # pixels 40..190 only
     raw = to_tflite(model, "int8", representative=dim, io="uint8")
     before = io_tensors(raw)[0][0]["quantization"]

@@ -86,16 +86,22 @@ def test_keras_applications_resnet50_matches_the_reference(resnet50_file, tmp_pa
     assert rel < 1e-4 and (got.argmax(1) == want.argmax(1)).all()
 
 
-def test_new_classifier_keeps_the_backbone(resnet50_file, tmp_path):
-    from resnet_edge.arch.keras_model import load_model
+def test_new_classifier_keeps_the_backbone(tmp_path):
+    """--classes other than the file's: every backbone tensor loaded, a fresh classifier of that size."""
+    from safetensors.numpy import save_file
 
-    path, ref = resnet50_file
-    r = run("build", "--weights", path, "--classes", "5", "--out", tmp_path / "r50_5.keras", "--json")
+    from resnet_edge.arch.keras_model import load_model
+    from tests.torchvision_reference import random_state_dict
+
+    sd = random_state_dict(18)
+    path = tmp_path / "resnet18.tv_in1k.safetensors"
+    save_file(sd, str(path))
+    r = run("build", "--weights", path, "--classes", "5", "--out", tmp_path / "r18_5.keras", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["weights"]["classifier"] == "new" and not json.loads(r.output)["trained"]
-    ours = load_model(tmp_path / "r50_5.keras")
-    np.testing.assert_array_equal(ours.get_layer("conv5_block3_3_conv").get_weights()[0],
-                                  ref.get_layer("conv5_block3_3_conv").get_weights()[0])
+    ours = load_model(tmp_path / "r18_5.keras")
+    np.testing.assert_array_equal(ours.get_layer("conv5_block2_2_conv").get_weights()[0],
+                                  sd["layer4.1.conv2.weight"].transpose(2, 3, 1, 0))
     assert ours.output_shape == (None, 5)
 
 

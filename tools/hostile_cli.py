@@ -37,8 +37,12 @@ def setup(work: Path) -> dict[str, str]:
     f["loop"] = str(work / "loop.tflite")
     (work / "empty.tflite").write_bytes(b"")
     f["empty"] = str(work / "empty.tflite")
+    (work / "empty.safetensors").write_bytes(b"")
+    f["empty_safetensors"] = str(work / "empty.safetensors")
     os.mkfifo(work / "fifo.tflite")
     f["fifo"] = str(work / "fifo.tflite")
+    os.mkfifo(work / "fifo.h5")
+    f["fifo_h5"] = str(work / "fifo.h5")
     f["nonutf8"] = os.fsdecode(bytes(work) + b"/\xff\xfe.tflite")
     Path(f["nonutf8"]).write_bytes(b"TFL3" * 8)
     f["shelly"] = str(work / f"{SHELLY}.tflite")
@@ -71,6 +75,18 @@ def cases(f: dict[str, str]) -> list[tuple[str, list[str], str, bool]]:
         ("inspect /dev/zero", ["inspect", "/dev/zero"], "refused", False),
         ("inspect a directory", ["inspect", "/"], "refused", False),
         ("inspect non-UTF-8 name, not a model", ["inspect", f["nonutf8"]], "refused", False),
+        ("metadata on a name with shell syntax", ["metadata", f["shelly"], "--mean", "0", "--std", "1"], "refused", False),
+        ("metadata on a FIFO", ["metadata", f["fifo"]], "refused", False),
+        ("metadata on /dev/zero", ["metadata", "/dev/zero"], "refused", False),
+        ("metadata on a symlink loop", ["metadata", f["loop"]], "refused", False),
+        ("metadata labels from a FIFO", ["metadata", f["nonutf8"], "--labels", f["fifo"]], "refused", False),
+        ("metadata labels from /dev/zero", ["metadata", f["nonutf8"], "--labels", "/dev/zero"], "refused", False),
+        ("metadata NaN std", ["metadata", f["nonutf8"], "--mean", "0", "--std", "nan"], "refused", False),
+        ("build weights from a FIFO", ["build", "--weights", f["fifo"]], "refused", False),
+        ("build weights from a FIFO named .h5", ["build", "--weights", f["fifo_h5"]], "refused", False),
+        ("build weights /dev/zero", ["build", "--weights", "/dev/zero"], "refused", False),
+        ("build weights symlink loop", ["build", "--weights", f["loop"]], "refused", False),
+        ("build weights zero-byte .safetensors", ["build", "--weights", f["empty_safetensors"]], "refused", False),
         ("train absurd epochs", ["train", "--model", "resnet20", "--epochs", "9" * 20, "--out", "r"], "refused", False),
         ("train NaN learning rate", ["train", "--model", "resnet20", "--lr", "nan", "--out", "r"], "refused", False),
         ("train negative limit", ["train", "--model", "resnet20", "--limit", "-1", "--out", "r"], "refused", False),

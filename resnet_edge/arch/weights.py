@@ -56,13 +56,20 @@ class WeightsFile:
     std: tuple[float, float, float]
 
 
+def _regular(path: Path) -> None:
+    """A weights file must be a regular file of a sane size (a FIFO would block the reader, a device never end)."""
+    if not path.exists():
+        raise WeightsError(f"weights file not found: {path}")
+    if not path.is_file():
+        raise WeightsError(f"{path} is not a regular file (a directory, FIFO or device); give a weights file")
+    if path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise WeightsError(f"{path} is {path.stat().st_size:,} bytes, more than any ResNet's weights")
+
+
 def _h5(path: Path):
     import h5py
 
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    if path.stat().st_size > MAX_WEIGHTS_BYTES:
-        raise WeightsError(f"{path} is {path.stat().st_size:,} bytes, more than any ResNet's weights")
+    _regular(path)
     try:
         return h5py.File(path, "r")
     except OSError:
@@ -131,10 +138,7 @@ def _safetensors(path: Path):
         from safetensors import safe_open
     except ImportError:
         raise WeightsError("reading .safetensors needs the safetensors package: pip install safetensors") from None
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    if path.stat().st_size > MAX_WEIGHTS_BYTES:
-        raise WeightsError(f"{path} is {path.stat().st_size:,} bytes, more than any ResNet's weights")
+    _regular(path)
     try:
         return safe_open(str(path), framework="numpy")
     except Exception as exc:  # the library's own error types vary: a damaged header is one line all the same

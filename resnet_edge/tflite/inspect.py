@@ -97,8 +97,8 @@ def app_metadata(data: bytes, inputs: list[dict], outputs: list[dict], label: st
         raise std.BadStandardMetadataError(
             f"{label}'s TFLITE_METADATA names {safe_text(missing[0], 80)} but the model {why}: the file was cut or "
             "repacked by a tool that dropped it; convert again, or rewrite it with `resnet-edge metadata`")
-    summary = std.summary(meta, files)
-    labels = std.parse_labels(files[summary["labels_file"]], summary["labels_file"]) if summary["labels_file"] else None
+    name, labels = std.label_file(meta, files)
+    summary = std.summary(meta, files, name, labels)
     return {**clean(summary), "problems": [safe_text(p, 300) for p in std.disagreements(meta, inputs, outputs, labels)]}
 
 

@@ -495,7 +495,7 @@ def _input_problems(tm: dict, subgraph_units: list[dict], t: dict) -> list[str]:
     if t["dtype"] == "int8":
         problems.append("the input is int8, which MediaPipe (1.2.3) and the Task Library (0.4.4) refuse: they take "
                         "uint8 or float32 (convert with --io uint8 for an app)")
-    norm = next((u for u in tm["process_units"] + subgraph_units if u["type"] == "NormalizationOptions"), None)
+    norm = _normalization_unit(tm, subgraph_units)
     channels = t["shape"][-1] if len(t["shape"]) == 4 else None
     if norm is None:
         if t["dtype"] == "float32":
@@ -526,24 +526,32 @@ def _short(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in values[:4]) + (", ...]" if len(values) > 4 else "]")
 
 
-def summary(meta: dict, files: dict[str, bytes]) -> dict:
+def label_file(meta: dict, files: dict[str, bytes]) -> tuple[str | None, list[str] | None]:
+    """The name of the first output's labels file and its lines (None, None when it names none; the lines are
+    None when the file is not among ``files``)."""
+    g = meta["subgraphs"][0] if meta["subgraphs"] else {"outputs": []}
+    names = [f["name"] for t in g["outputs"][:1] for f in t["associated_files"] if f["type"] == "TENSOR_AXIS_LABELS"]
+    if not names:
+        return None, None
+    return names[0], parse_labels(files[names[0]], names[0]) if names[0] in files else None
+
+
+def _normalization_unit(tm: dict, subgraph_units: list[dict]) -> dict | None:
+    return next((u for u in tm["process_units"] + subgraph_units if u["type"] == "NormalizationOptions"), None)
+
+
+def summary(meta: dict, files: dict[str, bytes], labels_file: str | None, labels: list[str] | None) -> dict:
     """The part of a decoded ``ModelMetadata`` that ``inspect`` shows: name, version, author, license,
-    labels, normalization and input range of the first input."""
-    g = meta["subgraphs"][0] if meta["subgraphs"] else {"inputs": [], "outputs": [], "input_process_units": []}
+    labels (from :func:`label_file`), normalization and input range of the first input."""
+    g = meta["subgraphs"][0] if meta["subgraphs"] else {"inputs": [], "input_process_units": []}
     tm = g["inputs"][0] if g["inputs"] else None
-    norm = None
-    if tm is not None:
-        norm = next((u for u in tm["process_units"] + g["input_process_units"] if u["type"] == "NormalizationOptions"), None)
-    label_files = [f["name"] for t in g["outputs"][:1] for f in t["associated_files"] if f["type"] == "TENSOR_AXIS_LABELS"]
-    labels = None
-    if label_files and label_files[0] in files:
-        labels = parse_labels(files[label_files[0]], label_files[0])
+    norm = _normalization_unit(tm, g["input_process_units"]) if tm is not None else None
     return {
         **{k: meta.get(k) for k in ("name", "description", "version", "author", "license", "min_parser_version")},
         "color_space": ((tm or {}).get("content") or {}).get("color_space"),
         "normalization": {"mean": norm.get("mean"), "std": norm.get("std")} if norm else None,
         "input_range": (tm or {}).get("stats"),
-        "labels_file": label_files[0] if label_files else None,
+        "labels_file": labels_file,
         "labels": len(labels) if labels is not None else None,
         "first_labels": labels[:10] if labels else [],
         "files": sorted(files)[:MAX_ITEMS],
