@@ -93,7 +93,7 @@ def set_app_metadata(path: str | os.PathLike, *, out: str | os.PathLike | None =
     """Write ``path`` (or ``out``) with new standard metadata; return what was written (see module doc).
     ``texts``: name, description, version, author, license (None: keep the model's, or ours)."""
     from resnet_edge.io import atomic_write_bytes, ensure_writable, manifest_path, read_manifest, replace_together
-    from resnet_edge.tflite.inspect import app_metadata
+    from resnet_edge.tflite.inspect import app_metadata, read_standard
 
     texts = {k: v for k, v in (texts or {}).items() if v is not None}
     for key, value in texts.items():
@@ -107,10 +107,9 @@ def set_app_metadata(path: str | os.PathLike, *, out: str | os.PathLike | None =
     read(data, label)
     t, o = image_classifier_tensors(data, label)
     ours = md.read_info(data) if checked["status"] == "verified" else None
-    earlier = app_metadata(data, [t], [o], label)  # raises when the standard metadata or its zip is damaged
-    earlier_labels = None
-    if earlier and earlier.get("labels_file"):
-        earlier_labels = std.parse_labels(std.packed_files(data, label)[earlier["labels_file"]], earlier["labels_file"])
+    found = read_standard(data, label)  # raises when the standard metadata or its zip is damaged
+    earlier = app_metadata(data, [t], [o], label, found=found)
+    earlier_labels = found[3] if found else None
     classes = o["shape"][-1]
     source_labels = "given"
     if labels is None:

@@ -82,9 +82,9 @@ def manifest_check(path: str | os.PathLike, data: bytes) -> dict | None:
     return {"path": shown, "matches": True} if manifest.get("kind") == "tflite-model" else None
 
 
-def app_metadata(data: bytes, inputs: list[dict], outputs: list[dict], label: str = "the model") -> dict | None:
-    """The standard metadata that app frameworks read (:mod:`resnet_edge.tflite.standard`), summarized,
-    with ``problems``: where it disagrees with the model's tensors. None when the model has none. Raises
+def read_standard(data: bytes, label: str = "the model") -> tuple[dict, dict, str | None, list[str] | None] | None:
+    """The standard metadata of a model, decoded: ``(ModelMetadata as a dict, appended files, labels file
+    name, its lines)``, or None when it has none. Raises
     :class:`~resnet_edge.tflite.standard.BadStandardMetadataError` when it, or its appended zip, is damaged."""
     raw = md.entries(data).get(std.ENTRY)
     if raw is None:
@@ -97,7 +97,19 @@ def app_metadata(data: bytes, inputs: list[dict], outputs: list[dict], label: st
         raise std.BadStandardMetadataError(
             f"{label}'s TFLITE_METADATA names {safe_text(missing[0], 80)} but the model {why}: the file was cut or "
             "repacked by a tool that dropped it; convert again, or rewrite it with `resnet-edge metadata`")
-    name, labels = std.label_file(meta, files)
+    return (meta, files, *std.label_file(meta, files))
+
+
+def app_metadata(data: bytes, inputs: list[dict], outputs: list[dict], label: str = "the model",
+                 found: tuple | None = None) -> dict | None:
+    """The standard metadata that app frameworks read (:mod:`resnet_edge.tflite.standard`), summarized,
+    with ``problems``: where it disagrees with the model's tensors. None when the model has none.
+    ``found``: what :func:`read_standard` returned for ``data``, when the caller has it already. Raises
+    :class:`~resnet_edge.tflite.standard.BadStandardMetadataError` when it, or its appended zip, is damaged."""
+    found = found or read_standard(data, label)
+    if found is None:
+        return None
+    meta, files, name, labels = found
     summary = std.summary(meta, files, name, labels)
     return {**clean(summary), "problems": [safe_text(p, 300) for p in std.disagreements(meta, inputs, outputs, labels)]}
 
