@@ -286,6 +286,17 @@ def _floats(ctx, param, value):
               help="lr/10 first: auto = until training error < 80% (the paper's rule for ResNet-110), 0 = off, N = N steps.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seeds initialization, data order and augmentation (same seed, same run).")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Transfer learning: start from ImageNet weights (a Keras Applications .h5, a torchvision/timm "
+                   ".safetensors, or 'imagenet'); the file decides the network and its normalization, the classifier "
+                   "is new. Then --freeze, --head-epochs and --fine-tune-lr apply.")
+@click.option("--freeze", help="With --weights: what stays frozen while fine-tuning: backbone (only the classifier "
+                               "ever trains), stages:N (the stem and the first N of the 4 stages), none. Default from "
+                               "the data: under 20 training images a class backbone, under 100 stages:2, else none.")
+@click.option("--head-epochs", type=click.IntRange(0), help="With --weights: epochs that train only the new classifier "
+              "(frozen backbone, BatchNorm in inference mode) before fine-tuning. Default: a quarter of --epochs.")
+@click.option("--fine-tune-lr", type=Finite(0, 100, min_open=True),
+              help="With --weights: the fine-tune phase's learning rate, dropped like --lr. Default: --lr / 10.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default", show_default=True,
               help="tf.distribute strategy (mirrored: all GPUs, or all logical CPUs; multiworker: cluster from TF_CONFIG).")
@@ -295,13 +306,20 @@ def _floats(ctx, param, value):
 @click.option("--force", is_flag=True, help="Allow an input so small that the last stage sees a 1x1 map.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final manifest as JSON.")
 def train(model_name, depth, family, plain, shortcut, input_size, source, out, epochs, batch_size, lr, momentum,
-          weight_decay, lr_boundaries, warmup, seed, resume, strategy, cpu_devices, limit, strict, force, as_json):
+          weight_decay, lr_boundaries, warmup, seed, weights, freeze, head_epochs, fine_tune_lr, resume, strategy,
+          cpu_devices, limit, strict, force, as_json):
     """Train a ResNet with the paper's recipe on real data, with a checkpoint every epoch.
 
     \b
     Example: resnet-edge train --model resnet20 --data digits --epochs 15 --out runs/r20
     After an interruption (even kill -9), the same command with --resume continues from the last
     checkpoint and ends where an uninterrupted run would have ended.
+
+    \b
+    Transfer learning from ImageNet weights, on a folder with a sub-folder of images per class:
+      resnet-edge train --weights resnet18.tv_in1k.safetensors --data folder:photos --out runs/mine
+    trains the new classifier on the frozen backbone first (--head-epochs), then fine-tunes what
+    --freeze leaves free at --fine-tune-lr.
     """
     from resnet_edge.arch.spec import spec_from_dict
     from resnet_edge.data import load
@@ -319,7 +337,15 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
         recipe_args["lr_boundaries"] = tuple(recipe_args["lr_boundaries"]) if recipe_args["lr_boundaries"] else None
         source = source if "source" in given else saved["data"]
         limit = limit if "limit" in given else saved["limit"]
-    recipe = Recipe(**recipe_args)
+    transfer = {"freeze": freeze, "head_epochs": head_epochs, "fine_tune_lr": fine_tune_lr}
+    asked = any(v is not None for v in transfer.values())
+    if saved:
+        transfer = {k: transfer[k] if k in given else saved["recipe"].get(k) for k in transfer}
+        recipe_args = {k: v for k, v in recipe_args.items() if k not in transfer}
+    wf = _train_weights(weights, asked, saved, depth, model_name, family, plain, source)
+    depth = wf.depth if wf else depth
+    tuning = bool(wf or (saved and saved.get("weights")))
+    recipe = _transfer_recipe(recipe_args, transfer, tuning)  # checked before the data loads; defaults come after
     model_given = given & {"model_name", "depth", "family", "plain", "shortcut", "input_size"}
     if not saved or model_given:
         _check_model_choice(model_name, depth, family, plain, input_size, source)
@@ -330,13 +356,49 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
         spec = spec_from_dict(saved["spec"])
     else:
         spec = spec_for_data(data, model=model_name, depth=depth, family=family, plain=plain, shortcut=shortcut,
-                             input_size=input_size, force=force)
+                             input_size=input_size, force=force, weights=wf)
+    if wf and not saved:
+        recipe = _transfer_recipe(recipe_args, transfer, tuning, min(len(data.train), limit or len(data.train)),
+                                  data.num_classes)
     if not as_json:
         sizes = f"{min(len(data.train), limit or len(data.train))} train / {min(len(data.val), limit or len(data.val))} val images"
         click.echo(f"{'Resuming' if saved else 'Training'} {spec.name} on {data.name} ({sizes}) in {out}", err=True)
-    manifest = run_training(spec, data, out, recipe, resume=resume, strategy=strategy, cpu_devices=cpu_devices,
-                            limit=limit, verbose=0 if as_json else None)
+    manifest = run_training(spec, data, out, recipe, weights=wf, resume=resume, strategy=strategy,
+                            cpu_devices=cpu_devices, limit=limit, verbose=0 if as_json else None)
     _echo_json_or(manifest, as_json, _train_human)
+
+
+def _train_weights(weights, asked, saved, depth, model_name, family, plain, source):
+    """The weights file of a transfer run (None for a run from scratch, and for a resumed one not given it
+    again), its options checked before TensorFlow loads. ``asked``: a transfer option was given."""
+    if not weights:
+        if asked and not (saved and saved.get("weights")):
+            raise click.UsageError("--freeze, --head-epochs and --fine-tune-lr are for transfer learning: "
+                                   "add --weights FILE (or --weights imagenet)")
+        return None
+    size = FIXED_SIZE_SOURCES.get(source.partition(":")[0])
+    if size:
+        raise click.UsageError(f"ImageNet weights need an ImageNet network (images of 64 px and more) and the images of "
+                               f"{source} are {size}x{size}: use --data folder:DIR, one sub-folder of images per class")
+    if saved and not saved.get("weights"):
+        raise click.UsageError("the run in the --out folder started from scratch: drop --weights to resume it")
+    return _weights_options(weights, depth, model_name, family, plain, None, None, None, False)[0]
+
+
+def _transfer_recipe(recipe_args: dict, transfer: dict, tuning: bool, train_images: int | None = None,
+                     classes: int | None = None):
+    """The run's Recipe (``tuning``: a transfer run). Without the data's size (before it loads) the transfer
+    options are only checked; with it, what was not given gets its default (``train.default_freeze``,
+    ``train.default_head_epochs``)."""
+    from resnet_edge.train import Recipe, default_freeze, default_head_epochs, frozen_stages
+
+    if not tuning:
+        return Recipe(**recipe_args)
+    freeze = transfer["freeze"] or (default_freeze(train_images, classes) if train_images is not None else "none")
+    frozen_stages(freeze)  # a bad value is named before the head default is worked out from it
+    head = transfer["head_epochs"]
+    head = default_head_epochs(freeze, recipe_args["epochs"]) if head is None else head
+    return Recipe(**recipe_args, freeze=freeze, head_epochs=head, fine_tune_lr=transfer["fine_tune_lr"])
 
 
 #: Sources whose images always have one size: a model for them can be advised before they load.
@@ -368,6 +430,18 @@ def _warmup(value: str):
         raise click.BadParameter(f"expected auto, 0 or a number of steps, got {value!r}", param_hint="--warmup") from None
 
 
+def _start_text(m: dict) -> str:
+    from resnet_edge.train import describe_freeze
+
+    r = m["recipe"]
+    text = f"{m['weights']['file']} ({m['weights']['format']}), new classifier"
+    if r["freeze"] == "backbone":
+        return f"{text}; only the classifier trained (--freeze backbone)"
+    tune = r["fine_tune_lr"] if r["fine_tune_lr"] is not None else r["lr"] / 10
+    return (f"{text}; {r['head_epochs']} head epoch(s) at lr {r['lr']:g}, then fine-tuned at {tune:g} "
+            f"({describe_freeze(r['freeze'])})")
+
+
 def _train_human(m: dict) -> str:
     from resnet_edge.ui import key_values
 
@@ -377,6 +451,7 @@ def _train_human(m: dict) -> str:
         ("epochs", f"{m['epochs_done']} ({f['step']} steps, strategy {m['strategy']['name']} x{m['strategy']['replicas']})"),
         ("final", f"train acc {f['train_acc']:.2%}, val acc {f['val_acc']:.2%}, loss {f['loss']:.4f}"),
         ("best", f"val acc {b['val_acc']:.2%} at epoch {b['epoch']} (best.keras)"),
+        *([("start", _start_text(m))] if m.get("weights") else []),
         ("warm-up", "none" if m["warmup_ended_at_step"] is None else f"lr/10 for the first {m['warmup_ended_at_step']} steps"),
         ("time", f"{m['seconds_total']:.1f} s training, {m['seconds_total'] / max(1, m['epochs_done']):.2f} s per epoch"),
         ("written", "model.keras, best.keras, history.csv/json, curves.png, checkpoints/"),

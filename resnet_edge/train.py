@@ -12,6 +12,16 @@ few steps, while a deep net that would diverge at 0.1 gets the start the paper g
 bundled digits ResNet-56 and plain-56 diverge at 0.1 without it). ``warmup=0`` turns it off; an integer
 N > 0 warms up for exactly N steps.
 
+Transfer learning (``weights=``, a published ImageNet weights file; ``recipe.freeze`` says what stays
+frozen): the classifier is new (the data's classes). The run has two phases. First the *head* phase,
+``recipe.head_epochs`` epochs: only the new classifier trains, on top of a frozen backbone whose
+BatchNorm layers run in inference mode (ImageNet's statistics). Then the *fine-tune* phase: everything
+but what ``freeze`` keeps frozen trains at ``recipe.fine_tune_lr`` (lr / 10 by default), with the
+family's learning-rate drops as fractions of that phase. ``freeze``: ``backbone`` (only the classifier
+ever trains: there is no fine-tune phase), ``stages:N`` (the stem and the first N of the 4 stages stay
+frozen, BatchNorm included), ``none`` (all of it fine-tunes, BatchNorm statistics too). The fine-tune
+phase starts with a new optimizer (momentum is per trainable variable) that continues the step count.
+
 A run directory holds::
 
     checkpoints/epoch-0007/{model.keras,state.json}   the last complete epoch (written as a whole)
@@ -63,6 +73,12 @@ class Recipe:
     #: "auto": lr * 0.1 until the training error is below 80% (the paper's rule); 0: none; N: N steps.
     warmup: str | int = "auto"
     seed: int = 0
+    #: Transfer learning only (None otherwise): backbone | none | stages:N (see the module docstring).
+    freeze: str | None = None
+    #: Epochs of the head phase (the new classifier alone, on a frozen backbone).
+    head_epochs: int = 0
+    #: The fine-tune phase's learning rate (None: lr / 10).
+    fine_tune_lr: float | None = None
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -75,6 +91,32 @@ class Recipe:
             raise ConfigError(f"--warmup is auto, 0 (off) or a number of steps, got {self.warmup!r}")
         if self.lr_boundaries is not None and not all(0 < b < 1 for b in self.lr_boundaries):
             raise ConfigError(f"--lr-boundaries are fractions of the run between 0 and 1, got {self.lr_boundaries}")
+        if self.freeze is not None:
+            frozen_stages(self.freeze)
+        elif self.head_epochs or self.fine_tune_lr is not None:
+            raise ConfigError("--head-epochs and --fine-tune-lr are for transfer learning: add --weights")
+        if not 0 <= self.head_epochs <= self.epochs:
+            raise ConfigError(f"--head-epochs must be between 0 and --epochs ({self.epochs}), got {self.head_epochs}")
+        if self.freeze == "backbone" and self.head_epochs != self.epochs:
+            raise ConfigError("--freeze backbone trains only the classifier: every epoch is a head epoch, "
+                              f"so drop --head-epochs (or give {self.epochs})")
+        if self.fine_tune_lr is not None and self.fine_tune_lr <= 0:
+            raise ConfigError(f"--fine-tune-lr must be > 0, got {self.fine_tune_lr}")
+
+    @property
+    def transfer(self) -> bool:
+        return self.freeze is not None
+
+    @property
+    def tune_lr(self) -> float:
+        """The fine-tune phase's learning rate."""
+        return self.fine_tune_lr if self.fine_tune_lr is not None else self.lr * FINE_TUNE_FACTOR
+
+    def phase(self, epoch: int) -> str | None:
+        """'head' or 'fine-tune' for a transfer run's 0-based ``epoch``; None for a run from scratch."""
+        if not self.transfer:
+            return None
+        return "head" if epoch < self.head_epochs else "fine-tune"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -82,20 +124,96 @@ class Recipe:
         return d
 
 
+FINE_TUNE_FACTOR = 0.1
+#: The 4 stages of an ImageNet ResNet (conv2_x .. conv5_x); the stem is conv1 and pool1.
+STAGES = 4
+
+
 def schedule_points(recipe: Recipe, spec: ResNetSpec, steps_per_epoch: int) -> tuple[list[int], list[float]]:
-    """Step boundaries and learning rates of the piecewise-constant schedule (warm-up not included)."""
+    """Step boundaries and learning rates of the piecewise-constant schedule (warm-up not included).
+
+    A run from scratch (or a transfer run that only trains its classifier) starts at ``lr`` and drops at
+    fractions of the run. A transfer run with a fine-tune phase trains its head at ``lr``, then starts the
+    fine-tune phase at ``tune_lr`` and drops at fractions of that phase."""
     total = recipe.epochs * steps_per_epoch
     fractions = recipe.lr_boundaries or ((0.5, 0.75) if spec.family == "cifar" else (1 / 3, 2 / 3))
-    boundaries: list[int] = []
-    values = [recipe.lr]
+    tuning = recipe.transfer and recipe.freeze != "backbone"
+    start = recipe.head_epochs * steps_per_epoch if tuning else 0
+    base = recipe.tune_lr if tuning else recipe.lr
+    boundaries, values = ([start], [recipe.lr, base]) if start else ([], [base])
     for i, f in enumerate(sorted(fractions)):
-        step = max(1, round(f * total))
+        step = start + max(1, round(f * (total - start)))
         if boundaries and step <= boundaries[-1]:  # tiny runs: drops that round to the same step merge
-            values[-1] = recipe.lr * recipe.lr_decay ** (i + 1)
+            values[-1] = base * recipe.lr_decay ** (i + 1)
             continue
         boundaries.append(step)
-        values.append(recipe.lr * recipe.lr_decay ** (i + 1))
+        values.append(base * recipe.lr_decay ** (i + 1))
     return boundaries, values
+
+
+def frozen_stages(freeze: str) -> int | None:
+    """How many stages ``freeze`` keeps frozen in the fine-tune phase (the stem with them): backbone -> None
+    (all, and there is no fine-tune phase), none -> -1 (nothing, not even the stem), stages:N -> N."""
+    if freeze == "backbone":
+        return None
+    if freeze == "none":
+        return -1
+    kind, _, n = freeze.partition(":")
+    if kind == "stages" and n.isdigit() and 0 <= int(n) <= STAGES:
+        return int(n)
+    raise ConfigError(f"--freeze is backbone, none or stages:N with N from 0 to {STAGES} (the stem and the first N "
+                      f"stages stay frozen), got {freeze!r}")
+
+
+def describe_freeze(freeze: str) -> str:
+    """What ``freeze`` keeps frozen while fine-tuning, in words."""
+    n = frozen_stages(freeze)
+    if n is None:
+        return "the whole backbone stays frozen (only the classifier trains)"
+    if n < 0:
+        return "nothing stays frozen"
+    stages = "" if n == 0 else f", conv2_x{'' if n == 1 else f'-conv{n + 1}_x'}"
+    return f"conv1{stages} stay frozen"
+
+
+def default_freeze(train_images: int, classes: int) -> str:
+    """``--freeze`` from the data's size: with under 20 training images a class only the classifier trains (a
+    backbone moved by so few images overfits them); under 100 a class the last two stages fine-tune; with
+    more, all of it."""
+    per_class = train_images / max(classes, 1)
+    return "backbone" if per_class < 20 else "stages:2" if per_class < 100 else "none"
+
+
+def default_head_epochs(freeze: str, epochs: int) -> int:
+    """The head phase's share of the run: all of it for ``backbone``, else a quarter (at least 1) before
+    fine-tuning starts, and none for a 1-epoch run."""
+    return epochs if freeze == "backbone" else min(max(1, round(epochs / 4)), epochs - 1)
+
+
+def _stage_of(layer_name: str) -> int | None:
+    """0 for the stem (conv1_*, pool1_*), 1..4 for conv2_x..conv5_x, None for the rest (classifier, pooling,
+    normalization)."""
+    head, _, _ = layer_name.partition("_")
+    if head in ("conv1", "pool1"):
+        return 0
+    if head.startswith("conv") and head[4:].isdigit():
+        return int(head[4:]) - 1
+    return None
+
+
+def set_phase(model, recipe: Recipe, phase: str, trainable: dict[str, bool]) -> None:
+    """Freeze what ``phase`` keeps frozen; the rest gets back its own flag (``trainable``: a fresh model's).
+    A frozen BatchNorm layer runs in inference mode (tf_keras)."""
+    keep = frozen_stages(recipe.freeze)
+    for layer in model.layers:
+        if layer.name == "predictions":
+            frozen = False
+        elif phase == "head" or keep is None:
+            frozen = True
+        else:
+            stage = _stage_of(layer.name)
+            frozen = stage is not None and stage <= keep
+        layer.trainable = trainable[layer.name] and not frozen
 
 
 WARMUP_FACTOR = 0.1
@@ -135,9 +253,13 @@ def _add_weight_decay(model, weight_decay: float) -> None:
         return
     from resnet_edge._tf import keras, tf
 
-    kernels = [layer.kernel for layer in model.layers
-               if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.trainable]
-    model.add_loss(lambda: weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels]))
+    layers = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+
+    def decay():  # read when the train step is traced: a frozen layer's kernel is not decayed
+        kernels = [layer.kernel for layer in layers if layer.trainable]
+        return weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels]) if kernels else tf.constant(0.0)
+
+    model.add_loss(decay)
 
 
 def compile_model(model, recipe: Recipe, spec: ResNetSpec) -> None:
@@ -159,14 +281,19 @@ def _lr_callback(recipe: Recipe, boundaries: list[int], values: list[float], war
     from resnet_edge._tf import keras
 
     class PaperLR(keras.callbacks.Callback):
+        #: The rate of the last batch trained (what the epoch's row reports).
+        trained_at = None
+
         def on_train_batch_begin(self, batch, logs=None):
             step = int(self.model.optimizer.iterations.numpy())
             if isinstance(recipe.warmup, int) and warm["active"] and step >= recipe.warmup:
                 warm.update(active=False, ended_at=step)
             factor = WARMUP_FACTOR if warm["active"] else 1.0
-            self.model.optimizer.learning_rate.assign(lr_at(step, boundaries, values) * factor)
+            self.rate = lr_at(step, boundaries, values) * factor
+            self.model.optimizer.learning_rate.assign(self.rate)
 
         def on_train_batch_end(self, batch, logs=None):
+            self.trained_at = self.rate
             # logs["acc"] is the epoch's running accuracy: judge it once it covers 10 batches (or the epoch).
             if batch + 1 < min(10, steps_per_epoch):
                 return
@@ -210,9 +337,10 @@ def _write_checkpoint(run_dir: Path, model, state: dict) -> Path:
     return final
 
 
-def _config(spec: ResNetSpec, data: Dataset, recipe: Recipe, limit: int | None) -> dict:
+def _config(spec: ResNetSpec, data: Dataset, recipe: Recipe, limit: int | None, weights: dict | None) -> dict:
     """What identifies a run, in the form it takes after a trip through JSON (tuples become lists)."""
-    return json.loads(json.dumps({"spec": spec.to_dict(), "data": data.name, "recipe": recipe.to_dict(), "limit": limit}))
+    return json.loads(json.dumps({"spec": spec.to_dict(), "data": data.name, "recipe": recipe.to_dict(), "limit": limit,
+                                  "weights": weights}))
 
 
 def saved_run(run_dir: str | Path) -> dict | None:
@@ -228,11 +356,16 @@ def _mismatch(saved: dict, wanted: dict) -> str:
     for key, value in wanted["spec"].items():
         if saved["spec"].get(key) != value:
             return f"its model has {key} {saved['spec'].get(key)}, not {value}"
+    ours, theirs = saved.get("weights"), wanted.get("weights")
+    if (ours or {}).get("sha256") != (theirs or {}).get("sha256"):
+        started = lambda w: f"from {w['file']}" if w else "from scratch"  # noqa: E731
+        return f"it started {started(ours)}, not {started(theirs)}"
     if saved["data"] != wanted["data"]:
         return f"it was trained on {saved['data']}, not {wanted['data']}"
+    defaults = Recipe().to_dict()  # a checkpoint older than a recipe field has its default
     for key, value in wanted["recipe"].items():
-        if saved["recipe"].get(key) != value:
-            return f"its {key} is {saved['recipe'].get(key)}, not {value}"
+        if saved["recipe"].get(key, defaults[key]) != value:
+            return f"its {key} is {saved['recipe'].get(key, defaults[key])}, not {value}"
     if saved.get("limit") != wanted.get("limit"):
         return f"it used --limit {saved.get('limit')}, not {wanted.get('limit')}"
     return ""
@@ -245,12 +378,18 @@ def _mismatch(saved: dict, wanted: dict) -> str:
 def spec_for_data(
     data: Dataset, *, model: str | None = None, depth: int | None = None, family: str | None = None,
     plain: bool | None = None, shortcut: str | None = None, input_size: int | None = None, force: bool = False,
+    weights=None,
 ) -> ResNetSpec:
-    """The network to train on ``data``: its classes, its image size, and the data's normalization built in."""
+    """The network to train on ``data``: its classes, its image size, and the data's normalization built in
+    (with ``weights``, a :class:`~resnet_edge.arch.weights.WeightsFile`: its network and its normalization)."""
     size = input_size or data.image_size
+    if weights is not None:
+        depth, family, variant, mean, std = weights.depth, "imagenet", weights.variant, weights.mean, weights.std
+    else:
+        variant, mean, std = "v1", tuple(data.mean), tuple(data.std)
     spec = resolve(
-        depth, model=model, family=family, plain=plain, shortcut=shortcut, input_size=size,
-        classes=data.num_classes, preprocess=Preprocess(tuple(data.mean), tuple(data.std), "float32"), force=force,
+        depth, model=model, family=family, plain=plain, shortcut=shortcut, variant=variant, input_size=size,
+        classes=data.num_classes, preprocess=Preprocess(mean, std, "float32"), force=force,
     )
     from resnet_edge.data.pipeline import check_fits
 
@@ -264,6 +403,7 @@ def train(
     run_dir: str | Path,
     recipe: Recipe = Recipe(),
     *,
+    weights=None,
     resume: bool = False,
     strategy: str = "default",
     cpu_devices: int | None = None,
@@ -275,8 +415,10 @@ def train(
 
     ``limit`` caps every split at that many examples (quick runs). ``stop_after`` ends the process's
     work after that many epochs as if it had been interrupted (the checkpoint stays; resume goes on).
+    ``weights`` (a :class:`~resnet_edge.arch.weights.WeightsFile`, with ``recipe.freeze`` set) starts a
+    transfer run from it with a new classifier; a resumed transfer run needs it only to check it.
     Side effects: writes the run directory described in the module docstring; with ``resume`` it
-    continues the newest checkpoint there and refuses one made for another model, data or recipe.
+    continues the newest checkpoint there and refuses one made for another model, data, recipe or weights.
     """
     from resnet_edge._tf import keras
     from resnet_edge.arch.keras_model import build_model, count_keras, load_model
@@ -287,7 +429,14 @@ def train(
     if run_dir.exists() and not run_dir.is_dir():
         raise ResnetEdgeError(f"--out {run_dir} is a file; give a directory for the run")
     data = data.subset(limit)
-    config = _config(spec, data, recipe, limit)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    if weights is not None and not recipe.transfer:
+        raise ConfigError("a run from weights needs a transfer recipe (Recipe.freeze: backbone, none or stages:N)")
+    if recipe.transfer and weights is None and not resume:
+        raise ConfigError("--freeze is for transfer learning: add --weights FILE (or --weights imagenet)")
+    identity = _weights_identity(weights) if weights is not None else None
+    config = _config(spec, data, recipe, limit, identity)
     found = _checkpoints(run_dir)
     state = None
     if found and not resume:
@@ -300,6 +449,8 @@ def train(
         if not found:
             raise ResnetEdgeError(f"nothing to resume in {run_dir}: no checkpoint there; drop --resume to start a run")
         state = json.loads((found[-1] / "state.json").read_text())
+        if weights is None and recipe.transfer:  # the checkpoint holds the weights; it says which file they came from
+            config["weights"] = state["config"].get("weights")
         why = _mismatch(state["config"], config)
         if why:
             raise ResnetEdgeError(f"the checkpoint in {run_dir} is from another run: {why}; use the same options, or another --out")
@@ -311,13 +462,27 @@ def train(
     keras.utils.set_random_seed(recipe.seed)
     dist = make_strategy(strategy, cpu_devices)
     steps_per_epoch = math.ceil(len(data.train) / recipe.batch_size)
+    flags = {layer.name: layer.trainable for layer in build_model(spec).layers} if recipe.transfer else {}
+    phase = recipe.phase(0)
     with dist.scope():
-        if state:  # the checkpoint carries the compiled optimizer: momentum, iteration count, schedule
-            model = load_model(found[-1] / "model.keras", compile=True)
+        if state:  # the checkpoint carries the compiled optimizer (momentum, iteration count, schedule) and the
+            model = load_model(found[-1] / "model.keras", compile=True)  # trainable flags of its phase
+            phase = state.get("phase")
         else:
             model = build_model(spec)
+            if weights is not None:
+                from resnet_edge.arch.weights import load_into
+
+                identity.update(load_into(model, weights, new_classifier=True))
+                _say(verbose, f"loaded {identity['layers']} layers of {identity['file']} ({identity['format']}); "
+                              f"new classifier for {spec.classes} classes")
+            if phase:
+                set_phase(model, recipe, phase, flags)
             compile_model(model, recipe, spec)
         _add_weight_decay(model, recipe.weight_decay)  # not serialized: added again on every start
+    if phase == "head" and not state:
+        _say(verbose, f"head: {recipe.head_epochs} epoch(s) training the classifier at lr {recipe.lr:g} on a frozen "
+                      "backbone (BatchNorm in inference mode)")
     start = state["epoch"] if state else 0
     history: list[dict] = state["history"] if state else []
     best = state.get("best") if state else None
@@ -325,23 +490,34 @@ def train(
     boundaries, values = schedule_points(recipe, spec, steps_per_epoch)
     if start >= recipe.epochs and _complete(run_dir, state):
         raise ResnetEdgeError(f"the run in {run_dir} is already complete ({start}/{recipe.epochs} epochs); nothing to resume")
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
     val_ds = make_dataset(data, "val", input_size=spec.input_size, batch_size=recipe.batch_size)
     for epoch in range(start, recipe.epochs):
+        if recipe.phase(epoch) != phase:  # the fine-tune phase: a new optimizer continues the step count
+            step = int(model.optimizer.iterations.numpy())
+            phase = recipe.phase(epoch)
+            with dist.scope():
+                set_phase(model, recipe, phase, flags)
+                compile_model(model, recipe, spec)
+                model.optimizer.iterations.assign(step)
+            _say(verbose, f"fine-tune from epoch {epoch + 1}: {describe_freeze(recipe.freeze)}; lr {recipe.tune_lr:g}")
         train_ds = make_dataset(
             data, "train", input_size=spec.input_size, batch_size=recipe.batch_size, training=True,
             seed=recipe.seed, epoch=epoch,
         )
         t0 = time.perf_counter()
+        first_step, one_epoch = int(model.optimizer.iterations.numpy()), _one_epoch_callback()
+        rate = _lr_callback(recipe, boundaries, values, warm, steps_per_epoch)
         fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=recipe.epochs, verbose=verbose,
-                        callbacks=[_lr_callback(recipe, boundaries, values, warm, steps_per_epoch), _one_epoch_callback()])
+                        callbacks=[rate, one_epoch])
         seconds = time.perf_counter() - t0
-        step = int(model.optimizer.iterations.numpy())
+        # tf_keras counts one step too many on a dataset of unknown length (an image folder: a file may fail to
+        # decode): the attempt that finds the data exhausted. Only the counter moves; it is set right here.
+        step = first_step + one_epoch.batches
+        model.optimizer.iterations.assign(step)
         row = {
             "epoch": epoch + 1,
             "step": step,
-            "lr": float(model.optimizer.learning_rate.numpy()),
+            "lr": float(rate.trained_at),
             "loss": float(fit.history["loss"][-1]),
             "train_acc": float(fit.history["acc"][-1]),
             "train_error": 1.0 - float(fit.history["acc"][-1]),
@@ -349,11 +525,13 @@ def train(
             "val_acc": float(fit.history["val_acc"][-1]),
             "seconds": round(seconds, 3),
         }
+        if phase:
+            row["phase"] = phase
         history.append(row)
         if best is None or row["val_acc"] > best["val_acc"]:
             best = {"epoch": row["epoch"], "val_acc": row["val_acc"]}
-            save_keras(_clean(model, spec), run_dir / "best.keras", _manifest(spec, data, recipe, history, best, "best", warm))
-        state = {"epoch": epoch + 1, "history": history, "best": best, "warmup": warm, "config": config}
+            save_keras(_clean(model, spec), run_dir / "best.keras", _manifest(spec, data, recipe, history, best, "best", warm, config))
+        state = {"epoch": epoch + 1, "history": history, "best": best, "warmup": warm, "config": config, "phase": phase}
         _write_checkpoint(run_dir, model, state)
         _write_history(run_dir, history)
         if stop_after is not None and epoch + 1 - start >= stop_after and epoch + 1 < recipe.epochs:
@@ -361,7 +539,7 @@ def train(
     # The last stages. A run killed after its last checkpoint resumes here directly (start == epochs),
     # so every file below is written again from the checkpoint, whatever point the kill came at.
     _write_history(run_dir, history)
-    manifest = _manifest(spec, data, recipe, history, best, "final", warm)
+    manifest = _manifest(spec, data, recipe, history, best, "final", warm, config)
     manifest["counts"] = count_keras(model).to_dict()
     manifest["strategy"] = {"name": strategy, "replicas": dist.num_replicas_in_sync}
     manifest["versions"] = versions()
@@ -389,7 +567,12 @@ def _one_epoch_callback():
 
     class OneEpoch(keras.callbacks.Callback):
         """Stop fit() after one epoch: each epoch gets its own seeded dataset, while the progress bar
-        still reads "Epoch 8/15"."""
+        still reads "Epoch 8/15". Counts the batches trained."""
+
+        batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
 
         def on_epoch_end(self, epoch, logs=None):
             self.model.stop_training = True
@@ -398,15 +581,28 @@ def _one_epoch_callback():
 
 
 def _clean(model, spec: ResNetSpec):
-    """The model to ship: the same weights without the training-only loss and optimizer."""
+    """The model to ship: the same weights without the training-only loss and optimizer, and nothing frozen
+    (a model's weight list puts frozen layers' weights last, so they are copied layer by layer)."""
     from resnet_edge.arch.keras_model import build_model
 
     clean = build_model(spec)
-    clean.set_weights(model.get_weights())
+    for layer in clean.layers:
+        layer.set_weights(model.get_layer(layer.name).get_weights())
     return clean
 
 
-def _manifest(spec, data, recipe, history, best, which, warm) -> dict:
+def _weights_identity(weights) -> dict:
+    from resnet_edge.io import sha256_file
+
+    return {"file": Path(weights.path).name, "sha256": sha256_file(weights.path), "format": weights.format}
+
+
+def _say(verbose: int, text: str) -> None:
+    if verbose:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _manifest(spec, data, recipe, history, best, which, warm, config) -> dict:
     return {
         "kind": "keras-model",
         "name": spec.name,
@@ -415,8 +611,9 @@ def _manifest(spec, data, recipe, history, best, which, warm) -> dict:
         "spec": spec.to_dict(),
         "trained": True,
         "data": data.info(),
-        "normalization": {"mean": list(data.mean), "std": list(data.std), "inside_model": True},
+        "normalization": {"mean": list(spec.preprocess.mean), "std": list(spec.preprocess.std), "inside_model": True},
         "recipe": recipe.to_dict(),
+        "weights": config["weights"],  # the published file a transfer run started from (None: from scratch)
         "epochs_done": len(history),
         "warmup_ended_at_step": warm["ended_at"],
         "seconds_total": round(sum(row["seconds"] for row in history), 2),
