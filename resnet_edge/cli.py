@@ -275,22 +275,25 @@ def _floats(ctx, param, value):
 @click.option("--input-size", type=SIZE, help="Model input side (image folders only; other sources fix it).")
 @DATA_OPTION
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory (checkpoints, models, history).")
-@click.option("--epochs", type=EPOCHS, default=15, show_default=True, help="Passes over the training split.")
+@click.option("--epochs", type=EPOCHS, default=15, show_default=True,
+              help="Passes over the training split (with --weights: enough for 500 steps, at least 15).")
 @click.option("--batch-size", type=BATCH, default=128, show_default=True, help="Images per step (the paper: 128).")
-@click.option("--lr", type=Finite(0, 100, min_open=True), default=0.1, show_default=True, help="Initial learning rate.")
+@click.option("--lr", type=Finite(0, 100, min_open=True), default=0.1, show_default=True,
+              help="Initial learning rate (with --weights: 0.003, the new classifier's).")
 @click.option("--momentum", type=Finite(0, 1, max_open=True), default=0.9, show_default=True, help="SGD momentum (the paper: 0.9).")
 @click.option("--weight-decay", type=Finite(0, 1), default=1e-4, show_default=True,
               help="L2 weight decay on the kernels (the paper: 1e-4).")
 @click.option("--lr-boundaries", callback=_floats, help="Learning-rate drops as fractions of the run (default: 0.5,0.75 CIFAR; 0.333,0.667 ImageNet).")
 @click.option("--warmup", default="auto", show_default=True,
-              help="lr/10 first: auto = until training error < 80% (the paper's rule for ResNet-110), 0 = off, N = N steps.")
+              help="lr/10 first: auto = until training error < 80% (the paper's rule for ResNet-110), 0 = off, N = N steps "
+                   "(with --weights: 0).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seeds initialization, data order and augmentation (same seed, same run).")
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="Transfer learning: start from ImageNet weights (a Keras Applications .h5, a torchvision/timm "
                    ".safetensors, or 'imagenet'); the file decides the network and its normalization, the classifier "
                    "is new. Then --freeze, --head-epochs and --fine-tune-lr apply.")
-@click.option("--freeze", help="With --weights: what stays frozen while fine-tuning: backbone (only the classifier "
+@click.option("--freeze", metavar="backbone|none|stages:N", help="With --weights: what stays frozen while fine-tuning: backbone (only the classifier "
                                "ever trains), stages:N (the stem and the first N of the 4 stages), none. Default from "
                                "the data: under 20 training images a class backbone, under 100 stages:2, else none.")
 @click.option("--head-epochs", type=click.IntRange(0), help="With --weights: epochs that train only the new classifier "
@@ -345,7 +348,10 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
     wf = _train_weights(weights, asked, saved, depth, model_name, family, plain, source)
     depth = wf.depth if wf else depth
     tuning = bool(wf or (saved and saved.get("weights")))
-    recipe = _transfer_recipe(recipe_args, transfer, tuning)  # checked before the data loads; defaults come after
+    early = dict(recipe_args)  # checked before the data loads; the defaults that depend on it come after
+    if tuning and not saved and "epochs" not in given:
+        early["epochs"] = max(early["epochs"], transfer["head_epochs"] or 0)
+    recipe = _transfer_recipe(early, transfer, tuning)
     model_given = given & {"model_name", "depth", "family", "plain", "shortcut", "input_size"}
     if not saved or model_given:
         _check_model_choice(model_name, depth, family, plain, input_size, source)
@@ -358,8 +364,16 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
         spec = spec_for_data(data, model=model_name, depth=depth, family=family, plain=plain, shortcut=shortcut,
                              input_size=input_size, force=force, weights=wf)
     if wf and not saved:
-        recipe = _transfer_recipe(recipe_args, transfer, tuning, min(len(data.train), limit or len(data.train)),
-                                  data.num_classes)
+        from resnet_edge.train import TRANSFER_LR, default_transfer_epochs
+
+        images = min(len(data.train), limit or len(data.train))
+        if "lr" not in given:
+            recipe_args["lr"] = TRANSFER_LR
+        if "warmup" not in given:
+            recipe_args["warmup"] = 0
+        if "epochs" not in given:
+            recipe_args["epochs"] = default_transfer_epochs(images, recipe_args["batch_size"])
+        recipe = _transfer_recipe(recipe_args, transfer, tuning, images, data.num_classes)
     if not as_json:
         sizes = f"{min(len(data.train), limit or len(data.train))} train / {min(len(data.val), limit or len(data.val))} val images"
         click.echo(f"{'Resuming' if saved else 'Training'} {spec.name} on {data.name} ({sizes}) in {out}", err=True)

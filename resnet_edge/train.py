@@ -21,6 +21,7 @@ family's learning-rate drops as fractions of that phase. ``freeze``: ``backbone`
 ever trains: there is no fine-tune phase), ``stages:N`` (the stem and the first N of the 4 stages stay
 frozen, BatchNorm included), ``none`` (all of it fine-tunes, BatchNorm statistics too). The fine-tune
 phase starts with a new optimizer (momentum is per trainable variable) that continues the step count.
+The new classifier starts at zero (as in BiT), so the first steps start from uniform predictions.
 
 A run directory holds::
 
@@ -172,8 +173,22 @@ def describe_freeze(freeze: str) -> str:
         return "the whole backbone stays frozen (only the classifier trains)"
     if n < 0:
         return "nothing stays frozen"
-    stages = "" if n == 0 else f", conv2_x{'' if n == 1 else f'-conv{n + 1}_x'}"
-    return f"conv1{stages} stay frozen"
+    if n == 0:
+        return "conv1 stays frozen"
+    return f"conv1, conv2_x{'' if n == 1 else f'-conv{n + 1}_x'} stay frozen"
+
+
+#: Transfer runs' defaults, after BiT (Kolesnikov et al., "Big Transfer", 2020): SGD at 0.003 for a new
+#: classifier on pretrained features (pooled ResNet-50 features have norms near 40, and the paper's 0.1 diverges
+#: on them), no warm-up, and at least 500 steps on a small data set.
+TRANSFER_LR = 0.003
+TRANSFER_MIN_STEPS = 500
+
+
+def default_transfer_epochs(train_images: int, batch_size: int) -> int:
+    """Epochs for at least TRANSFER_MIN_STEPS steps, and at least 15 (the usual default)."""
+    steps_per_epoch = math.ceil(train_images / batch_size)
+    return max(15, math.ceil(TRANSFER_MIN_STEPS / max(steps_per_epoch, 1)))
 
 
 def default_freeze(train_images: int, classes: int) -> str:
@@ -474,6 +489,8 @@ def train(
                 from resnet_edge.arch.weights import load_into
 
                 identity.update(load_into(model, weights, new_classifier=True))
+                head = model.get_layer("predictions")  # zero-initialized (BiT): uniform predictions at the start
+                head.set_weights([w * 0 for w in head.get_weights()])
                 _say(verbose, f"loaded {identity['layers']} layers of {identity['file']} ({identity['format']}); "
                               f"new classifier for {spec.classes} classes")
             if phase:

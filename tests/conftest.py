@@ -78,6 +78,32 @@ def converted(trained_resnet20, digits, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qat_run(trained_resnet20, tmp_path_factory):
+    """`resnet-edge qat` on the trained ResNet-20 (1 epoch, 256 examples a split), run once for the optimization
+    and conversion tests: (the path of q.h5, the manifest the command printed)."""
+    import json
+
+    from tests.cli_helpers import run
+
+    out = tmp_path_factory.mktemp("qat") / "q.h5"
+    r = run("qat", trained_resnet20, "--epochs", "1", "--limit", "256", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    return out, json.loads(r.output)
+
+
+@pytest.fixture(scope="session")
+def pruned_run(trained_resnet20, digits, tmp_path_factory):
+    """Magnitude pruning of the trained ResNet-20 to 50% (constant schedule, the first convolution left dense, 1
+    epoch, 256 examples a split), run once: (the path of p.keras, the manifest)."""
+    from resnet_edge.optimize.prune import prune
+
+    out = tmp_path_factory.mktemp("pruned") / "p.keras"
+    m = prune(trained_resnet20, digits, out, sparsity=0.5, schedule="constant", skip=("first",), epochs=1, limit=256,
+              verbose=0)
+    return out, m
+
+
+@pytest.fixture(scope="session")
 def old_runtime_python(tmp_path_factory):
     env = tmp_path_factory.mktemp("trenv") / "env"
     proc = subprocess.run(["bash", str(ROOT / "tools" / "make_tflite_runtime_env.sh"), str(env)],

@@ -101,11 +101,13 @@ def test_gpu_incompatible_op_is_reported():
     assert report(tfl, "cpu")["blockers"][0]["op"] == "TOPK_V2"
 
 
-def test_qat_model_converts_without_representative_data(trained, digits, tmp_path):
-    from resnet_edge.export import convert
-    from resnet_edge.optimize.qat import qat
+def test_qat_model_converts_without_representative_data(qat_run, digits, tmp_path):
+    import shutil
 
-    qat(trained, digits, tmp_path / "q.h5", epochs=1, limit=128, verbose=0)
+    from resnet_edge.export import convert
+
+    for name in ("q.h5", "q.json"):  # the shared QAT model and its manifest, in a folder of this test's own
+        shutil.copy(qat_run[0].with_name(name), tmp_path / name)
     with pytest.raises(ConfigError, match="would overwrite q.json"):  # the QAT model's own manifest
         convert(model_path=tmp_path / "q.h5", modes=["int8"], out=str(tmp_path / "q.tflite"), data=digits)
     (m,) = convert(model_path=tmp_path / "q.h5", modes=["int8"], out=str(tmp_path / "q_int8.tflite"), data=digits, io="int8",
@@ -116,13 +118,11 @@ def test_qat_model_converts_without_representative_data(trained, digits, tmp_pat
         convert(model_path=tmp_path / "q.h5", modes=["float16"], out=str(tmp_path / "x.tflite"), data=digits)
 
 
-def test_pruned_model_keeps_zeros_in_tflite(trained, digits, tmp_path):
+def test_pruned_model_keeps_zeros_in_tflite(pruned_run, digits, tmp_path):
     from resnet_edge.export import convert
-    from resnet_edge.optimize.prune import prune
     from resnet_edge.tflite.inspect import inspect
 
-    prune(trained, digits, tmp_path / "p.keras", sparsity=0.5, schedule="constant", epochs=1, limit=128, verbose=0)
-    (m,) = convert(model_path=tmp_path / "p.keras", modes=["float32"], out=str(tmp_path / "p_float32.tflite"), data=digits,
+    (m,) = convert(model_path=pruned_run[0], modes=["float32"], out=str(tmp_path / "p_float32.tflite"), data=digits,
                    parity_samples=50, check_old_runtime=False)
     assert inspect(tmp_path / "p_float32.tflite", targets=())["weight_sparsity"]["sparsity"] > 0.45
 

@@ -18,14 +18,12 @@ def trained(trained_resnet20):
     return trained_resnet20
 
 
-def test_qat_quantizes_everything_and_converts_without_calibration(trained, digits, tmp_path):
+def test_qat_quantizes_everything_and_converts_without_calibration(qat_run, tmp_path):
     from resnet_edge.arch.keras_model import load_model
     from resnet_edge.convert import is_qat_model, to_tflite
     from resnet_edge.tflite.model import read, op_name, type_name
 
-    out = tmp_path / "qat.h5"
-    m = json.loads(CliRunner().invoke(cli, ["qat", str(trained), "--epochs", "1", "--limit", str(LIMIT), "--out",
-                                            str(out), "--json"]).output)
+    out, m = qat_run
     assert m["left_in_float"] == []
     statuses = {r["layer"]: r["status"] for r in m["layers"]}
     assert statuses["conv1_bn"] == "folded" and statuses["conv2_block1_1_conv"] == "quantized"
@@ -95,14 +93,13 @@ def test_keras3_in_memory_model_is_refused():
     assert "refused:" in proc.stdout and "tf_keras" in proc.stdout, proc.stderr[-2000:]
 
 
-def test_magnitude_pruning_sparsity_in_keras_and_tflite(trained, digits, tmp_path):
+def test_magnitude_pruning_sparsity_in_keras_and_tflite(pruned_run):
     from resnet_edge.arch.keras_model import load_model
     from resnet_edge.convert import to_tflite
-    from resnet_edge.optimize.prune import kernel_sparsity, prune
+    from resnet_edge.optimize.prune import kernel_sparsity
     from resnet_edge.tflite.model import weight_sparsity
 
-    out = tmp_path / "p.keras"
-    m = prune(trained, digits, out, sparsity=0.5, schedule="constant", skip=("first",), epochs=1, limit=LIMIT, verbose=0)
+    out, m = pruned_run
     model = load_model(out)
     rows = kernel_sparsity(model)
     assert rows[0]["layer"] == "conv1_conv" and rows[0]["sparsity"] < 0.1  # skipped: stays dense

@@ -108,14 +108,26 @@ def test_phases_freeze_what_they_say_and_resume_exactly(setup):
 
 
 def test_cli_defaults_from_the_data_size(setup, tmp_path):
-    """Few images a class: only the classifier trains; the output says how the run started."""
+    """Few images a class: only the classifier trains, at the transfer rate, without warm-up, from a zero classifier;
+    the output says how the run started."""
     out = tmp_path / "run"
     r = run("train", "--weights", setup / "r18_0.safetensors", "--data", f"folder:{setup / 'photos'}",
-            "--input-size", "64", "--epochs", "1", "--batch-size", "16", "--limit", "40", "--lr", "0.01", "--out", out)
+            "--input-size", "64", "--epochs", "1", "--batch-size", "16", "--limit", "40", "--out", out)
     assert r.exit_code == 0, r.output
     assert "r18_0.safetensors (torchvision), new classifier; only the classifier trained (--freeze backbone)" in r.output
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["recipe"]["freeze"] == "backbone" and manifest["recipe"]["head_epochs"] == 1
+    assert manifest["recipe"]["lr"] == 0.003 and manifest["recipe"]["warmup"] == 0
+
+
+def test_transfer_defaults():
+    from resnet_edge.train import default_freeze, default_head_epochs, default_transfer_epochs
+
+    assert default_transfer_epochs(50, 32) == 250  # 2 steps an epoch: 500 steps
+    assert default_transfer_epochs(100_000, 128) == 15  # a large set: the usual 15 epochs
+    assert [default_freeze(n, 5) for n in (99, 100, 499, 500)] == ["backbone", "stages:2", "stages:2", "none"]
+    assert default_head_epochs("backbone", 40) == 40 and default_head_epochs("none", 40) == 10
+    assert default_head_epochs("stages:2", 1) == 0
 
 
 @pytest.mark.slow
