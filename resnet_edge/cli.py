@@ -444,14 +444,24 @@ def _warmup(value: str):
         raise click.BadParameter(f"expected auto, 0 or a number of steps, got {value!r}", param_hint="--warmup") from None
 
 
+def _warmup_text(m: dict) -> str:
+    ended = m["warmup_ended_at_step"]
+    if ended is not None:
+        return f"lr/10 for the first {ended} steps"
+    if m["recipe"]["warmup"] == 0:
+        return "none"
+    return "lr/10 for the whole run (training error stayed above 80%)" if m["recipe"]["warmup"] == "auto" else \
+        "lr/10 for the whole run (shorter than --warmup)"
+
+
 def _start_text(m: dict) -> str:
-    from resnet_edge.train import describe_freeze
+    from resnet_edge.train import FINE_TUNE_FACTOR, describe_freeze
 
     r = m["recipe"]
     text = f"{m['weights']['file']} ({m['weights']['format']}), new classifier"
     if r["freeze"] == "backbone":
         return f"{text}; only the classifier trained (--freeze backbone)"
-    tune = r["fine_tune_lr"] if r["fine_tune_lr"] is not None else r["lr"] / 10
+    tune = r["fine_tune_lr"] if r["fine_tune_lr"] is not None else r["lr"] * FINE_TUNE_FACTOR
     return (f"{text}; {r['head_epochs']} head epoch(s) at lr {r['lr']:g}, then fine-tuned at {tune:g} "
             f"({describe_freeze(r['freeze'])})")
 
@@ -466,7 +476,7 @@ def _train_human(m: dict) -> str:
         ("final", f"train acc {f['train_acc']:.2%}, val acc {f['val_acc']:.2%}, loss {f['loss']:.4f}"),
         ("best", f"val acc {b['val_acc']:.2%} at epoch {b['epoch']} (best.keras)"),
         *([("start", _start_text(m))] if m.get("weights") else []),
-        ("warm-up", "none" if m["warmup_ended_at_step"] is None else f"lr/10 for the first {m['warmup_ended_at_step']} steps"),
+        ("warm-up", _warmup_text(m)),
         ("time", f"{m['seconds_total']:.1f} s training, {m['seconds_total'] / max(1, m['epochs_done']):.2f} s per epoch"),
         ("written", "model.keras, best.keras, history.csv/json, curves.png, checkpoints/"),
     ])

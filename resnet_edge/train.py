@@ -619,6 +619,14 @@ def _say(verbose: int, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
+def _normalization(spec: ResNetSpec, data: Dataset) -> dict:
+    """The model's built-in normalization (the data's, or the weights' of a transfer run); without one, the
+    data's, which the inputs then need."""
+    inside = spec.preprocess is not None
+    mean, std = (spec.preprocess.mean, spec.preprocess.std) if inside else (data.mean, data.std)
+    return {"mean": list(mean), "std": list(std), "inside_model": inside}
+
+
 def _manifest(spec, data, recipe, history, best, which, warm, config) -> dict:
     return {
         "kind": "keras-model",
@@ -628,7 +636,7 @@ def _manifest(spec, data, recipe, history, best, which, warm, config) -> dict:
         "spec": spec.to_dict(),
         "trained": True,
         "data": data.info(),
-        "normalization": {"mean": list(spec.preprocess.mean), "std": list(spec.preprocess.std), "inside_model": True},
+        "normalization": _normalization(spec, data),
         "recipe": recipe.to_dict(),
         "weights": config["weights"],  # the published file a transfer run started from (None: from scratch)
         "epochs_done": len(history),

@@ -160,3 +160,13 @@ def test_train_cli_errors(tmp_path):
     r = runner.invoke(cli, ["train", "--model", "resnet20", "--data", f"cifar10:{tmp_path}", "--out", str(tmp_path / "y")])
     assert r.exit_code != 0 and "expected" in r.output
     assert not (tmp_path / "y").exists()
+
+
+def test_warmup_line_says_what_happened():
+    """A warm-up that never ended ran the whole run at lr/10; 'none' is only for a run without one."""
+    from resnet_edge.cli import _warmup_text
+
+    assert _warmup_text({"warmup_ended_at_step": 12, "recipe": {"warmup": "auto"}}) == "lr/10 for the first 12 steps"
+    assert "whole run" in _warmup_text({"warmup_ended_at_step": None, "recipe": {"warmup": "auto"}})
+    assert "whole run" in _warmup_text({"warmup_ended_at_step": None, "recipe": {"warmup": 500}})
+    assert _warmup_text({"warmup_ended_at_step": None, "recipe": {"warmup": 0}}) == "none"
