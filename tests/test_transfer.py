@@ -6,33 +6,11 @@ phase boundary, the model that ships, and the errors. tools/transfer.py measures
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from tests.cli_helpers import one_line_error, run
-
-
-def write_digit_folder(root: Path, classes=range(5), per_class: int | None = None, size: int = 64, offset: int = 0) -> Path:
-    """scikit-learn's digits of ``classes`` as size x size RGB PNGs, one sub-folder per class (c0, c1, ...)."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    taken: dict[int, int] = {}
-    for i, (img, y) in enumerate(zip(digits.images, digits.target)):
-        y = int(y)
-        if y not in classes or (per_class is not None and taken.get(y, 0) >= per_class + offset):
-            continue
-        taken[y] = taken.get(y, 0) + 1
-        if taken[y] <= offset:
-            continue
-        pixels = Image.fromarray((img / 16 * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR).convert("RGB")
-        folder = root / f"c{y}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels.save(folder / f"{i}.png")
-    return root
+from tools.transfer import digits_by_class, write_digit_folder
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +20,8 @@ def setup(tmp_path_factory):
     from tests.torchvision_reference import random_state_dict
 
     root = tmp_path_factory.mktemp("transfer")
-    write_digit_folder(root / "photos", per_class=30)
+    order = digits_by_class()
+    write_digit_folder(root / "photos", {c: order[c][:30] for c in range(5)})
     for seed in (0, 1):
         save_file(random_state_dict(18, seed=seed), str(root / f"r18_{seed}.safetensors"))
     return root

@@ -49,6 +49,7 @@ from resnet_edge.ui import table  # noqa: E402
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 SIZE = 64
+BATCH = 32
 TEST_FROM = 60  # per target class: images 0..49 may train, 50..59 validate, the rest are the test set
 
 
@@ -68,7 +69,8 @@ def write_digit_folder(root: Path, picks: dict[int, list[int]], size: int = SIZE
     return root
 
 
-def _by_class(seed: int = 0) -> dict[int, list[int]]:
+def digits_by_class(seed: int = 0) -> dict[int, list[int]]:
+    """Each digit's indices into load_digits(), in a seeded random order (take the first k for k a class)."""
     from sklearn.datasets import load_digits
 
     y = load_digits().target
@@ -78,7 +80,7 @@ def _by_class(seed: int = 0) -> dict[int, list[int]]:
 
 def make_data(out: Path, shots: list[int]) -> dict:
     """The source folder (train/val) and one target folder per shot count (train/val/test, the same test set)."""
-    order = _by_class()
+    order = digits_by_class()
     folders = {"source": out / "source"}
     if not (out / "source" / "val").is_dir():
         write_digit_folder(out / "source" / "train", {c: order[c][20:] for c in SOURCE})
@@ -127,32 +129,27 @@ def pretrain(folder: Path, out: Path, epochs: int) -> dict:
 
 
 def run_arm(name: str, folder: Path, out: Path, steps: int, weights: Path | None) -> dict:
-    """One `resnet-edge train` run with its defaults (the paper's from scratch; the transfer ones from
-    ``weights``), batch 32 and about ``steps`` steps for both, scored on the target's test split."""
-    from resnet_edge.arch.weights import describe
+    """One `resnet-edge train` command with its own defaults (the paper's from scratch; the transfer ones with
+    ``--weights``), batch 32 and about ``steps`` steps for both, scored on the target's test split."""
+    from resnet_edge.cli import cli
     from resnet_edge.data import load
     from resnet_edge.evaluate import evaluate
-    from resnet_edge.train import (TRANSFER_LR, Recipe, default_freeze, default_head_epochs, saved_run, spec_for_data,
-                                   train)
+    from resnet_edge.train import saved_run
 
     run = out / name
     data = load(f"folder:{folder}")
-    batch = 32
-    epochs = -(-steps // -(-len(data.train) // batch))
-    if weights is None:
-        spec, wf, recipe = spec_for_data(data, depth=50, input_size=SIZE), None, Recipe(epochs=epochs, batch_size=batch)
-    else:
-        wf = describe(weights)
-        spec = spec_for_data(data, input_size=SIZE, weights=wf)
-        freeze = default_freeze(len(data.train), data.num_classes)
-        recipe = Recipe(epochs=epochs, batch_size=batch, lr=TRANSFER_LR, warmup=0, freeze=freeze,
-                        head_epochs=default_head_epochs(freeze, epochs))
+    epochs = -(-steps // -(-len(data.train) // BATCH))
     if not (run / "model.json").exists():
-        train(spec, data, run, recipe, weights=wf, resume=saved_run(run) is not None, verbose=2)
+        start = ["--weights", str(weights)] if weights else ["--depth", "50"]
+        cli.main(["train", *start, "--data", f"folder:{folder}", "--input-size", str(SIZE), "--epochs", str(epochs),
+                  "--batch-size", str(BATCH), "--out", str(run), *(["--resume"] if saved_run(run) else [])],
+                 standalone_mode=False)
+    manifest = json.loads((run / "model.json").read_text())
+    recipe = manifest["recipe"]
     scored = evaluate(run / "model.keras", data, split="test")
     return {"arm": name, "train_images": len(data.train), "test_images": len(data.test), "top1": scored["top1"],
-            "freeze": recipe.freeze, "epochs": epochs, "head_epochs": recipe.head_epochs, "lr": recipe.lr,
-            "val_acc_best": json.loads((run / "model.json").read_text())["best"]["val_acc"]}
+            "freeze": recipe["freeze"], "epochs": epochs, "head_epochs": recipe["head_epochs"], "lr": recipe["lr"],
+            "val_acc_best": manifest["best"]["val_acc"]}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
