@@ -66,8 +66,7 @@ def build(spec: ResNetSpec, out: str | Path | None = None, weights=None, new_cla
     loaded = None
     if weights is not None:
         from resnet_edge.arch.weights import load_into
-        loaded = {"file": Path(weights.path).name, "sha256": sha256_file(weights.path), "format": weights.format,
-                  **load_into(model, weights, new_classifier=new_classifier)}
+        loaded = {**weights.identity(), **load_into(model, weights, new_classifier=new_classifier)}
     counts = count_keras(model)
     expected = count(spec)
     if counts != expected:  # the plan and the built model must agree; a mismatch is a bug, not user error

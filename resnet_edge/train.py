@@ -450,7 +450,7 @@ def train(
         raise ConfigError("a run from weights needs a transfer recipe (Recipe.freeze: backbone, none or stages:N)")
     if recipe.transfer and weights is None and not resume:
         raise ConfigError("--freeze is for transfer learning: add --weights FILE (or --weights imagenet)")
-    identity = _weights_identity(weights) if weights is not None else None
+    identity = weights.identity() if weights is not None else None
     config = _config(spec, data, recipe, limit, identity)
     found = _checkpoints(run_dir)
     state = None
@@ -606,12 +606,6 @@ def _clean(model, spec: ResNetSpec):
     for layer in clean.layers:
         layer.set_weights(model.get_layer(layer.name).get_weights())
     return clean
-
-
-def _weights_identity(weights) -> dict:
-    from resnet_edge.io import sha256_file
-
-    return {"file": Path(weights.path).name, "sha256": sha256_file(weights.path), "format": weights.format}
 
 
 def _say(verbose: int, text: str) -> None:

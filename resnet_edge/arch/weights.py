@@ -55,6 +55,12 @@ class WeightsFile:
     mean: tuple[float, float, float]  # the model's built-in normalization, RGB, 0..255 units
     std: tuple[float, float, float]
 
+    def identity(self) -> dict:
+        """What a manifest records of the file: its name, sha256 and format."""
+        from resnet_edge.io import sha256_file
+
+        return {"file": self.path.name, "sha256": sha256_file(self.path), "format": self.format}
+
 
 def _regular(path: Path) -> None:
     """A weights file must be a regular file of a sane size (a FIFO would block the reader, a device never end)."""
