@@ -105,6 +105,7 @@ class Collected:
         self.stdout = b""
         self.err_lines: list[str] = []
         self.ended = "exit"
+        self.limit = 0
 
 
 def collect(proc: subprocess.Popen, *, timeout: float, max_stdout: int = 64 << 20,
@@ -114,6 +115,7 @@ def collect(proc: subprocess.Popen, *, timeout: float, max_stdout: int = 64 << 2
     that writes nothing cannot hang us past ``timeout``. Lines of stderr that start with ``progress `` go to
     ``on_progress`` (the rest of the line); other lines are kept (each cut at 2,000 characters)."""
     got = Collected()
+    got.limit = max_stdout
     chunks: list[bytes] = []
 
     def read_out():

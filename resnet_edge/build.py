@@ -29,7 +29,7 @@ def check_keras_path(out: str | Path, h5_only: bool = False) -> Path:
         )
     if out.suffix not in KERAS_SUFFIXES:
         raise ResnetEdgeError(f"--out {out}: use a .keras or .h5 file name (e.g. {out.with_suffix('.keras').name})")
-    return ensure_writable(out)
+    return ensure_writable(out, manifest=True)
 
 
 def save_keras(model, out: str | Path, manifest: dict, h5_only: bool = False) -> dict:

@@ -174,12 +174,12 @@ def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegat
                            benchmark_binary=benchmark_binary)
     finally:
         _end_progress(show)
+    _echo_json_or(result, as_json, _bench_human)  # the figures first: a store that fails cannot lose them
     if not no_store and result["records"]:
         try:
             _store(result, settings, store_path)
-        except ResnetEdgeError as exc:  # the figures are printed all the same
+        except ResnetEdgeError as exc:
             click.echo(f"warning: not stored: {exc}", err=True)
-    _echo_json_or(result, as_json, _bench_human)
     if result.get("incomplete"):
         raise click.ClickException(f"incomplete: {result['incomplete']}")
 
@@ -216,6 +216,10 @@ def _ms(v) -> str:
     return "-" if v is None else (f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.0f}")
 
 
+def _mb(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
 def _bench_human(r: dict) -> str:
     from resnet_edge.ui import safe_text, table
 
@@ -227,7 +231,7 @@ def _bench_human(r: dict) -> str:
                      "p99": _ms(x["p99_ms"]), "max": _ms(x["max_ms"]),
                      "tput": "-" if not x["throughput_per_s"] else f"{x['throughput_per_s']:.1f}",
                      "mem": "-" if x.get("peak_rss_overall_mb") is None else
-                            f"{x['peak_rss_init_mb']:.0f}/{x['peak_rss_overall_mb']:.0f}",
+                            f"{_mb(x.get('peak_rss_init_mb'))}/{_mb(x['peak_rss_overall_mb'])}",
                      "ratio": "" if x.get("vs_baseline") is None else f"{x['vs_baseline']:.2f}x"})
     cols = [("model", "model"), ("setting", "setting"), ("init", "init ms"), ("first", "first ms"), ("warm", "warm-up ms"),
             ("avg", "avg ms"), ("std", "std"), ("min", "min"), ("p50", "p50"), ("p90", "p90"), ("p99", "p99"),
@@ -247,7 +251,7 @@ def _bench_human(r: dict) -> str:
     for x in r["records"]:
         where = f"{safe_text(x['model'], 60)} [{x['setting']}]"
         if x.get("fully_accelerated") is not None:
-            lines.append(f"{where}: {x['accelerator']}, fully accelerated: {'yes' if x['fully_accelerated'] else 'no (some ops run on the CPU fallback)'}")
+            lines.append(f"{where}: {safe_text(x.get('accelerator'), 40)}, fully accelerated: {'yes' if x['fully_accelerated'] else 'no (some ops run on the CPU fallback)'}")
         for note in x.get("notes") or []:
             lines.append(f"{where}: {safe_text(note, 300)}")
         wc = x.get("weight_cache_init")
@@ -366,7 +370,7 @@ def _eval_human(r: dict) -> str:
                       f"{r['n']} images" + (f" ({r['skipped']} unreadable, skipped)" if r.get("skipped") else "")),
              ("inputs", safe_text(r["preprocessing"]["from"], 200)),
              ("runtime", safe_text(f"{s['runtime']} {s['runtime_version']}, {s['api']}", 80) +
-              (f", {s['accelerator']}" if s.get("accelerator") else f", {s['kernels']}") +
+              safe_text(f", {s['accelerator']}" if s.get("accelerator") else f", {s.get('kernels')}", 60) +
               (f", {s['threads']} threads" if s.get("threads") else "") +
               ("" if s.get("fully_accelerated") is None else f", fully accelerated: {'yes' if s['fully_accelerated'] else 'no'}")),
              ("top-1", _pct(r["top1"])), (f"top-{r['top_k']}", _pct(r["top5"])),

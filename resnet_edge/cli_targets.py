@@ -44,12 +44,13 @@ def devices_list(as_json):
     from resnet_edge.targets import devices as store
     from resnet_edge.ui import table
 
-    rows = [{"name": name, **entry} for name, entry in sorted(store.load().items())]
+    rows = [{"name": name, **entry} for name, entry in sorted(store.load(strict=False).items())]
 
     def human(rows):
         if not rows:
             return f"no devices saved (in {safe_text(store.path(), 200)}); add one with resnet-edge devices add NAME URL"
-        return table([{k: safe_text(v, 80) for k, v in r.items()} for r in rows],
+        shown = [{**r, "note": f"DAMAGED: {r['error']}" if r.get("error") else r["note"]} for r in rows]
+        return table([{k: safe_text(v, 80) for k, v in r.items()} for r in shown],
                      [("name", "name"), ("url", "url"), ("note", "note"), ("added", "added")])
 
     _echo_json_or(rows, as_json, human)
@@ -87,7 +88,7 @@ def devices_check(target_text, timeout, as_json):
     facts = {"name": target.name, "url": target.url, "reachable": True, **clean(facts)}
 
     def human(f):
-        pairs = [(k, safe_text(", ".join(map(str, v)) if isinstance(v, list) else
+        pairs = [(safe_text(k, 60), safe_text(", ".join(map(str, v)) if isinstance(v, list) else
                                ", ".join(f"{a} {b or 'missing'}" for a, b in v.items()) if isinstance(v, dict) else v, 200))
                  for k, v in f.items()]
         return key_values(pairs)
@@ -244,7 +245,7 @@ def results(ctx, model, target, since, limit, store_path, as_json, as_csv):
 
     if since:
         parse_since(since)
-    with Store(store_path) as store:
+    with Store(store_path, write=False) as store:  # reading never writes
         rows = store.query(model=model, target=target, since=since, limit=limit)
     if as_csv:
         import csv
@@ -309,7 +310,7 @@ def results_compare(ctx, a, b, as_json):
     and setting); A and B are targets when both are, else models (file names or sha256 starts)."""
     from resnet_edge.results import Store, compare
 
-    with Store(ctx.obj.get("store_path")) as store:
+    with Store(ctx.obj.get("store_path"), write=False) as store:
         out = compare(store.query(), a, b)
 
     def human(o):

@@ -32,11 +32,11 @@ def output_paths(name: str, modes: list[str], out: str | None, default_dir: Path
         path = Path(out) if out else default_dir / f"{name}_{modes[0]}.tflite"
         if path.suffix != ".tflite":
             raise ConfigError(f"--out {path}: use a .tflite file name (e.g. {path.with_suffix('.tflite').name})")
-        return {modes[0]: ensure_writable(path)}
+        return {modes[0]: ensure_writable(path, manifest=True)}
     folder = Path(out) if out else default_dir
     if folder.suffix == ".tflite":
         raise ConfigError(f"--out {folder}: several modes write several files; give a directory instead")
-    return {m: ensure_writable(folder / f"{name}_{m}.tflite") for m in modes}
+    return {m: ensure_writable(folder / f"{name}_{m}.tflite", manifest=True) for m in modes}
 
 
 OLD_RUNTIME_ENV = "RESNET_EDGE_TFLITE_RUNTIME_PYTHON"

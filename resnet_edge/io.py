@@ -11,6 +11,14 @@ commit point), then both renames happen and the journal goes. A process killed (
 before the journal exists leaves the old pair as it was; killed after, the next write into that folder
 (every :func:`replace_together` first calls :func:`recover`) completes the renames. Temporary names carry the writer's PID, so
 :func:`recover` also removes what a dead writer left half-written, and never a live writer's files.
+Nothing but a regular file is ever replaced (:func:`check_output`): a symbolic link, FIFO, device or socket
+at an output path is refused before any work starts and again at the instant of the rename (a new name is
+claimed with ``link``, which never follows or replaces anything). A ``.json`` beside an artifact is
+replaced only when it is resnet-edge's manifest of that artifact (:func:`check_manifest_slot`).
+
+Writers of one artifact exclude each other (:func:`exclusive`): a lock file beside it, held with
+``flock`` and removed on release; a second writer waits a bounded time, then refuses in one line naming
+the holder. The same lock serves any path, a run's folder included.
 Pure Python: safe on the edge side.
 """
 
@@ -22,7 +30,10 @@ import json
 import os
 import re
 import shutil
+import stat
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,13 +41,65 @@ from resnet_edge._tmp import pid_alive
 from resnet_edge.errors import ResnetEdgeError
 
 
-def ensure_writable(path: str | os.PathLike) -> Path:
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ('a FIFO', 'a character device', ...)."""
+    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
+
+
+def check_output(path: str | os.PathLike) -> None:
+    """Refuse ``path`` as an output when it exists and is anything but a regular file (a symbolic link is
+    refused, not followed): writing would replace a device node, a FIFO or what a link points to."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ResnetEdgeError(f"cannot write {path}: {exc.strerror or exc}; choose another output path") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ResnetEdgeError(f"cannot write {path}: it is a directory; give a file name such as {Path(path) / 'model.keras'}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ResnetEdgeError(f"refusing to write {path}: it is {file_kind(st.st_mode)}, not a regular file; "
+                              "resnet-edge replaces only regular files: choose another output path")
+
+
+#: What a manifest of ours says it describes.
+MANIFEST_KINDS = ("keras-model", "tflite-model")
+
+
+def check_manifest_slot(artifact: str | os.PathLike) -> None:
+    """Refuse to write ``artifact`` when the ``.json`` beside it (its manifest's name) exists and is not
+    resnet-edge's manifest of a file of that name: it is someone else's file, which writing would replace."""
+    mp = manifest_path(artifact)
+    check_output(mp)
+    if not mp.exists():
+        return
+    ours = False
+    try:
+        if mp.stat().st_size <= MAX_MANIFEST_BYTES:
+            data = json.loads(mp.read_text(encoding="utf-8"))
+            ours = isinstance(data, dict) and data.get("kind") in MANIFEST_KINDS and \
+                isinstance(data.get("file"), dict) and data["file"].get("path") == Path(artifact).name
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        ours = False
+    if not ours:
+        raise ResnetEdgeError(f"refusing to write {artifact}: {mp} exists and is not resnet-edge's manifest of "
+                              f"{Path(artifact).name}, and writing would replace it; move it away or choose another "
+                              "output name")
+
+
+def ensure_writable(path: str | os.PathLike, manifest: bool = False) -> Path:
     """Create the parent directory of ``path`` if needed and check that it can be written.
 
     Raises :class:`ResnetEdgeError` (one line) when the directory cannot be created or written, or when
-    ``path`` names an existing directory.
+    ``path`` exists and is not a regular file (:func:`check_output`). ``manifest``: ``path`` is an artifact
+    whose manifest will be written beside it (:func:`check_manifest_slot`).
     """
     path = Path(path)
+    check_output(path)
     if path.is_dir():
         raise ResnetEdgeError(f"cannot write {path}: it is a directory; give a file name such as {path / 'model.keras'}")
     parent = path.parent if str(path.parent) else Path(".")
@@ -46,7 +109,129 @@ def ensure_writable(path: str | os.PathLike) -> Path:
         raise ResnetEdgeError(f"cannot create the directory {parent}: {exc.strerror or exc}; choose another output path") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ResnetEdgeError(f"cannot write to {parent}: permission denied; choose another output path")
+    if manifest:
+        check_manifest_slot(path)
     return path
+
+
+def _put(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final``, which must be absent or a regular file at this very moment: a new name is
+    claimed with ``link`` (which fails if anything appeared there, and follows nothing); an existing one is
+    opened without following links and checked to be the regular file that is then replaced."""
+    try:
+        os.link(tmp, final, follow_symlinks=False)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: check, then rename
+        check_output(final)
+        os.replace(tmp, final)
+        return
+    else:
+        os.unlink(tmp)
+        return
+    try:
+        fd = os.open(final, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        check_output(final)  # a link (ELOOP) or an unreadable name: say what it is
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            check_output(final)
+            raise ResnetEdgeError(f"refusing to write {final}: it is not a regular file")
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+
+
+#: How long a writer waits for another writer of the same file (seconds; ``RESNET_EDGE_LOCK_WAIT``).
+LOCK_WAIT_ENV = "RESNET_EDGE_LOCK_WAIT"
+LOCK_WAIT = 10.0
+_held: dict[str, int] = {}
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file of ``path``: ``.NAME.lock`` beside it."""
+    path = Path(os.path.abspath(path))
+    return path.parent / f".{path.name}.lock"
+
+
+def _lock_wait() -> float:
+    try:
+        return min(max(float(os.environ.get(LOCK_WAIT_ENV, LOCK_WAIT)), 0.0), 600.0)
+    except ValueError:
+        return LOCK_WAIT
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike, wait: float | None = None) -> Iterator[None]:
+    """Hold the write lock of ``path`` (a file or a folder) for the block: another process that wants it
+    waits up to ``wait`` seconds (default ``$RESNET_EDGE_LOCK_WAIT`` or 10), then gets a one-line
+    :class:`ResnetEdgeError` naming the holder (its PID and command). Re-entrant within a process. The
+    lock file is removed on release; a waiter that locked a file removed meanwhile tries again."""
+    import fcntl
+
+    lock = lock_path(path)
+    key = str(lock)
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    wait = _lock_wait() if wait is None else wait
+    deadline = time.monotonic() + wait
+    ensure_writable(lock)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            check_output(lock)
+            raise ResnetEdgeError(f"cannot lock {path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            check_output(lock)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise ResnetEdgeError(f"{path} is being written by another resnet-edge process ({holder}); waited "
+                                      f"{wait:g} s: let it finish and run this again (set {LOCK_WAIT_ENV} to wait "
+                                      "longer)") from None
+            time.sleep(0.05)
+            continue
+        try:
+            same = os.fstat(fd).st_ino == os.lstat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed it as we opened it: lock the new one
+    try:
+        command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:6]))[:200]
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command,
+                                  "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(), 0)
+        _held[key] = 1
+        yield
+    finally:
+        _held.pop(key, None)
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    """Who holds a lock, from what it wrote in the lock file (bounded, escaped)."""
+    from resnet_edge.ui import safe_text
+
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return f"PID {int(info['pid'])}, {safe_text(info.get('command', ''), 120)}, since {safe_text(info.get('since', ''), 30)}"
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "a process that is starting"
 
 
 @contextlib.contextmanager
@@ -57,7 +242,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp_path, final)
+        _put(tmp_path, final)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -173,6 +358,16 @@ def replace_together(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     folder = finals[0].parent
     if any(f.parent.resolve() != folder.resolve() for f in finals):
         raise ValueError("replace_together: the files must share a directory")
+    for f in finals[1:]:
+        if f == manifest_path(finals[0]):
+            check_manifest_slot(finals[0])
+    with exclusive(finals[0]):
+        with _replace_together(folder, finals) as tmps:
+            yield tmps
+
+
+@contextlib.contextmanager
+def _replace_together(folder: Path, finals: list[Path]) -> Iterator[list[Path]]:
     recover(folder)
     tmps: list[Path] = []
     try:
@@ -208,7 +403,7 @@ def _commit(folder: Path, journal: Path) -> None:
             raise ResnetEdgeError(f"refusing the damaged journal {journal}")
         tmp = folder / tmp_name
         if tmp.exists():
-            os.replace(tmp, folder / final_name)
+            _put(tmp, folder / final_name)
     _fsync_dir(folder)
     journal.unlink()
     _fsync_dir(folder)

@@ -8,6 +8,14 @@ measurements only. A row holds the model's sha256 and name, the target and the d
 runtime and its version, the setting, the main figures as columns, the whole record as JSON, the time
 and the toolkit's version.
 
+A store is marked as ours: SQLite's ``application_id`` (:data:`APPLICATION_ID`) and ``user_version`` (the
+schema version, :data:`SCHEMA_VERSION`). A database without the mark is adopted only when its tables are
+exactly ours; any other database is refused in one line and left as it was. Reading never writes: a query
+opens the file read-only (a read-only file or folder can still be queried) and a missing store reads as
+empty. A writer waits a bounded time for another (``$RESNET_EDGE_STORE_WAIT`` seconds, default 10), then
+fails in one line (:class:`StoreError`), as it does on a full disk; the transaction is rolled back, so the
+store stays whole.
+
 Pure standard library: edge side.
 """
 
@@ -20,9 +28,15 @@ import os
 import re
 import sqlite3
 
-from resnet_edge.errors import ConfigError
+from resnet_edge.errors import ConfigError, ResnetEdgeError
 
 ENV = "RESNET_EDGE_RESULTS"
+WAIT_ENV = "RESNET_EDGE_STORE_WAIT"
+#: "rEdg": SQLite's application_id of a resnet-edge results store.
+APPLICATION_ID = int.from_bytes(b"rEdg", "big")
+SCHEMA_VERSION = 1
+TEXT_COLUMNS = ("measured_at", "toolkit_version", "model_sha256", "model_name", "target", "target_url", "device",
+                "runtime", "runtime_version", "setting", "setting_key", "record")
 FIGURES = ("p50_ms", "p90_ms", "avg_ms", "min_ms", "init_ms", "peak_rss_overall_mb")
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS results (
@@ -60,20 +74,116 @@ def setting_key(setting: dict) -> str:
     return json.dumps(setting, sort_keys=True, separators=(",", ":"))
 
 
-class Store:
-    """One results file. Use as a context manager, or call :meth:`close`."""
+class StoreError(ConfigError):
+    """A results store that cannot be read or written (not ours, damaged, locked, a full disk): one line."""
 
-    def __init__(self, file: str | None = None):
+
+COLUMNS = ("id", *TEXT_COLUMNS[:11], *FIGURES, "record")
+
+
+def _wait() -> float:
+    try:
+        return min(max(float(os.environ.get(WAIT_ENV, 10)), 0.0), 3600.0)
+    except ValueError:
+        return 10.0
+
+
+class Store:
+    """One results file. Use as a context manager, or call :meth:`close`. ``write=False`` opens it
+    read-only (and a missing file as an empty store, creating nothing)."""
+
+    def __init__(self, file: str | None = None, *, write: bool = True):
+        from resnet_edge.ui import safe_text
+
         self.path = file or path()
+        self.write = write
+        self.shown = safe_text(self.path, 200)
+        self.db = None
+        self._check_file()
+        if not write and not os.path.exists(self.path):
+            return  # nothing stored yet: reading creates nothing
+        wait = _wait()
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA busy_timeout = 60000")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            self.db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the results store {self.path}: {exc} (set {ENV} to use another file)") from None
+            if write:
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=wait, isolation_level=None)
+            else:
+                self.db = self._read_only(wait)
+            self.db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            self._adopt()
+            if write:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(f"cannot open the results store {self.shown}: {_why(exc)} (--store or {ENV} names another "
+                             "file)") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_file(self) -> None:
+        """A store is a regular file (a FIFO would block SQLite's open, a device is not a database)."""
+        import stat
+
+        from resnet_edge.io import file_kind
+
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot read the results store {self.shown}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"the results store {self.shown} is {file_kind(st.st_mode)}, not a database file: give "
+                             f"another --store (or set {ENV})")
+
+    def _read_only(self, wait: float) -> sqlite3.Connection:
+        """Open without writing anything; a store in a read-only folder whose WAL index cannot be made is
+        opened immutable (what it holds on disk)."""
+        import urllib.parse
+
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=wait, isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+        return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=wait, isolation_level=None)
+
+    def _adopt(self) -> None:
+        """Check that this database is a store of ours; mark a new one (and adopt an unmarked one whose
+        tables are exactly ours) when writing."""
+        app = self.db.execute("PRAGMA application_id").fetchone()[0]
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        objects = {(t, n) for t, n in self.db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE "
+                                                      "'sqlite_%'")}
+        ours = {("table", "results"), ("index", "results_key"), ("index", "results_time")}
+        columns = [r[1] for r in self.db.execute("PRAGMA table_info(results)")] if ("table", "results") in objects else []
+        if app not in (0, APPLICATION_ID):
+            raise StoreError(f"{self.shown} is another program's database (application id {app:#x}), not a resnet-edge "
+                             f"results store; give another --store (or set {ENV})")
+        if app == APPLICATION_ID and version > SCHEMA_VERSION:
+            raise StoreError(f"the results store {self.shown} was written by a newer resnet-edge (schema {version}, this "
+                             f"one reads {SCHEMA_VERSION}): upgrade resnet-edge, or give another --store")
+        if objects and (objects != ours or tuple(columns) != COLUMNS):
+            names = ", ".join(sorted(n for _, n in objects))[:200]
+            if app == APPLICATION_ID:
+                raise StoreError(f"{self.shown} is a damaged resnet-edge results store (it holds {names}, or its "
+                                 f"columns are not ours): move it away, or give another --store (or set {ENV})")
+            raise StoreError(f"{self.shown} is not a resnet-edge results store (it holds {names}) and is left as it "
+                             f"is: give another --store (or set {ENV})")
+        if not self.write:
+            return
+        if not objects or app == 0 or version < SCHEMA_VERSION:
+            with self._transaction():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def __enter__(self):
         return self
@@ -82,17 +192,25 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
     @contextlib.contextmanager
     def _transaction(self):
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the results store {self.shown}: {_why(exc)}") from None
         try:
             yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot write the results store {self.shown}: {_why(exc)}; nothing was added") from None
             raise
-        self.db.execute("COMMIT")
 
     def add(self, records: list[dict], *, target: str, target_url: str, machine: dict | None,
             models: dict[str, str], settings: dict[int, dict]) -> int:
@@ -117,8 +235,13 @@ class Store:
         return len(rows)
 
     def has(self, model_sha256: str, target: str, setting: dict) -> bool:
-        row = self.db.execute("SELECT 1 FROM results WHERE model_sha256 = ? AND target = ? AND setting_key = ? LIMIT 1",
-                              (model_sha256, target, setting_key(setting))).fetchone()
+        if self.db is None:
+            return False
+        try:
+            row = self.db.execute("SELECT 1 FROM results WHERE model_sha256 = ? AND target = ? AND setting_key = ? "
+                                  "LIMIT 1", (model_sha256, target, setting_key(setting))).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the results store {self.shown}: {_why(exc)}") from None
         return row is not None
 
     def query(self, *, model: str | None = None, target: str | None = None, since: str | None = None,
@@ -139,12 +262,43 @@ class Store:
         if since:
             where.append("measured_at >= ?")
             args.append(parse_since(since))
-        sql = "SELECT * FROM results" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        if self.db is None:
+            return []
+        sql = f"SELECT {', '.join(COLUMNS)} FROM results" + (" WHERE " + " AND ".join(where) if where else "") + \
+            " ORDER BY id"
         if limit:
             sql = f"SELECT * FROM ({sql.replace(' ORDER BY id', ' ORDER BY id DESC')} LIMIT {int(limit)}) ORDER BY id"
-        cursor = self.db.execute(sql, args)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        try:
+            cursor = self.db.execute(sql, args)
+            return [_plain(dict(zip(COLUMNS, row))) for row in cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the results store {self.shown}: {_why(exc)}") from None
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    if "locked" in text or "busy" in text:
+        return f"{text}: another process holds it (waited {_wait():g} s; set {WAIT_ENV} to wait longer)"
+    return text
+
+
+def _plain(row: dict) -> dict:
+    """A row as the readers expect it, whatever another writer put in it: text columns text (escaped later),
+    figures finite numbers or None."""
+    import math
+
+    for key in TEXT_COLUMNS:
+        v = row.get(key)
+        if isinstance(v, (bytes, memoryview)):
+            row[key] = bytes(v).decode("utf-8", errors="replace")
+        elif v is None:
+            row[key] = "" if key not in ("runtime", "runtime_version") else None
+        elif not isinstance(v, str):
+            row[key] = str(v)
+    for key in FIGURES:
+        v = row.get(key)
+        row[key] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+    return row
 
 
 def parse_since(text: str) -> str:
@@ -162,7 +316,11 @@ def parse_since(text: str) -> str:
                           "(7d, 12h, 30m)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
-    return when.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    try:
+        return when.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    except OverflowError:
+        raise ConfigError(f"--since {text!r} is outside the calendar once moved to UTC; give a date between the years 1 "
+                          "and 9999") from None
 
 
 def latest(rows: list[dict]) -> dict[tuple, dict]:

@@ -77,11 +77,21 @@ def run(jobs: list[Job], *, store_path: str | None, again: bool, runs: int, warm
         store = None
         down: str | None = None
         try:
-            store = Store(store_path)
+            try:
+                store = Store(store_path)
+            except ResnetEdgeError as exc:  # every job of this target fails cleanly, with the reason
+                for job in todo:
+                    inbox.put(("failed", job, {"error": str(exc)}))
+                return
             with device_lock(todo[0].target, waiting=lambda: inbox.put(("waiting", todo[0], {}))):
                 for job in todo:
                     key = job.setting.as_job()
-                    if not again and store.has(job.sha256, job.target.name, key):
+                    try:
+                        stored = not again and store.has(job.sha256, job.target.name, key)
+                    except ResnetEdgeError as exc:
+                        inbox.put(("failed", job, {"error": str(exc)}))
+                        continue
+                    if stored:
                         inbox.put(("skipped", job, {}))
                         continue
                     if down:

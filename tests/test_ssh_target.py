@@ -164,7 +164,14 @@ def test_damaged_reply_from_the_device_is_refused(sshd, models, tmp_path):
                   "echo '{\"result\": {\"machine\": {\"cpu\": \"\\u001b[31mred\", \"isa\": 5}, \"records\": "
                   "[{\"setting_index\": 0, \"p50_ms\": \"fast\", \"avg_ms\": NaN, \"notes\": [\"\\u001b]0;x\"]}]}}'\n")
     r = run("bench", models["int8"], "--target", url(sshd, odd))
-    assert r.exit_code == 0 and "\x1b" not in r.output and "\\x1b" in r.output, r.output
+    one_line_error(r, "the device's reply is malformed (avg_ms = nan)")  # refused, not dropped to None
+    assert "\x1b" not in r.output
+    escapes = _script(tmp_path / "escapes", "#!/bin/sh\ncat > /dev/null\n"
+                      "echo '{\"result\": {\"machine\": {\"cpu\": \"\\u001b[31mred\", \"isa\": 5}, \"records\": "
+                      "[{\"setting_index\": 0, \"p50_ms\": 1.5, \"accelerator\": \"\\u001b[2J\", \"fully_accelerated\": true, "
+                      "\"notes\": [\"\\u001b]0;x\"]}]}}'\n")
+    r = run("bench", models["int8"], "--target", url(sshd, escapes), "--no-store")
+    assert r.exit_code == 0 and "\x1b" not in r.output and "\\x1b[2J" in r.output and "\\x1b]0;x" in r.output, r.output
 
 
 @pytest.mark.parametrize("text, fragment", [

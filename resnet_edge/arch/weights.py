@@ -77,10 +77,62 @@ def _h5(path: Path):
 
     _regular(path)
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError:
         raise WeightsError(f"{path} is not an HDF5 file: give a Keras Applications weights file "
                            "(resnet50_weights_tf_dim_ordering_tf_kernels.h5 and the like)") from None
+    try:
+        _only_inside(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+#: The most objects a weights file may hold (ResNet-152's has about 1,600 groups and datasets).
+MAX_H5_OBJECTS = 100_000
+
+
+def _only_inside(f, path: Path) -> None:
+    """Refuse an HDF5 file whose data is not all inside it: a dataset with external raw storage (its bytes
+    in another file, /etc/passwd say), a virtual dataset (mapped from other files), an external link, a
+    soft link (Keras never writes one; a loop of them makes h5py fail) or a user-defined link. Names are
+    walked without following any link."""
+    import h5py
+
+    seen: set = set()
+    count = 0
+    todo = [("", f)]
+    while todo:
+        prefix, group = todo.pop()
+        for name in group:
+            count += 1
+            if count > MAX_H5_OBJECTS:
+                raise WeightsError(f"{path} holds more than {MAX_H5_OBJECTS:,} objects: not a weights file")
+            full = f"{prefix}/{name}"
+            shown = full[:120]
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise WeightsError(f"{path}: {shown} is an external link into another file ({str(link.filename)[:80]}); "
+                                   "weights are read only from data stored inside the file itself")
+            if not isinstance(link, h5py.HardLink):
+                raise WeightsError(f"{path}: {shown} is a {'soft' if isinstance(link, h5py.SoftLink) else 'user-defined'} "
+                                   "link; a Keras weights file holds none: refused")
+            obj = group[name]
+            if isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    raise WeightsError(f"{path}: {shown} is a virtual dataset (mapped from other files); weights are "
+                                       "read only from data stored inside the file itself")
+                if obj.external:
+                    raise WeightsError(f"{path}: {shown} keeps its data in an external file "
+                                       f"({str(obj.external[0][0])[:80]}); weights are read only from data stored "
+                                       "inside the file itself")
+            elif isinstance(obj, h5py.Group):
+                info = h5py.h5o.get_info(obj.id)
+                key = getattr(info, "token", None) or info.addr
+                if key not in seen:  # a group hard-linked twice is walked once
+                    seen.add(key)
+                    todo.append((full, obj))
 
 
 def _names(attr) -> list[str]:
@@ -91,7 +143,7 @@ def describe(path: str | os.PathLike) -> WeightsFile:
     """What a weights file holds (format, depth, variant, classes) and the normalization it implies."""
     try:
         return _describe(Path(path))
-    except (KeyError, OSError, ValueError, TypeError, IndexError) as exc:  # h5py/safetensors on a damaged file
+    except (KeyError, OSError, ValueError, TypeError, IndexError, RuntimeError) as exc:  # h5py/safetensors on a damaged file
         raise WeightsError(f"{path} is damaged: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
 
 
@@ -252,7 +304,7 @@ def load_into(model, wf: WeightsFile, new_classifier: bool = False) -> dict:
     (another number of classes). Returns counts of what was loaded."""
     try:
         return _load_into(model, wf, new_classifier)
-    except (KeyError, OSError, ValueError, TypeError, IndexError) as exc:  # h5py/safetensors on a damaged file
+    except (KeyError, OSError, ValueError, TypeError, IndexError, RuntimeError) as exc:  # h5py/safetensors on a damaged file
         raise WeightsError(f"{wf.path} is damaged: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
 
 

@@ -188,7 +188,8 @@ def parse_result(returncode: int, got: "_child.Collected", crashed: Callable) ->
     never evaluated)."""
     err_lines = got.err_lines
     if got.ended == "too_much":
-        raise HarnessFailed("the runner wrote more than 64 MB of results; refused")
+        raise HarnessFailed(f"the runner wrote more than {got.limit / 1e6:.1f} MB of results, more than the job asked "
+                            "for; refused")
     if returncode != 0:
         errors = [line[7:] for line in err_lines if line.startswith("error: ")]
         if errors:
@@ -203,15 +204,31 @@ def parse_result(returncode: int, got: "_child.Collected", crashed: Callable) ->
     return result
 
 
-#: Figures of a bench record: from a device they must be finite numbers, or they become None.
+#: Figures of a bench record: from a device they must be numbers in their range (or absent: None).
 NUMBER_FIELDS = ("init_ms", "first_inference_ms", "warmup_avg_ms", "avg_ms", "std_ms", "min_ms", "p50_ms", "p90_ms",
                  "p99_ms", "max_ms", "throughput_per_s", "rss_start_mb", "peak_rss_init_mb", "peak_rss_overall_mb",
                  "memory_init_mb", "memory_overall_mb", "count", "runs", "rounds", "warmup_runs", "model_bytes", "threads")
+#: What a figure from a device may be: milliseconds up to a day, memory up to 10 TB, growth of memory may
+#: be negative (the process gave memory back), counts up to 10^9.
+_DAY_MS, _MB = 86_400_000.0, 1e7
+RANGES = {**{k: (0.0, _DAY_MS) for k in NUMBER_FIELDS if k.endswith("_ms")},
+          **{k: (0.0, _MB) for k in ("rss_start_mb", "peak_rss_init_mb", "peak_rss_overall_mb")},
+          "memory_init_mb": (-_MB, _MB), "memory_overall_mb": (-_MB, _MB), "throughput_per_s": (0.0, 1e9),
+          "count": (0, 1e9), "runs": (0, 1e9), "rounds": (0, 1e9), "warmup_runs": (0, 1e9), "model_bytes": (0, 1 << 40),
+          "threads": (0, 4096)}
+#: Text a device describes a setting with: escaped and bounded (:func:`clean`), and never a number or list.
+TEXT_FIELDS = ("runtime", "runtime_version", "api", "accelerator", "kernels", "delegate", "input_source")
+
+
+class BadReply(HarnessFailed):
+    """A device's reply that is not what was asked: a field of the wrong type or out of range, records
+    missing, doubled or not asked for, scores of the wrong shape or not finite."""
 
 
 def clean(value, depth: int = 0):
-    """A device's JSON made plain and bounded: strings cut at 300 characters, non-finite numbers None,
-    lists at 10,000 items, nesting at 6 levels (deeper is dropped)."""
+    """A device's JSON made plain and bounded: strings escaped for a terminal and cut at 300 characters
+    (:func:`~resnet_edge.ui.safe_text`), keys likewise at 100, non-finite numbers None, lists at 10,000 items,
+    nesting at 6 levels (deeper is dropped)."""
     if depth > 6:
         return None
     if isinstance(value, bool) or value is None:
@@ -221,20 +238,52 @@ def clean(value, depth: int = 0):
     if isinstance(value, float):
         return value if np.isfinite(value) else None
     if isinstance(value, str):
-        return value[:300]
+        return safe_text(value, 300)
     if isinstance(value, list):
         return [clean(v, depth + 1) for v in value[:10_000]]
     if isinstance(value, dict):
-        return {str(k)[:100]: clean(v, depth + 1) for k, v in list(value.items())[:200]}
+        return {safe_text(k, 100): clean(v, depth + 1) for k, v in list(value.items())[:200]}
     return None
 
 
-def clean_record(record: dict) -> dict:
-    """A bench record from a device: plain and bounded (:func:`clean`), its figures numbers or None."""
-    r = clean(record) if isinstance(record, dict) else {}
+def _bad(what: str, key: str, value) -> BadReply:
+    return BadReply(f"{what}: the device's reply is malformed ({key} = {safe_text(repr(value), 60)}): refused; is the "
+                    "edge runner on the device this version's, or is the device's runtime broken?")
+
+
+def clean_record(record, what: str = "the device") -> dict:
+    """A bench record or setting description from a device: plain and bounded (:func:`clean`), every figure
+    absent (None) or a number in its range (:data:`RANGES`), texts text, ``fully_accelerated`` a bool, the
+    weight cache's figures whole; anything else is :class:`BadReply`, naming the field."""
+    if not isinstance(record, dict):
+        raise _bad(what, "record", record)
+    raw = record
+    r = clean(record)
     for key in NUMBER_FIELDS:
-        if not isinstance(r.get(key), (int, float)) or isinstance(r.get(key), bool):
+        v = raw.get(key)
+        if v is None:
             r[key] = None
+            continue
+        lo, hi = RANGES.get(key, (-1e300, 1e300))
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or not lo <= v <= hi:
+            raise _bad(what, key, v)
+    for key in TEXT_FIELDS:
+        if r.get(key) is not None and not isinstance(r[key], str):
+            raise _bad(what, key, r[key])
+    if r.get("fully_accelerated") is not None and not isinstance(r["fully_accelerated"], bool):
+        raise _bad(what, "fully_accelerated", r["fully_accelerated"])
+    wc = r.get("weight_cache_init")
+    if wc is not None:
+        if not isinstance(wc, dict) or not isinstance(wc.get("path"), str) or any(
+                wc.get(k) is not None and (isinstance(wc.get(k), bool) or not isinstance(wc.get(k), (int, float))
+                                           or not 0 <= wc[k] <= _DAY_MS)
+                for k in ("init_without_ms", "init_building_ms")) or "init_without_ms" not in wc:
+            raise _bad(what, "weight_cache_init", wc)
+        wc.setdefault("init_building_ms", None)
+    times = r.get("times_ms")
+    if times is not None and (not isinstance(times, list) or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= _DAY_MS for t in times)):
+        raise _bad(what, "times_ms", "a list that is not of times")
     return _string_lists(r, ("notes",))
 
 
@@ -248,6 +297,12 @@ def _string_lists(r: dict, keys) -> dict:
         if key in r and not (isinstance(r[key], list) and all(isinstance(v, str) for v in r[key])):
             r[key] = []
     return r
+
+
+def reply_limit(settings: int, runs: int = 0, rounds: int = 1, keep_times: bool = False, extra: int = 0) -> int:
+    """The most bytes a device's reply to a job may hold: what the records asked for can take (64 kB a
+    record, 32 bytes a kept time) and ``extra``, far below what would cost gigabytes to parse."""
+    return (256 << 10) + settings * ((64 << 10) + (32 * runs * rounds if keep_times else 0)) + extra
 
 
 def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int = 50, warmup: int = 5,
@@ -352,23 +407,47 @@ def _bench_on(target, paths, checked, settings, *, runs, warmup, rounds, samples
             if progress:
                 progress(f"{target}: model {i + 1}/{len(paths)} {os.path.basename(path)}")
             try:
-                result, _ = runner.run(job, send, memory=memory, timeout=timeout, progress=progress)
+                result, _ = runner.run(job, send, memory=memory, timeout=timeout, progress=progress,
+                                       reply_bytes=reply_limit(len(settings), runs, rounds, keep_times))
+                mine = device_records(result, len(settings), runs, rounds, warmup, str(target))
             except ResnetEdgeError as exc:
                 if not records:
                     raise
                 incomplete = f"{exc} (after {len(records)} of {len(paths) * len(settings)} records)"
                 break
             machine = clean_machine(result.get("machine"))
-            for r in result.get("records") or []:
-                r = clean_record(r)
-                index = r.pop("setting_index", None)
-                if not isinstance(index, int) or not 0 <= index < len(settings):
-                    raise HarnessFailed(f"{target}: the device's reply names a setting that was not asked for")
-                records.append({"model": path, "setting": settings[index].label(), "setting_index": index,
-                                "integrity": checked[path]["integrity"]["status"],
-                                **{k: v for k, v in r.items() if k != "model"}, "model_bytes": checked[path]["bytes"]})
+            for index, r in enumerate(mine):  # what we asked and know comes last: the device cannot override it
+                records.append({**{k: v for k, v in r.items() if k not in OURS}, "model": path,
+                                "setting": settings[index].label(), "setting_index": index,
+                                "integrity": checked[path]["integrity"]["status"], "model_bytes": checked[path]["bytes"]})
     return {"machine": machine, "target": target.name, "target_url": target.url, "incomplete": incomplete,
             "records": records}
+
+
+#: The fields of a record that resnet-edge sets itself, whatever a device says.
+OURS = ("model", "setting", "setting_index", "integrity", "model_bytes", "vs_baseline")
+
+
+def device_records(result: dict, settings: int, runs: int, rounds: int, warmup: int, what: str) -> list[dict]:
+    """A device's bench records for one model, one per setting asked for, in setting order; each checked
+    (:func:`clean_record`) against what was asked: the runs, rounds and warm-up runs, and their count."""
+    got = result.get("records")
+    if not isinstance(got, list) or len(got) != settings:
+        n = len(got) if isinstance(got, list) else safe_text(repr(got), 40)
+        raise BadReply(f"{what}: the device's reply holds {n} records for the {settings} setting(s) asked for: refused")
+    out: list = [None] * settings
+    for raw in got:
+        index = raw.get("setting_index") if isinstance(raw, dict) else None
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < settings or out[index] is not None:
+            raise BadReply(f"{what}: the device's reply names a setting that was not asked for, or one twice: refused")
+        r = clean_record(raw, what)
+        for key, asked in (("runs", runs), ("rounds", rounds), ("warmup_runs", warmup), ("count", runs * rounds)):
+            if r.get(key) is not None and r[key] != asked:
+                raise _bad(what, key, r[key])
+        if r.get("times_ms") is not None and len(r["times_ms"]) > runs * rounds:
+            raise _bad(what, "times_ms", f"{len(r['times_ms'])} times")
+        out[index] = r
+    return out
 
 
 def predict(path: str | os.PathLike, settings: list[Setting], x: np.ndarray, *, verify: bool = True,
@@ -379,9 +458,10 @@ def predict(path: str | os.PathLike, settings: list[Setting], x: np.ndarray, *, 
     checked = check_model(path, verify)
     out = []
     memory = _child.memory_limit(checked["bytes"]) + int(x.nbytes) * 3
+    classes = _classes(checked)
     if target is not None and target.kind != "local":
         return _predict_on(target, path, [s.check(local=False) for s in settings], x, memory=memory,
-                           progress=progress, timeout=timeout)
+                           progress=progress, timeout=timeout, classes=classes)
     settings = [s.check() for s in settings]
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
         xin = os.path.join(tmp, "x.npy")
@@ -391,12 +471,20 @@ def predict(path: str | os.PathLike, settings: list[Setting], x: np.ndarray, *, 
             job = {"op": "predict", "model": os.path.abspath(path), "settings": [s.as_job()], "inputs": xin,
                    "outputs": [target]}
             result = run_job(python_for(s.runtime), job, memory=memory, progress=progress)
-            scores = _read_scores(target, len(x))
+            scores = _read_scores(target, len(x), classes, "the runtime")
             out.append((scores, {"setting": s.label(), **result["settings"][0]}))
     return out
 
 
-def _predict_on(target, path, settings, x, *, memory, progress, timeout) -> list[tuple[np.ndarray, dict]]:
+def _classes(checked: dict) -> int | None:
+    """How many scores a model gives per image (None: unknown without the schema)."""
+    outputs = checked.get("outputs")
+    if outputs and len(outputs) == 1 and outputs[0]["shape"]:
+        return int(outputs[0]["shape"][-1])
+    return None
+
+
+def _predict_on(target, path, settings, x, *, memory, progress, timeout, classes) -> list[tuple[np.ndarray, dict]]:
     import io
 
     from resnet_edge.targets import open_target
@@ -413,9 +501,9 @@ def _predict_on(target, path, settings, x, *, memory, progress, timeout) -> list
             job = {"op": "predict", "model": "m.tflite", "settings": [s.as_job()], "inputs": "x.npy",
                    "outputs": ["y.npy"]}
             result, files = runner.run(job, {"m.tflite": str(path), "x.npy": xin}, ("y.npy",), memory=memory,
-                                       timeout=timeout, progress=progress)
-            scores = _read_scores(io.BytesIO(files["y.npy"]), len(x))
-            described = _device_setting(result, 0)
+                                       timeout=timeout, progress=progress, reply_bytes=reply_limit(1))
+            scores = _read_scores(io.BytesIO(files["y.npy"]), len(x), classes, str(target))
+            described = _device_setting(result, 0, 1, str(target))
             out.append((scores, {"setting": s.label(), **described}))
     return out
 
@@ -438,22 +526,34 @@ def predict_folder_on(target, path, settings: list[Setting], folder: str, pre: d
            "limit": limit, "raw": pre["raw"], "mean": pre["mean"], "std": pre["std"], "outputs": outputs,
            "labels_out": "labels.npy"}
     result, files = runner.run(job, {"m.tflite": str(path)}, (*outputs, "labels.npy"),
-                               memory=_child.memory_limit(checked["bytes"]), timeout=timeout, progress=progress)
+                               memory=_child.memory_limit(checked["bytes"]), timeout=timeout, progress=progress,
+                               reply_bytes=reply_limit(len(settings), extra=24 << 20))
     labels = _read_npy(io.BytesIO(files["labels.npy"]), np.int64, None, 0)
     classes = result.get("classes")
+    if not len(labels):
+        raise BadReply(f"{target}: the device found no images in {safe_text(folder, 120)} (its labels are empty): refused")
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or not 2 <= len(classes) <= 100_000 \
-            or labels.min() < 0 or labels.max() >= len(classes):
-        raise HarnessFailed(f"{target}: the device's reply about {folder} is malformed")
-    out = [(_read_scores(io.BytesIO(files[outputs[i]]), len(labels)),
-            {"setting": s.label(), **_device_setting(result, i)}) for i, s in enumerate(settings)]
-    skipped = result.get("skipped") if isinstance(result.get("skipped"), int) else None
-    return out, labels, [c[:200] for c in classes], skipped
+            or labels.min() < 0 or labels.max() >= len(classes) or result.get("images") not in (None, len(labels)):
+        raise BadReply(f"{target}: the device's reply about {safe_text(folder, 120)} is malformed")
+    out = [(_read_scores(io.BytesIO(files[outputs[i]]), len(labels), _classes(checked), str(target)),
+            {"setting": s.label(), **_device_setting(result, i, len(settings), str(target))})
+           for i, s in enumerate(settings)]
+    skipped = result.get("skipped")
+    if isinstance(skipped, bool) or not isinstance(skipped, int) or not 0 <= skipped <= 100_000_000:
+        raise _bad(str(target), "skipped", skipped)
+    return out, labels, [safe_text(c, 200) for c in classes], skipped
 
 
-def _device_setting(result: dict, i: int) -> dict:
-    """Setting ``i`` as a device's runner described it (plain and bounded), and whether it ran emulated."""
+def _device_setting(result: dict, i: int, n: int, what: str) -> dict:
+    """Setting ``i`` of ``n`` as a device's runner described it (checked, plain and bounded: it must name its
+    runtime, version and API), and whether it ran emulated."""
     settings = result.get("settings")
-    described = clean_record(settings[i] if isinstance(settings, list) and i < len(settings) else {})
+    if not isinstance(settings, list) or len(settings) != n:
+        raise _bad(what, "settings", settings if not isinstance(settings, list) else f"{len(settings)} settings")
+    described = clean_record(settings[i], what)
+    for key in ("runtime", "runtime_version", "api"):
+        if not isinstance(described.get(key), str) or not described[key]:
+            raise _bad(what, key, described.get(key))
     described["emulated"] = bool(clean_machine(result.get("machine")).get("emulated"))
     return described
 
@@ -476,9 +576,18 @@ def _read_npy(f, dtype, n: int | None, max_row: int) -> np.ndarray:
         raise HarnessFailed(f"the runtime's results are unreadable ({exc})") from None
 
 
-def _read_scores(path, n: int) -> np.ndarray:
-    """Scores a child or a device wrote: ``n`` rows of at most 1M float32 values, without pickles."""
-    return _read_npy(open(path, "rb") if isinstance(path, (str, os.PathLike)) else path, np.float32, n, 1_000_000)
+def _read_scores(path, n: int, classes: int | None = None, what: str = "the runtime") -> np.ndarray:
+    """Scores a child or a device wrote, without pickles: ``n`` rows of ``classes`` float32 values (at most 1M
+    when unknown), two dimensions, every value finite (NaN scores would count as a class)."""
+    scores = _read_npy(open(path, "rb") if isinstance(path, (str, os.PathLike)) else path, np.float32, n, 1_000_000)
+    if scores.ndim != 2 or (classes is not None and scores.shape[1] != classes):
+        raise BadReply(f"{what} returned scores of shape {scores.shape} for {n} images of "
+                       f"{classes if classes is not None else 'some'} classes: refused")
+    bad = int(np.count_nonzero(~np.isfinite(scores)))
+    if bad:
+        raise BadReply(f"{what} returned {bad:,} scores that are NaN or infinite ({bad / scores.size:.0%}): the model or "
+                       "the runtime is broken; no accuracy can be computed")
+    return scores
 
 
 def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5, threads: int | None = None,

@@ -22,12 +22,13 @@ import urllib.parse
 
 from resnet_edge.errors import ConfigError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
-USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
-SERIAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# \A...\Z, not ^...$: "$" also matches before a final newline ("pi\n" would pass).
+NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+HOST_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,252}\Z")
+USER_RE = re.compile(r"\A[A-Za-z0-9._][A-Za-z0-9._-]{0,63}\Z")
+SERIAL_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 #: A remote Python given in the URL: a path or a command name, no shell characters.
-PYTHON_RE = re.compile(r"^~?[A-Za-z0-9._/+-]{1,255}$")
+PYTHON_RE = re.compile(r"\A~?[A-Za-z0-9._/+-]{1,255}\Z")
 KINDS = ("local", "ssh", "adb")
 
 
@@ -65,7 +66,11 @@ def parse_url(text: str, name: str | None = None) -> TargetURL:
                           "or the name of a saved device (resnet-edge devices list)")
     if any(c.isspace() or ord(c) < 32 for c in text):
         raise ConfigError(f"malformed target {text!r}: it holds spaces or control characters")
-    parts = urllib.parse.urlsplit(text)
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError as exc:
+        raise ConfigError(f"malformed target {text[:200]!r}: {exc}; write ssh://[user@]host[:port], ssh://[::1]:2222 "
+                          "or adb://SERIAL") from None
     if parts.fragment:
         raise ConfigError(f"malformed target {text!r}: remove the '#...' part")
     if scheme == "adb":
@@ -84,7 +89,7 @@ def parse_url(text: str, name: str | None = None) -> TargetURL:
     if hostport.startswith("["):  # [IPv6]:port
         end = hostport.find("]")
         host, rest = hostport[1:end] if end > 0 else "", hostport[end + 1:] if end > 0 else ""
-        if not host or not re.match(r"^[0-9A-Fa-f:.]+$", host) or (rest and not rest.startswith(":")):
+        if not host or not re.fullmatch(r"[0-9A-Fa-f:.]+", host) or (rest and not rest.startswith(":")):
             raise ConfigError(f"malformed IPv6 host in {text!r}: write ssh://[::1]:2222")
         port_text = rest[1:] if rest else None
     else:

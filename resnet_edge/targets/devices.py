@@ -32,18 +32,39 @@ def path() -> str:
     return user_path("config", "devices.json")
 
 
-def load() -> dict[str, dict]:
-    """``{name: {"url", "note", "added"}}``; an absent file is empty; a damaged one is one line."""
+def _read(p: str) -> bytes | None:
+    """The devices file's bytes (None when absent): a regular file only (a FIFO would block the reader, a
+    device never end), at most 1 MB."""
+    import stat
+
+    from resnet_edge.io import file_kind
+    from resnet_edge.ui import safe_text
+
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the devices file {safe_text(p)}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"the devices file {safe_text(p)} is {file_kind(mode)}, not a regular file: point {ENV} at "
+                              "a file (or unset it)")
+        return f.read(MAX_BYTES + 1)
+
+
+def load(strict: bool = True) -> dict[str, dict]:
+    """``{name: {"url", "note", "added"}}``; an absent file is empty; a damaged one is one line.
+    ``strict=False`` keeps entries whose URL is malformed, marked with ``"error"`` (so that ``list`` shows
+    them and ``remove`` can remove them); a strict load refuses the file, naming the entry."""
     from resnet_edge.targets import NAME_RE, parse_url
+    from resnet_edge.ui import safe_text
 
     p = path()
-    try:
-        with open(p, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)
-    except FileNotFoundError:
+    raw = _read(p)
+    if raw is None:
         return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read the devices file {p}: {exc.strerror or exc}") from None
     if len(raw) > MAX_BYTES:
         raise ConfigError(f"the devices file {p} is over 1 MB: not a devices file; move it away ({ENV} names another)")
     try:
@@ -57,18 +78,28 @@ def load() -> dict[str, dict]:
     for name, entry in entries.items():
         if not isinstance(name, str) or not NAME_RE.match(name) or not isinstance(entry, dict) \
                 or not isinstance(entry.get("url"), str):
-            raise ConfigError(f"the devices file {p} has a damaged entry {str(name)[:40]!r}: fix or remove it")
-        parse_url(entry["url"], name=name)  # a bad URL in the file is refused like a typed one
-        out[name] = {"url": entry["url"], "note": str(entry.get("note") or "")[:MAX_NOTE],
+            raise ConfigError(f"the devices file {safe_text(p)} has a damaged entry {safe_text(name, 40)}: fix or "
+                              "remove it")
+        out[name] = {"url": entry["url"][:1000], "note": str(entry.get("note") or "")[:MAX_NOTE],
                      "added": str(entry.get("added") or "")[:40]}
+        try:
+            parse_url(entry["url"], name=name)  # a bad URL in the file is refused like a typed one
+        except ConfigError as exc:
+            if strict:
+                raise ConfigError(f"the devices file {safe_text(p)}: device {name}: {exc}; fix it there, or remove it "
+                                  f"(resnet-edge devices remove {name})") from None
+            out[name]["error"] = str(exc)[:300]
     return out
 
 
 def get(name: str) -> dict:
-    devices = load()
+    devices = load(strict=False)
     if name not in devices:
         known = ", ".join(sorted(devices)) or "none saved yet"
         raise ConfigError(f"no device named {name!r} (saved: {known}); add it with resnet-edge devices add {name} URL")
+    if "error" in devices[name]:
+        raise ConfigError(f"the saved device {name} is damaged ({devices[name]['error']}); fix it with resnet-edge "
+                          f"devices add {name} URL --replace")
     return devices[name]
 
 
@@ -103,23 +134,23 @@ def add(name: str, url: str, note: str = "", replace: bool = False) -> dict:
     target = parse_url(url, name=name)
     if target.kind == "local":
         raise ConfigError("a saved device is ssh://... or adb://...; 'local' needs no name")
-    if len(note) > MAX_NOTE or any(ord(c) < 32 for c in note):
+    if len(note) > MAX_NOTE or not all(c.isprintable() for c in note):
         raise ConfigError(f"--note is one line of at most {MAX_NOTE} characters")
     with _locked() as p:
-        devices = load()
+        devices = load(strict=False)
         if name in devices and not replace:
             raise ConfigError(f"a device named {name!r} exists ({devices[name]['url']}); remove it first or add --replace")
         devices[name] = {"url": url, "note": note,
                          "added": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        _write(p, devices)
+        _write(p, {k: {f: v[f] for f in ("url", "note", "added")} for k, v in devices.items()})
     return devices[name]
 
 
 def remove(name: str) -> dict:
     with _locked() as p:
-        devices = load()
+        devices = load(strict=False)
         if name not in devices:
             raise ConfigError(f"no device named {name!r} (saved: {', '.join(sorted(devices)) or 'none'})")
         entry = devices.pop(name)
-        _write(p, devices)
+        _write(p, {k: {f: v[f] for f in ("url", "note", "added")} for k, v in devices.items()})
     return entry

@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -34,8 +35,17 @@ from resnet_edge.targets import TargetError, TargetURL
 from resnet_edge.ui import safe_text
 
 CONFIG_ENV = "RESNET_EDGE_SSH_CONFIG"
-#: The folder mktemp made on the device: nothing but a plain absolute path is accepted back.
-_SAFE_PATH = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-")
+
+
+_FOLDER = re.compile(r"\A(/[A-Za-z0-9._-]+)*/resnet-edge\.[A-Za-z0-9]{8}\Z")
+
+
+def _our_folder(folder: str, base: str | None = None) -> bool:
+    """Whether ``folder`` is one mkdtemp makes: ``BASE/resnet-edge.XXXXXXXX`` (``base``: the device's
+    temporary directory, when known), an absolute path of plain components without ``.`` or ``..``."""
+    if len(folder) > 1024 or not _FOLDER.match(folder) or any(c in (".", "..") for c in folder.split("/")):
+        return False
+    return base is None or folder.rsplit("/", 1)[0] == base.rstrip("/")
 
 
 class TargetLost(TargetError):
@@ -88,7 +98,11 @@ class SSHTarget:
         """One connection for all of a run's ssh and scp calls (OpenSSH multiplexing): a private folder
         under /tmp (a socket path must stay short), closed and removed when this process ends."""
         if self._control is None:
-            folder = tempfile.mkdtemp(prefix="resnet-edge-ssh-", dir="/tmp" if os.path.isdir("/tmp") else None)
+            from resnet_edge import _tmp
+
+            base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+            _tmp.sweep(base)  # what killed runs left (their PID is in the name)
+            folder = tempfile.mkdtemp(prefix=f"resnet-edge-pid{os.getpid()}-ssh-", dir=base)
             self._control = os.path.join(folder, "cm")
             atexit.register(self._close_master, folder)
         return self._control
@@ -149,14 +163,20 @@ class SSHTarget:
                 TargetError(f"{self}: ssh failed ({_last(got.err_lines)})")
         return proc.returncode, got
 
+    #: The device's reply to :meth:`mkdtemp`: its temporary directory, then the folder mktemp made in it.
+    MKDTEMP = ('b="${TMPDIR:-/tmp}"; b="${b%/}"; d=$(mktemp -d "$b/resnet-edge.XXXXXXXX") && [ -d "$d" ] && '
+               '[ ! -L "$d" ] && [ -O "$d" ] && [ -z "$(ls -A -- "$d")" ] && printf "%s\\n%s\\n" "$b" "$d"')
+
     def mkdtemp(self) -> str:
-        code, got = self.shell('mktemp -d "${TMPDIR:-/tmp}/resnet-edge.XXXXXXXX"', timeout=self.connect_timeout + 30)
-        folder = got.stdout.decode("utf-8", errors="replace").strip()
-        if code != 0 or not folder.startswith("/") or len(folder) > 1024 or not set(folder) <= _SAFE_PATH \
-                or "/../" in folder + "/":
+        """A new folder on the device, which :meth:`cleanup` may remove: only a reply naming a folder of
+        mktemp's pattern directly under the device's temporary directory, checked there to be a new, empty
+        directory owned by the login user, is accepted (a device that answers ``/`` is refused)."""
+        code, got = self.shell(self.MKDTEMP, timeout=self.connect_timeout + 30, max_stdout=4096)
+        lines = got.stdout.decode("utf-8", errors="replace").strip().split("\n")
+        if code != 0 or len(lines) != 2 or not _our_folder(lines[1], lines[0]):
             raise TargetError(f"{self}: could not make a temporary folder on the device "
-                              f"({_last(got.err_lines) if code else 'unexpected reply ' + safe_text(folder, 80)})")
-        return folder
+                              f"({_last(got.err_lines) if code else 'unexpected reply ' + safe_text(' '.join(lines), 80)})")
+        return lines[1]
 
     def upload(self, files: dict[str, str], folder: str) -> None:
         """Copy ``{remote name: local path}`` into ``folder`` with scp, under the remote names."""
@@ -192,6 +212,8 @@ class SSHTarget:
     def cleanup(self, folder: str, kill: bool) -> None:
         """Remove ``folder`` (and first stop the runner, when it may still run). Errors are ignored: the
         device may be gone; mktemp's folders are in the device's temporary folder."""
+        if not _our_folder(folder):  # never remove anything but a folder of mkdtemp's pattern
+            return
         q = shlex.quote(folder)
         stop = f'p=$(cat {q}/.pid 2>/dev/null) && {{ kill -9 -- "-$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; }}; ' if kill else ""
         try:
@@ -202,9 +224,11 @@ class SSHTarget:
     # the runner
 
     def run(self, job: dict, send: dict[str, str], fetch: tuple[str, ...] = (), *, memory: int | None = None,
-            timeout: float | None = None, progress: Callable[[str], None] | None = None) -> tuple[dict, dict[str, bytes]]:
+            timeout: float | None = None, progress: Callable[[str], None] | None = None,
+            reply_bytes: int = 1 << 20) -> tuple[dict, dict[str, bytes]]:
         """Run the edge runner with ``job`` (whose file names are those of ``send``, relative to the run's
-        folder) on the device; its result and the ``fetch`` files' bytes (each at most 64 MB)."""
+        folder) on the device; its result (a reply of at most ``reply_bytes``: what the job can need, so a
+        hostile reply costs no more to parse) and the ``fetch`` files' bytes (each at most 64 MB)."""
         from resnet_edge.runtime import harness
         from resnet_edge.runtime.bench import HarnessFailed, parse_result, wants_gpu
 
@@ -231,7 +255,7 @@ class SSHTarget:
             except OSError:
                 pass
             started = time.monotonic()
-            got = _child.collect(proc, timeout=timeout,
+            got = _child.collect(proc, timeout=timeout, max_stdout=reply_bytes,
                                  on_progress=lambda t: progress and progress(safe_text(t, 200)))
             if got.ended == "timeout":
                 raise TargetLost(f"{self}: the run did not finish within {timeout:g} s (--timeout); it was stopped and "

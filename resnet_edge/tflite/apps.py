@@ -51,7 +51,8 @@ def image_classifier_tensors(data: bytes, label: str) -> tuple[dict, dict]:
 
 
 def read_labels_file(path: str | os.PathLike) -> list[str]:
-    data = load_bytes(path, limit=std.MAX_FILE_BYTES)  # a regular file, bounded
+    data = load_bytes(path, limit=std.MAX_FILE_BYTES, what="labels file",  # a regular file, bounded
+                      give="a text file with one class name per line")
     labels = std.parse_labels(data, safe_text(path, 200))
     std.check_labels(labels, safe_text(path, 200))
     return labels
@@ -70,6 +71,7 @@ def _normalization(given_mean, given_std, earlier: dict | None, ours: dict | Non
                               f"{len(sd)}")
         if any(s <= 0 for s in sd):
             raise ConfigError(f"--std must be positive, got {', '.join(f'{s:g}' for s in sd)}")
+        std.check_normalization(mean, sd)
     elif earlier and earlier.get("normalization") and earlier["normalization"].get("mean"):
         mean, sd, source = earlier["normalization"]["mean"], earlier["normalization"]["std"], "kept from the model"
     elif ours is not None and isinstance(ours.get("normalization"), dict):
@@ -91,7 +93,17 @@ def _normalization(given_mean, given_std, earlier: dict | None, ours: dict | Non
 def set_app_metadata(path: str | os.PathLike, *, out: str | os.PathLike | None = None, labels_path=None, mean=None,
                      std_=None, texts: dict | None = None) -> dict:
     """Write ``path`` (or ``out``) with new standard metadata; return what was written (see module doc).
-    ``texts``: name, description, version, author, license (None: keep the model's, or ours)."""
+    ``texts``: name, description, version, author, license (None: keep the model's, or ours). The file
+    written is locked from reading to writing (:func:`resnet_edge.io.exclusive`): two edits of one model at
+    once are applied one after the other, or the second is refused after a bounded wait."""
+    from resnet_edge.io import ensure_writable, exclusive
+
+    target = ensure_writable(out if out is not None else path)
+    with exclusive(target):
+        return _set_app_metadata(path, out, labels_path, mean, std_, texts)
+
+
+def _set_app_metadata(path, out, labels_path, mean, std_, texts) -> dict:
     from resnet_edge.io import atomic_write_bytes, ensure_writable, manifest_path, read_manifest, replace_together
     from resnet_edge.tflite.inspect import app_metadata, read_standard
 

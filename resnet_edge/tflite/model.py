@@ -48,26 +48,28 @@ def schema():
     return schema_py_generated
 
 
-def load_bytes(path: str | os.PathLike, limit: int = MAX_MODEL_BYTES) -> bytes:
-    """The bytes of a model file: a regular file of at most ``limit`` bytes (never a FIFO, which would
-    block, nor a device such as /dev/zero, which would read without end)."""
+def load_bytes(path: str | os.PathLike, limit: int = MAX_MODEL_BYTES, what: str = "model file",
+               give: str = "a .tflite file") -> bytes:
+    """The bytes of a model file (``what``, e.g. "labels file"): a regular file of at most ``limit`` bytes
+    (never a FIFO, which would block, nor a device such as /dev/zero, which would read without end).
+    ``give`` says what to give instead."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise InvalidModelError(f"model file not found: {path}") from None
+        raise InvalidModelError(f"{what} not found: {path}") from None
     except IsADirectoryError:
-        raise InvalidModelError(f"{path} is a directory; give a .tflite file") from None
+        raise InvalidModelError(f"{path} is a directory; give {give}") from None
     except OSError as exc:
         raise InvalidModelError(f"cannot open {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         if stat.S_ISDIR(st.st_mode):
-            raise InvalidModelError(f"{path} is a directory; give a .tflite file")
+            raise InvalidModelError(f"{path} is a directory; give {give}")
         if not stat.S_ISREG(st.st_mode):
-            raise InvalidModelError(f"{path} is not a regular file (a FIFO, device or socket); give a .tflite file")
+            raise InvalidModelError(f"{path} is not a regular file (a FIFO, device or socket); give {give}")
         if st.st_size > limit:
-            raise InvalidModelError(f"{path} is {st.st_size:,} bytes, more than a .tflite can be ({limit:,})")
+            raise InvalidModelError(f"{path} is {st.st_size:,} bytes, more than a {what} can be ({limit:,})")
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise InvalidModelError(f"{path} grew beyond {limit:,} bytes while it was read")

@@ -415,7 +415,9 @@ def parse_labels(data: bytes, source: str) -> list[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BadStandardMetadataError(f"{source} is not UTF-8 text; save it as UTF-8, one class name per line") from None
-    lines = text.splitlines()
+    # Lines end at "\n" only (a "\r" before it is dropped), as the Task Library and `wc -l` count them:
+    # str.splitlines() would also split at U+2028, form feed, FS or NEL, and see more classes than they do.
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) > MAX_LABELS:
@@ -428,7 +430,7 @@ def check_labels(labels: list[str], source: str) -> None:
     for i, name in enumerate(labels):
         if not name.strip():
             raise BadStandardMetadataError(f"{source}: class {i} has an empty name; give every class a name")
-        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        if not all(c.isprintable() or c == " " for c in name):  # C0/C1 controls, U+2028/9, format characters
             raise BadStandardMetadataError(f"{source}: class {i} ({name[:40]!r}) holds a line break or control "
                                            "character; a labels file has one name per line")
         if len(name) > MAX_TEXT:
@@ -439,8 +441,32 @@ def check_text(option: str, value: str) -> None:
     """A text for the metadata (name, author, ...): bounded, no control characters but line breaks and tabs."""
     from resnet_edge.errors import ConfigError
 
-    if len(value) > MAX_TEXT or any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in value):
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):  # bytes that were not UTF-8 on the command line
+        raise ConfigError(f"{option} is not UTF-8 text: give it in UTF-8")
+    if len(value) > MAX_TEXT or any((ord(c) < 32 and c not in "\n\t") or 127 <= ord(c) < 160 for c in value):
         raise ConfigError(f"{option} must be at most {MAX_TEXT} characters of text without control characters")
+
+
+#: The smallest positive normal float32: a std below it cannot be stored in the metadata's float32 fields.
+FLOAT32_TINY = 1.1754943508222875e-38
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_normalization(mean: list[float], std: list[float]) -> None:
+    """--mean/--std that the metadata's float32 fields hold, with a value range (255 - mean) / std that they
+    hold too (a std of 1e-320 would be written as 0, 1e39 as infinity)."""
+    from resnet_edge.errors import ConfigError
+
+    values = list(mean) + list(std)
+    if not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in values) or \
+            not all(s >= FLOAT32_TINY for s in std):
+        raise ConfigError("--mean and --std must be numbers a float32 holds (|value| <= 3.4e38) and --std at least "
+                          "1.2e-38: the metadata stores them as float32")
+    ranges = [v for m, s in zip(mean * len(std) if len(mean) == 1 else mean, std * len(mean) if len(std) == 1 else std)
+              for v in ((0.0 - m) / s, (255.0 - m) / s)]
+    if not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in ranges):
+        raise ConfigError("--mean/--std put the input beyond what a float32 holds ((255 - mean) / std over 3.4e38): "
+                          "give a larger --std")
 
 
 # ---------------------------------------------------------------- what the metadata must agree with
