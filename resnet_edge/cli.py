@@ -253,6 +253,9 @@ def _weights_options(path, depth, model_name, family, plain, variant, classes, r
         raise click.UsageError(f"--mean/--std: the weights decide the normalization ({wf.format}: mean "
                                f"{', '.join(f'{v:g}' for v in wf.mean)}, std {', '.join(f'{v:g}' for v in wf.std)})")
     new_classifier = wf.classes is None or (classes is not None and classes != wf.classes)
+    from resnet_edge.arch.weights import check_file
+
+    check_file(wf)  # every tensor against the plan, before TensorFlow loads and before anything is written
     return (wf, wf.depth, wf.variant, classes or wf.classes or 1000, Preprocess(wf.mean, wf.std, raw_input or "float32"),
             new_classifier)
 
@@ -326,8 +329,10 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
     """
     from resnet_edge.arch.spec import spec_from_dict
     from resnet_edge.data import load
+    from resnet_edge.io import check_run_folder
     from resnet_edge.train import Recipe, saved_run, spec_for_data, train as run_training
 
+    check_run_folder(out)
     ctx = click.get_current_context()
     given = {name for name in ctx.params if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
     recipe_args = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,

@@ -8,6 +8,7 @@ before a model is read or a runtime starts; the measuring itself runs in the har
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import click
 
@@ -288,11 +289,16 @@ def _bench_human(r: dict) -> str:
               help="Fail (exit 1) when top-1 is more than P points below the reference: --compare's model, else the "
                    "Keras accuracy in the manifest convert wrote beside the model.")
 @click.option("--min-accuracy", type=Finite(0, 100), help="Fail (exit 1) when top-1 is below A percent.")
+@click.option("--strict", is_flag=True, help="Fail on an unreadable image (image folders) instead of skipping and "
+                                             "counting it.")
+@click.option("--max-pixels", type=click.IntRange(1, 10_000_000_000), envvar="RESNET_EDGE_MAX_PIXELS",
+              help="Image folders: refuse (skip) an image whose header states more pixels than this, before decoding "
+                   "it. Default 100,000,000 (a 48-megapixel photo is fine). Env RESNET_EDGE_MAX_PIXELS.")
 @target_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the confusion matrix).")
 def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelerator, fallback, kernels, threads,
-          delegate, delegate_options, no_verify, compare_path, trust, diff_spec, max_drop, min_accuracy, target_text,
-          timeout, as_json):
+          delegate, delegate_options, no_verify, compare_path, trust, diff_spec, max_drop, min_accuracy, strict,
+          max_pixels, target_text, timeout, as_json):
     """Accuracy of a .tflite on real data: top-1, top-5, per class and the most frequent confusions,
     with the chosen runtime and accelerator; images are prepared as the model's metadata says.
 
@@ -338,17 +344,24 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
     from resnet_edge.runtime.evaluation import evaluate_on_device_folder, evaluate_tflite
 
     _tmp.use_private_tempdir()
+    if max_pixels:
+        from resnet_edge.runtime.harness import MAX_PIXELS_ENV
+
+        os.environ[MAX_PIXELS_ENV] = str(max_pixels)  # the folder's scan and every decode here
     show = _progress(as_json)
     try:
         if on_device:
             report = evaluate_on_device_folder(model_path, folder, target, limit=limit, mean=mean, std=std,
                                                setting=base, diff=diff, verify=not no_verify,
-                                               min_accuracy=min_accuracy, timeout=timeout, progress=show)
+                                               min_accuracy=min_accuracy, timeout=timeout, progress=show,
+                                               strict=strict, max_pixels=max_pixels)
         else:
-            report = evaluate_tflite(model_path, _load_data(source), split=split, limit=limit, resize=resize, mean=mean,
-                                     std=std, setting=base, diff=diff, compare=compare_path, trust=trust,
+            from resnet_edge.data import load
+
+            report = evaluate_tflite(model_path, load(source, strict=strict), split=split, limit=limit, resize=resize,
+                                     mean=mean, std=std, setting=base, diff=diff, compare=compare_path, trust=trust,
                                      verify=not no_verify, max_drop=max_drop, min_accuracy=min_accuracy, progress=show,
-                                     target=target, timeout=timeout)
+                                     target=target, timeout=timeout, strict=strict)
     finally:
         _end_progress(show)
     _echo_json_or(report, as_json, _eval_human)
@@ -367,7 +380,9 @@ def _eval_human(r: dict) -> str:
     pairs = [("model", f"{safe_text(r['model'], 120)} ({r['integrity']}{'; ' + safe_text(r['model_name'], 80) if r.get('model_name') else ''})"),
              *([("target", safe_text(r["target"], 120))] if r.get("target", "local") != "local" else []),
              ("data", f"{safe_text(r['data'], 80)}, {r['split'] + ' split' if r['split'] != 'all' else 'every image'}, "
-                      f"{r['n']} images" + (f" ({r['skipped']} unreadable, skipped)" if r.get("skipped") else "")),
+                      f"{r['n']} images" + (f" ({r['skipped']} unreadable, skipped; e.g. "
+                                            f"{safe_text((r.get('skipped_files') or ['?'])[0], 200)}; --strict fails "
+                                            "instead)" if r.get("skipped") else "")),
              ("inputs", safe_text(r["preprocessing"]["from"], 200)),
              ("runtime", safe_text(f"{s['runtime']} {s['runtime_version']}, {s['api']}", 80) +
               safe_text(f", {s['accelerator']}" if s.get("accelerator") else f", {s.get('kernels')}", 60) +

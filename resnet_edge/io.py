@@ -114,6 +114,20 @@ def ensure_writable(path: str | os.PathLike, manifest: bool = False) -> Path:
     return path
 
 
+def check_run_folder(path: str | os.PathLike) -> None:
+    """A run's folder (``train --out``): absent or a directory, and not a symbolic link (what a link points
+    to would be written instead)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ResnetEdgeError(f"cannot use --out {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ResnetEdgeError(f"refusing --out {path}: it is {file_kind(st.st_mode)}, not a directory; give a folder "
+                              "for the run (it is made if absent)")
+
+
 def _put(tmp: Path, final: Path) -> None:
     """Move ``tmp`` to ``final``, which must be absent or a regular file at this very moment: a new name is
     claimed with ``link`` (which fails if anything appeared there, and follows nothing); an existing one is

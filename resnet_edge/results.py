@@ -28,7 +28,7 @@ import os
 import re
 import sqlite3
 
-from resnet_edge.errors import ConfigError, ResnetEdgeError
+from resnet_edge.errors import ConfigError
 
 ENV = "RESNET_EDGE_RESULTS"
 WAIT_ENV = "RESNET_EDGE_STORE_WAIT"

@@ -135,6 +135,12 @@ def _only_inside(f, path: Path) -> None:
                     todo.append((full, obj))
 
 
+def _check_classes(path: Path, classes: int | None) -> None:
+    if classes is not None and not 1 <= classes <= MAX_CLASSES:
+        raise WeightsError(f"{path}: its classifier has {classes:,} classes; at most {MAX_CLASSES:,} are supported "
+                           "(as --classes)")
+
+
 def _names(attr) -> list[str]:
     return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in list(attr)[:100_000]]
 
@@ -177,6 +183,7 @@ def _describe(path: Path) -> WeightsFile:
         if "predictions" in layers and "predictions" in f:
             shapes = [d.shape for d in _h5_layer(f["predictions"]).values()]
             classes = int(shapes[-1][0]) if shapes and len(shapes[-1]) == 1 else None
+            _check_classes(path, classes)
     rgb_mean = tuple(reversed(CAFFE_MEAN_BGR))
     return WeightsFile(path, "keras-applications", depth, "v1", classes, rgb_mean, (1.0, 1.0, 1.0))
 
@@ -191,12 +198,69 @@ TORCH_DTYPES = {"F32", "F16", "F64"}
 TORCHVISION_EPSILON = 1e-5
 
 
+#: What a ResNet state dict can hold: ResNet-152's has 932 tensors and a header of about 90 kB.
+MAX_TENSORS = 4096
+MAX_HEADER_BYTES = 4 << 20
+#: As --classes: a classifier of more classes is refused (a zero-byte [N, 0] tensor could claim any N).
+MAX_CLASSES = 1_000_000
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+             "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def _safetensors_header(path: Path) -> dict:
+    """The header of a .safetensors file, read and checked before the library sees it: at most
+    :data:`MAX_HEADER_BYTES`, at most :data:`MAX_TENSORS` tensors, each of a known type, a sane shape
+    and exactly the bytes its shape needs, inside the file."""
+    import json
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise WeightsError(f"{path} is not a readable .safetensors file (only {len(head)} bytes)")
+        n = struct.unpack("<Q", head)[0]
+        if n > MAX_HEADER_BYTES or n > size - 8:
+            raise WeightsError(f"{path} is not a readable .safetensors file: its header claims {n:,} bytes (a "
+                               f"ResNet's is about 100 kB; limit {MAX_HEADER_BYTES:,})")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise WeightsError(f"{path} is not a readable .safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path} is not a readable .safetensors file (its header is not a JSON object)")
+    header.pop("__metadata__", None)
+    if len(header) > MAX_TENSORS:
+        raise WeightsError(f"{path} holds {len(header):,} tensors; a ResNet state dict holds at most about 1,000 "
+                           f"(limit {MAX_TENSORS:,})")
+    data = size - 8 - n
+    for name, t in header.items():
+        shown = str(name)[:80]
+        ok = isinstance(t, dict) and t.get("dtype") in _ITEMSIZE and isinstance(t.get("shape"), list) \
+            and len(t["shape"]) <= 8 and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 31
+                                             for d in t["shape"]) \
+            and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2 \
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in t["data_offsets"])
+        if not ok:
+            raise WeightsError(f"{path}: the header entry of {shown} is damaged")
+        count = 1
+        for d in t["shape"]:
+            count *= d
+        start, end = t["data_offsets"]
+        if not 0 <= start <= end <= data or end - start != count * _ITEMSIZE[t["dtype"]]:
+            raise WeightsError(f"{path}: {shown} ({t['dtype']} {t['shape']}) does not match its {end - start:,} bytes "
+                               "in the file: damaged")
+    return header
+
+
 def _safetensors(path: Path):
     try:
         from safetensors import safe_open
     except ImportError:
         raise WeightsError("reading .safetensors needs the safetensors package: pip install safetensors") from None
     _regular(path)
+    _safetensors_header(path)
     try:
         return safe_open(str(path), framework="numpy")
     except Exception as exc:  # the library's own error types vary: a damaged header is one line all the same
@@ -219,6 +283,7 @@ def _describe_torchvision(path: Path) -> WeightsFile:
             raise WeightsError(f"{path} has {kind} blocks {'-'.join(map(str, blocks))} per stage: not torchvision's "
                                "ResNet-18/34/50/101/152")
         classes = int(f.get_slice("fc.weight").get_shape()[0]) if "fc.weight" in keys else None
+        _check_classes(path, classes)
     from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD
 
     # a basic block has one stride, on its first 3x3, in both variants: v1 names that network here
@@ -308,23 +373,101 @@ def load_into(model, wf: WeightsFile, new_classifier: bool = False) -> dict:
         raise WeightsError(f"{wf.path} is damaged: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A layer that takes weights: its name, its kind (Conv2D, BatchNormalization, Dense) and the shapes
+    of its weights in our order (a Keras model's, or the plan's without building anything)."""
+
+    name: str
+    kind: str
+    shapes: tuple
+
+
+def slots_of(model) -> list[Slot]:
+    """The layers of a built model that take weights from a file."""
+    out = []
+    for layer in model.layers:
+        ours = layer.get_weights()
+        if not ours or layer.name == "preprocess" or (not layer.trainable and "subsample" in layer.name):
+            continue
+        out.append(Slot(layer.name, layer.__class__.__name__, tuple(tuple(w.shape) for w in ours)))
+    return out
+
+
+def slots_for(spec) -> list[Slot]:
+    """The same layers from the family's plan (pure Python: no TensorFlow)."""
+    from resnet_edge.arch.spec import plan
+
+    p = plan(spec)
+
+    def conv(c, cin):
+        return [Slot(f"{c.name}_conv", "Conv2D", ((c.kernel, c.kernel, cin, c.filters),)),
+                Slot(f"{c.name}_bn", "BatchNormalization", ((c.filters,),) * 4)]
+
+    out = conv(p.stem, 3)
+    for b in p.blocks:
+        cin = b.in_channels
+        for c in b.convs:
+            out += conv(c, cin)
+            cin = c.filters
+        if b.projection is not None:
+            out += conv(b.projection, b.in_channels)
+    return out + [Slot("predictions", "Dense", ((p.features, spec.classes), (spec.classes,)))]
+
+
+def check_file(wf: WeightsFile, new_classifier: bool = False) -> dict:
+    """Check every tensor of ``wf`` (names, shapes, types, NaN, extra or missing ones) against the family's
+    plan for its depth and variant, before TensorFlow loads: the same checks as :func:`load_into`, in a
+    second or two instead of after the network is built. Returns the counts load_into would report."""
+    from resnet_edge.arch.spec import resolve
+
+    spec = resolve(wf.depth, family="imagenet", variant=wf.variant, classes=wf.classes or 1000)
+    try:
+        planned = _planned(slots_for(spec), wf, new_classifier or wf.classes is None)
+    except (KeyError, OSError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+        raise WeightsError(f"{wf.path} is damaged: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
+    return {"layers": len(planned), "tensors": sum(len(v) for _, v in planned)}
+
+
 def _load_into(model, wf: WeightsFile, new_classifier: bool) -> dict:
     from resnet_edge.arch.keras_model import BN_EPSILON
 
     torch = wf.format == "torchvision"
+    planned = _planned(slots_of(model), wf, new_classifier)
+    layers = {layer.name: layer for layer in model.layers}
+    values = {slot.name: v for slot, v in planned}
+    for slot, v in planned:
+        kind = slot.kind
+        if kind == "Conv2D" and "bias" in v:  # BN(Wx + b) = BN'(Wx) with the mean moved by b
+            bn = values.get(slot.name[: -len("_conv")] + "_bn")
+            if bn is None:
+                raise WeightsError(f"{wf.path.name}: {slot.name} has a bias but no BatchNormalization follows it here")
+            bn["moving_mean"] = bn["moving_mean"] - v.pop("bias")
+        if kind == "BatchNormalization" and torch:  # their epsilon, exactly
+            v["moving_variance"] = v["moving_variance"] + np.float32(TORCHVISION_EPSILON - BN_EPSILON)
+    if not torch:  # caffe input is BGR: reverse the first convolution's input channels instead of the image's
+        values["conv1_conv"]["kernel"] = values["conv1_conv"]["kernel"][:, :, ::-1, :].copy()
+    order = {"Conv2D": ["kernel"], "BatchNormalization": ["gamma", "beta", "moving_mean", "moving_variance"],
+             "Dense": ["kernel", "bias"]}
+    for slot, v in planned:
+        layers[slot.name].set_weights([v[k] for k in order[slot.kind]])
+    return {"layers": len(planned), "tensors": sum(len(v) for _, v in planned),
+            "classifier": "new" if new_classifier else "loaded"}
+
+
+def _planned(slots: list[Slot], wf: WeightsFile, new_classifier: bool) -> list[tuple[Slot, dict]]:
+    """Every slot's tensors from the file, checked (all or none): the file is read here."""
+    torch = wf.format == "torchvision"
     with (_safetensors(wf.path) if torch else _h5(wf.path)) as f:
         available = set(f.keys()) if torch else {n for n in _names(f.attrs["layer_names"]) if n in f}
         planned, used = [], set()
-        for layer in model.layers:
-            ours = layer.get_weights()
-            if not ours or layer.name == "preprocess" or (not layer.trainable and "subsample" in layer.name):
-                continue
+        for layer in slots:
             if layer.name == "predictions" and new_classifier:
                 used |= {"fc.weight", "fc.bias"}
                 continue
             if torch:
                 prefix = _torch_name(layer.name)
-                arrays = _TorchLayer(f, prefix, layer.__class__.__name__, available) if prefix else None
+                arrays = _TorchLayer(f, prefix, layer.kind, available) if prefix else None
                 if arrays is not None and not arrays.names:
                     arrays = None
                 where = prefix or layer.name
@@ -334,7 +477,7 @@ def _load_into(model, wf: WeightsFile, new_classifier: bool) -> dict:
             if arrays is None:
                 raise WeightsError(f"{wf.path.name} has no weights for {where} ({layer.name} here): it is not a "
                                    f"{wf.format} ResNet-{wf.depth} file, or it was cut")
-            planned.append((layer, _fit(layer, ours, arrays, wf.path.name)))
+            planned.append((layer, _fit(layer, arrays, wf.path.name)))
             if torch:
                 used |= set(arrays.names.values()) | {f"{prefix}.num_batches_tracked"}
         if torch:
@@ -342,24 +485,7 @@ def _load_into(model, wf: WeightsFile, new_classifier: bool) -> dict:
             if extra:
                 raise WeightsError(f"{wf.path.name} holds tensors that a torchvision ResNet-{wf.depth} does not: "
                                    f"{', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
-    values = {layer.name: v for layer, v in planned}
-    for layer, v in planned:
-        kind = layer.__class__.__name__
-        if kind == "Conv2D" and "bias" in v:  # BN(Wx + b) = BN'(Wx) with the mean moved by b
-            bn = values.get(layer.name[: -len("_conv")] + "_bn")
-            if bn is None:
-                raise WeightsError(f"{wf.path.name}: {layer.name} has a bias but no BatchNormalization follows it here")
-            bn["moving_mean"] = bn["moving_mean"] - v.pop("bias")
-        if kind == "BatchNormalization" and torch:  # their epsilon, exactly
-            v["moving_variance"] = v["moving_variance"] + np.float32(TORCHVISION_EPSILON - BN_EPSILON)
-    if not torch:  # caffe input is BGR: reverse the first convolution's input channels instead of the image's
-        values["conv1_conv"]["kernel"] = values["conv1_conv"]["kernel"][:, :, ::-1, :].copy()
-    order = {"Conv2D": ["kernel"], "BatchNormalization": ["gamma", "beta", "moving_mean", "moving_variance"],
-             "Dense": ["kernel", "bias"]}
-    for layer, v in planned:
-        layer.set_weights([v[k] for k in order[layer.__class__.__name__]])
-    return {"layers": len(planned), "tensors": sum(len(v) for _, v in planned),
-            "classifier": "new" if new_classifier else "loaded"}
+    return planned
 
 
 def _h5_layer(group) -> dict:
@@ -368,17 +494,17 @@ def _h5_layer(group) -> dict:
             if name in group}
 
 
-def _fit(layer, ours: list[np.ndarray], arrays, file_name: str) -> dict:
+def _fit(layer: Slot, arrays, file_name: str) -> dict:
     """The file's tensors for ``layer``, checked against ours (names, shapes, types) before any is read."""
-    kind = layer.__class__.__name__
+    kind = layer.kind
     needed = {"Conv2D": ["kernel"], "BatchNormalization": ["gamma", "beta", "moving_mean", "moving_variance"],
               "Dense": ["kernel", "bias"]}.get(kind)
     if needed is None:
         raise WeightsError(f"cannot load weights into {layer.name} ({kind})")
-    shapes = dict(zip(needed, [w.shape for w in ours]))
+    shapes = dict(zip(needed, layer.shapes))
     optional = {}
     if kind == "Conv2D":
-        optional["bias"] = (ours[0].shape[-1],)  # Keras Applications' convolutions have one; folded below
+        optional["bias"] = (layer.shapes[0][-1],)  # Keras Applications' convolutions have one; folded below
     out = {}
     for key in needed + [k for k in optional if k in arrays]:
         if key not in arrays:

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from resnet_edge.errors import ResnetEdgeError
+from resnet_edge.ui import safe_text
 
 # Image suffixes and evaluation resizing (training's pipeline, eval here and eval on a device): below
 # CIFAR_STYLE_BELOW pixels a plain resize, else the shorter side to size / EVAL_CROP and a centered crop.
@@ -245,15 +246,16 @@ def load_cifar10(directory: str | os.PathLike) -> Dataset:
 FOLDER_LAYOUT = "DIR/<class>/<image>.jpg|.png (one sub-folder per class), optionally under DIR/train and DIR/val"
 
 
-def _readable(path: Path) -> bool:
-    from PIL import Image
+def _unreadable(path: Path) -> str | None:
+    """Why an image file cannot be used (None: it can): not a regular file, more pixels than the bound
+    (checked in its header, before decoding), or not an image (:func:`~resnet_edge.runtime.harness.open_image`)."""
+    from resnet_edge.runtime.harness import BadImage, open_image
 
     try:
-        with Image.open(path) as img:
-            img.verify()
-        return True
-    except Exception:  # PIL raises many types for a broken image
-        return False
+        open_image(str(path), decode=False)
+        return None
+    except BadImage as exc:
+        return str(exc)
 
 
 def _scan(root: Path, classes: list[str] | None, strict: bool, skipped: list[str]) -> tuple[list[str], list[str], np.ndarray]:
@@ -271,12 +273,14 @@ def _scan(root: Path, classes: list[str] | None, strict: bool, skipped: list[str
         for f in sorted(folder.iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            if not f.is_file() and not f.is_symlink():
+            if f.is_dir() and not f.is_symlink():
                 continue
-            if not f.is_file() or not _readable(f):  # a broken link or a symlink loop counts as unreadable
+            why = _unreadable(f)  # a FIFO, a link to /dev/zero, a broken link or a bomb counts as unreadable
+            if why:
                 if strict:
-                    raise DataError(f"unreadable image {f}; remove it, or drop --strict to skip and count such files")
-                skipped.append(str(f))
+                    raise DataError(f"unreadable image {safe_text(f, 200)} ({why}); remove it, or drop --strict to "
+                                    "skip and count such files")
+                skipped.append(f"{f} ({why})")
                 continue
             files.append(str(f))
             labels.append(label)
@@ -285,6 +289,8 @@ def _scan(root: Path, classes: list[str] | None, strict: bool, skipped: list[str
 
 def load_folder(directory: str | os.PathLike, strict: bool = False, stats_images: int = 256) -> Dataset:
     from PIL import Image
+
+    from resnet_edge.runtime.harness import BadImage, open_image
 
     root = Path(directory)
     if not root.is_dir():
@@ -312,7 +318,18 @@ def load_folder(directory: str | os.PathLike, strict: bool = False, stats_images
                         "give at least 10 per class, or train/ and val/ folders")
     # Mean/std from a seeded sample of training images, each reduced to 64x64 (the statistics hardly depend on size).
     pick = np.random.default_rng(SPLIT_SEED).permutation(len(f_train))[:stats_images]
-    sample = np.stack([np.asarray(Image.open(f_train[i]).convert("RGB").resize((64, 64), Image.BILINEAR)) for i in pick])
+    sample = []
+    for i in pick:  # decoded whole: a file that is cut off is counted as skipped (or fails with --strict) here
+        try:
+            sample.append(np.asarray(open_image(f_train[i]).resize((64, 64), Image.BILINEAR)))
+        except BadImage as exc:
+            if strict:
+                raise DataError(f"unreadable image {safe_text(f_train[i], 200)} ({exc}); remove it, or drop --strict "
+                                "to skip and count such files") from None
+            skipped.append(f"{f_train[i]} ({exc})")
+    if not sample:
+        raise DataError(f"{root}: none of the training images could be decoded (expected {FOLDER_LAYOUT})")
+    sample = np.stack(sample)
     mean, std = channel_stats(sample)
     return Dataset(
         f"folder:{directory}", classes, Split(y_train, files=f_train), Split(y_val, files=f_val),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from resnet_edge.runtime.harness import load_image
+from resnet_edge.runtime.harness import BadImage, load_image
 from resnet_edge.errors import ConfigError, MissingDependencyError
 from resnet_edge.ui import safe_text
 
@@ -51,9 +51,11 @@ def preprocessing(info: dict | None, data, mean=None, std=None) -> dict:
 
 
 def model_inputs(data, split: str, inputs: list[dict], outputs: list[dict] | None, pre: dict, *,
-                 limit: int | None = None, resize: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 limit: int | None = None, resize: bool = False, skipped: list | None = None,
+                 strict: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``limit`` images of ``split`` as float32 N x H x W x 3 in the model's form, and their labels.
-    Raises :class:`ConfigError` when the model cannot take this data (input, size, classes)."""
+    Raises :class:`ConfigError` when the model cannot take this data (input, size, classes). An image file
+    that cannot be decoded (cut off, say) is left out and named in ``skipped``; ``strict`` fails instead."""
     h, w, _ = _input_shape(inputs)
     if outputs is not None:
         classes = int(outputs[0]["shape"][-1]) if outputs[0]["shape"] else 0
@@ -79,7 +81,22 @@ def model_inputs(data, split: str, inputs: list[dict], outputs: list[dict] | Non
             import PIL  # noqa: F401
         except ImportError:
             raise MissingDependencyError("decoding an image folder needs Pillow: pip install pillow") from None
-        x = np.stack([load_image(f, (h, w)) for f in part.files])
+        images, keep = [], []
+        for i, f in enumerate(part.files):
+            try:
+                images.append(load_image(f, (h, w)))
+                keep.append(i)
+            except BadImage as exc:
+                if strict:
+                    raise ConfigError(f"unreadable image {safe_text(f, 200)} ({exc}); remove it, or drop --strict to "
+                                      "skip and count such files") from None
+                if skipped is not None:
+                    skipped.append(f"{f} ({exc})")
+        if not images:
+            raise ConfigError(f"none of the {len(part.files)} images of the {split} split of {safe_text(data.name, 80)} "
+                              "could be decoded")
+        x = np.stack(images)
+        part = type(part)(np.asarray(part.y)[keep])
     if not pre["raw"]:
         x = (x - np.asarray(pre["mean"], np.float32)) / np.asarray(pre["std"], np.float32)
     return x.astype(np.float32), np.asarray(part.y, np.int64)
@@ -146,7 +163,8 @@ DEVICE_FOLDER = "device-folder:"
 
 def evaluate_on_device_folder(path, folder: str, target, *, limit: int | None = None, mean=None, std=None,
                               setting=None, diff=None, verify: bool = True, min_accuracy: float | None = None,
-                              timeout: float | None = None, progress=None) -> dict:
+                              timeout: float | None = None, progress=None, strict: bool = False,
+                              max_pixels: int | None = None) -> dict:
     """:func:`evaluate_tflite` for images that live on the device: ``folder`` there holds one sub-folder
     per class, read and decoded by the runner on the ssh ``target`` (Pillow needed there); every image is
     evaluated (``limit``: that many, taken across classes). A model of ours names its classes: the folder's
@@ -170,8 +188,11 @@ def evaluate_on_device_folder(path, folder: str, target, *, limit: int | None = 
         pre = {"raw": True, "mean": None, "std": None, "from": "model metadata: raw 0..255 pixels, normalized inside"}
     sides = list(diff or [])
     todo = sides if setting in sides else [setting, *sides]
-    results, y, found, skipped = predict_folder_on(target, path, todo, folder, pre, limit=limit, verify=verify,
-                                                   timeout=timeout, progress=progress)
+    results, y, found, skipped, named = predict_folder_on(target, path, todo, folder, pre, limit=limit, verify=verify,
+                                                          timeout=timeout, progress=progress, max_pixels=max_pixels)
+    if strict and skipped:
+        raise ConfigError(f"{skipped} image(s) on the device could not be read, e.g. {named[0] if named else '?'}; "
+                          "remove them, or drop --strict to skip and count such files")
     labels = [str(c) for c in info.get("labels") or []]
     outputs = int(results[0][0].shape[1])
     if labels:
@@ -188,7 +209,8 @@ def evaluate_on_device_folder(path, folder: str, target, *, limit: int | None = 
     scores, described = results[todo.index(setting)]
     report = {"model": str(path), "target": target.name, "integrity": checked["integrity"]["status"],
               "model_name": f"{info.get('name')} {info.get('mode')}" if info.get("name") else None,
-              "data": f"{DEVICE_FOLDER}{folder}", "split": "all", "skipped": skipped, "preprocessing": pre,
+              "data": f"{DEVICE_FOLDER}{folder}", "split": "all", "skipped": skipped, "skipped_files": named,
+              "preprocessing": pre,
               "setting": described, **scores_report(scores, y, classes)}
     if diff:
         (a, da), (b, db) = results[-2:]
@@ -205,7 +227,7 @@ def evaluate_on_device_folder(path, folder: str, target, *, limit: int | None = 
 def evaluate_tflite(path, data, *, split: str = "test", limit: int | None = None, resize: bool = False,
                     mean=None, std=None, setting=None, diff=None, compare=None, trust: bool = False,
                     verify: bool = True, max_drop: float | None = None, min_accuracy: float | None = None,
-                    progress=None, target=None, timeout: float | None = None) -> dict:
+                    progress=None, target=None, timeout: float | None = None, strict: bool = False) -> dict:
     """Accuracy of the ``.tflite`` at ``path`` on ``data`` with ``setting`` (a
     :class:`~resnet_edge.runtime.bench.Setting`); ``diff`` (two settings) adds their comparison on the
     same inputs; ``compare`` (a Keras model, host side) adds its accuracy and agreement. ``max_drop``
@@ -219,7 +241,9 @@ def evaluate_tflite(path, data, *, split: str = "test", limit: int | None = None
     if checked["inputs"] is None:
         raise ConfigError("reading the model's inputs needs the flatbuffer schema (pip install ai-edge-litert)")
     pre = preprocessing(checked["info"], data, mean, std)
-    x, y = model_inputs(data, split, checked["inputs"], checked["outputs"], pre, limit=limit, resize=resize)
+    skipped = list(getattr(data, "skipped", None) or [])  # what the folder's scan left out, then what failed to decode
+    x, y = model_inputs(data, split, checked["inputs"], checked["outputs"], pre, limit=limit, resize=resize,
+                        skipped=skipped, strict=strict)
     sides = list(diff or [])  # both sides run, even when they are the same setting (run-to-run differences)
     todo = sides if setting in sides else [setting, *sides]
     results = predict(path, todo, x, verify=verify, progress=progress, target=target, timeout=timeout)
@@ -229,6 +253,7 @@ def evaluate_tflite(path, data, *, split: str = "test", limit: int | None = None
               "integrity": checked["integrity"]["status"],
               "model_name": f"{info.get('name')} {info.get('mode')}" if info.get("name") else None,
               "data": data.name, "split": split, "preprocessing": pre, "setting": described,
+              "skipped": len(skipped), "skipped_files": [safe_text(f, 300) for f in skipped[:20]],
               **scores_report(scores, y, data.classes)}
     if diff:
         (a, da), (b, db) = results[-2:]

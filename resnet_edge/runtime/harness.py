@@ -407,13 +407,69 @@ def _sample_batches(session: Session, samples: np.ndarray | None, seed: int, raw
     return [[to_model_dtype(samples[i:i + 1], d)] for i in range(len(samples))]
 
 
-def load_image(path: str, size: tuple[int, int]) -> np.ndarray:
-    """An image file as float32 H x W x 3 RGB (0..255), resized as evaluation does (see EVAL_CROP).
-    Pillow refuses decompression bombs (more than twice its pixel limit): the caller counts them as unreadable."""
+#: The most pixels an image may have before it is decoded (a 48-megapixel phone photo is data; a
+#: 164 kB PNG of 13000 x 13000 would take 500 MB): ``$RESNET_EDGE_MAX_PIXELS``, or ``--max-pixels``.
+MAX_PIXELS_ENV = "RESNET_EDGE_MAX_PIXELS"
+MAX_PIXELS = 100_000_000
+
+
+class BadImage(Exception):
+    """An image file that cannot be used: not a regular file, too many pixels, or not decodable. Its
+    message names why; the caller counts the file as skipped (or fails with --strict)."""
+
+
+def max_pixels() -> int:
+    try:
+        return max(1, int(float(os.environ.get(MAX_PIXELS_ENV, MAX_PIXELS))))
+    except (ValueError, OverflowError):
+        return MAX_PIXELS
+
+
+def open_image(path: str, limit: int | None = None, decode: bool = True):
+    """A decoded Pillow image (RGB) from a regular file whose header states at most ``limit`` pixels
+    (default :func:`max_pixels`), checked before anything is decoded; the whole file is decoded here, so a
+    truncated one fails now. ``decode=False`` only checks the file (type, header, pixel count, Pillow's
+    ``verify``) and returns None. Raises :class:`BadImage`."""
+    import stat as st
+    import warnings
+
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    limit = limit or max_pixels()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise BadImage(exc.strerror or str(exc)) from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not st.S_ISREG(mode):
+            raise BadImage("not a regular file (a FIFO, device or link to one)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own bound decides
+                img = Image.open(fh)
+                pixels = img.size[0] * img.size[1]
+                if pixels > limit:
+                    raise BadImage(f"{img.size[0]} x {img.size[1]} pixels, more than the limit of {limit:,} "
+                                   f"(--max-pixels or {MAX_PIXELS_ENV})")
+                if not decode:
+                    img.verify()
+                    return None
+                img.load()
+                return img.convert("RGB")
+        except BadImage:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a broken or hostile file
+            raise BadImage(str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__) from None
+
+
+def load_image(path: str, size: tuple[int, int], limit: int | None = None) -> np.ndarray:
+    """An image file as float32 H x W x 3 RGB (0..255), resized as evaluation does (see EVAL_CROP).
+    Raises :class:`BadImage` (:func:`open_image`): the caller counts the file as unreadable."""
+    from PIL import Image
+
+    img = open_image(path, limit)
+    with img:
         h, w = size
         if min(h, w) < CIFAR_STYLE_BELOW:
             return np.asarray(img.resize((w, h), Image.BILINEAR), np.float32)
@@ -424,9 +480,11 @@ def load_image(path: str, size: tuple[int, int]) -> np.ndarray:
         return np.asarray(img.crop((left, top, left + w, top + h)), np.float32)
 
 
-def folder_images(folder: str, limit: int | None) -> tuple[list[str], list[tuple[str, int]]]:
+def folder_images(folder: str, limit: int | None, odd: list | None = None) -> tuple[list[str], list[tuple[str, int]]]:
     """The class folders of ``folder`` (sorted, hidden ones skipped) and its image files with their class
-    index, interleaved across classes so that a ``limit`` keeps every class."""
+    index, interleaved across classes so that a ``limit`` keeps every class. Entries with an image's name
+    that are not regular files (a FIFO, a link to /dev/zero, a broken link) go to ``odd`` (to be counted as
+    skipped), never to the list."""
     try:
         classes = sorted(d.name for d in os.scandir(folder) if d.is_dir() and not d.name.startswith("."))
     except OSError as exc:
@@ -436,14 +494,26 @@ def folder_images(folder: str, limit: int | None) -> tuple[list[str], list[tuple
                            "(DIR/<class>/<image>.jpg, at least 2)")
     per_class = []
     for label, name in enumerate(classes):
-        files = sorted(e.path for e in os.scandir(os.path.join(folder, name))
-                       if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file())
+        entries = [e for e in os.scandir(os.path.join(folder, name)) if e.name.lower().endswith(IMAGE_SUFFIXES)]
+        files = sorted(e.path for e in entries if _regular(e.path))
+        if odd is not None:
+            odd += sorted(e.path for e in entries if not _regular(e.path))
         per_class.append([(f, label) for f in files])
     longest = max(len(files) for files in per_class)
     order = [files[i] for i in range(longest) for files in per_class if i < len(files)]
     if not order:
         raise HarnessError(f"{folder} has no .jpg/.png images in its class folders")
     return classes, order[:limit] if limit else order
+
+
+def _regular(path: str) -> bool:
+    """A regular file (a link is followed: a link to an image is an image, a link to /dev/zero is not)."""
+    import stat as st
+
+    try:
+        return st.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 # --- jobs ----------------------------------------------------------------------------------------------
@@ -598,18 +668,21 @@ def predict_folder(job: dict) -> dict:
     if len(first.inputs) != 1 or len(first.outputs) != 1 or len(first.inputs[0]["shape"]) != 4:
         raise HarnessError(f"{job['model']} is not an image classifier with one N x H x W x 3 input and one output")
     d_in, d_out = first.inputs[0], first.outputs[0]
-    classes, files = folder_images(job["folder"], job.get("limit"))
+    odd: list[str] = []
+    classes, files = folder_images(job["folder"], job.get("limit"), odd)
+    limit = int(job.get("max_pixels") or max_pixels())
     size = (int(d_in["shape"][1]), int(d_in["shape"][2]))
     mean = None if job.get("raw", True) else np.asarray(job["mean"], np.float32)
     std = None if job.get("raw", True) else np.asarray(job["std"], np.float32)
     scores = [np.empty((len(files), *d_out["shape"][1:]), np.float32) for _ in sessions]
-    labels, times, skipped, n = [], [[] for _ in sessions], 0, 0
+    labels, times, n = [], [[] for _ in sessions], 0
+    skipped = [(f, "not a regular file") for f in odd]
     step = max(1, len(files) // 20)
     for k, (path, label) in enumerate(files):
         try:
-            x = load_image(path, size)[None]
-        except Exception:  # noqa: BLE001 - Pillow raises many types for a broken or hostile file
-            skipped += 1
+            x = load_image(path, size, limit)[None]
+        except BadImage as exc:
+            skipped.append((path, str(exc)))
             continue
         if mean is not None:
             x = (x - mean) / std
@@ -628,7 +701,8 @@ def predict_folder(job: dict) -> dict:
     for i, out in enumerate(job["outputs"]):
         np.save(out, scores[i][:n], allow_pickle=False)
     np.save(job["labels_out"], np.asarray(labels, np.int64), allow_pickle=False)
-    return {"machine": machine(), "classes": classes, "images": n, "skipped": skipped,
+    return {"machine": machine(), "classes": classes, "images": n, "skipped": len(skipped),
+            "skipped_files": [{"path": f[-300:], "why": why[:200]} for f, why in skipped[:20]],
             "settings": [{**s.describe(), "init_ms": s.init_s * 1e3, **_stats(t, 1)} for s, t in zip(sessions, times)]}
 
 

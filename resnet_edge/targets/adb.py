@@ -24,7 +24,8 @@ import subprocess
 from typing import Callable
 
 from resnet_edge import _child
-from resnet_edge.errors import ConfigError
+from resnet_edge.errors import ConfigError, ResnetEdgeError
+from resnet_edge.runtime.replies import BadReply, clean_record
 from resnet_edge.targets import TargetError, TargetURL
 from resnet_edge.ui import safe_text
 
@@ -161,6 +162,9 @@ class AdbTarget:
         if got.ended == "timeout":
             raise TargetError(f"{self}: adb {args[0]} did not finish within {timeout:g} s (a device that stopped "
                               "answering?)")
+        if got.ended == "too_much":
+            raise TargetError(f"{self}: adb {args[0]} wrote more than {max_stdout >> 10} kB, far more than it should: "
+                              "refused")
         text = got.stdout.decode("utf-8", errors="replace") + "\n".join(got.err_lines)
         return proc.returncode, text
 
@@ -230,20 +234,26 @@ class AdbTarget:
                         code, text = self.shell([binary, *flags_for(s, graph, runs, warmup, measure_memory)],
                                                 timeout=timeout or self.timeout)
                         figures = parse_benchmark_output(text)
-                    except TargetError as exc:
+                        # the device's figures checked as any device's (ranges, the runs asked for)
+                        figures = {k: v for k, v in clean_record(figures, str(self)).items() if k in figures}
+                        if figures.get("count") is not None and figures["count"] != runs:
+                            raise BadReply(f"{self}: benchmark_model reports {figures['count']} timed runs, "
+                                           f"{runs} were asked for: refused")
+                    except ResnetEdgeError as exc:
                         if not records:
                             raise
                         incomplete = f"{exc} (after {len(records)} of {len(paths) * len(settings)} records)"
                         return self._result(records, incomplete)
-                    records.append({"model": path, "setting": s.label(), "setting_index": index,
+                    records.append({"runtime_version": None, "kernels": s.kernels, "delegate": None,
+                                    "delegate_options": {}, "weight_cache": None, "notes": [], "inputs": None,
+                                    "weight_cache_init": None, "rss_start_mb": None,
+                                    **{k: v for k, v in figures.items() if k != "model_mb"},
+                                    "model": path, "setting": s.label(), "setting_index": index,
                                     "integrity": checked[path]["integrity"]["status"],
                                     "model_bytes": checked[path]["bytes"], "runtime": "benchmark_model",
-                                    "runtime_version": None, "api": "benchmark_model",
-                                    "accelerator": s.accelerator or "cpu", "kernels": s.kernels,
-                                    "threads": s.threads, "delegate": None, "delegate_options": {},
-                                    "weight_cache": None, "notes": [], "inputs": None, "input_source": "benchmark_model",
-                                    "weight_cache_init": None, "warmup_runs": warmup, "runs": runs, "rounds": 1,
-                                    "rss_start_mb": None, **{k: v for k, v in figures.items() if k != "model_mb"}})
+                                    "api": "benchmark_model", "accelerator": s.accelerator or "cpu",
+                                    "threads": s.threads, "input_source": "benchmark_model", "warmup_runs": warmup,
+                                    "runs": runs, "rounds": 1})
         finally:
             self.shell(["rm", "-rf", folder])
         return self._result(records, incomplete)
