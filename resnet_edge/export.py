@@ -129,20 +129,22 @@ def convert(
         raise ConfigError(f"--calibration must be at least 1, got {calibration}")
     if max_drop is not None and max_drop < 0:
         raise ConfigError(f"--max-drop is the accuracy drop in points that fails the command (>= 0), got {max_drop}")
+    # Beside the source model by default (a fresh model: the current directory). Checked before anything loads.
+    name = Path(model_path).stem if model_path is not None else spec.name  # the output files' name
+    paths = output_paths(name, modes, out, Path(model_path).parent if model_path is not None else Path("."))
     source_manifest = {}
     if model_path is not None:
         from resnet_edge.arch.keras_model import load_model
 
         model = load_model(model_path, trust=trust)
         source_manifest = read_manifest(model_path)
-        name = Path(model_path).stem  # names the output files; the model itself is named by its architecture
         arch = source_manifest.get("name") or (source_manifest.get("spec") or {}).get("name") or model.name
         source = {"path": str(model_path), "sha256": sha256_file(model_path), "trained": source_manifest.get("trained")}
     else:
         from resnet_edge.arch.keras_model import build_model
 
         model = build_model(spec)
-        name = arch = spec.name
+        arch = spec.name
         source = {"built": spec.to_dict(), "trained": False}
         if weights is not None:
             from resnet_edge.arch.weights import load_into
@@ -155,8 +157,6 @@ def convert(
         wrong = [m for m in modes if m not in ("int8", "float32")]
         if wrong:
             raise ConfigError(f"a quantization-aware-trained model converts to int8 (or float32), not {', '.join(wrong)}")
-    # Beside the source model by default (a fresh model: the current directory).
-    paths = output_paths(name, modes, out, Path(model_path).parent if model_path is not None else Path("."))
     for p in paths.values():
         if model_path is not None and manifest_path(p).resolve() == manifest_path(model_path).resolve():
             raise ConfigError(f"--out {p} would overwrite {manifest_path(p).name}, the manifest of {Path(model_path).name}; "

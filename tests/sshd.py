@@ -47,7 +47,7 @@ class Server:
     """sshd on 127.0.0.1:``port`` with its keys and config under ``folder``. ``config`` is the client config
     that trusts it and logs in with the user key."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, extra: tuple[str, ...] = ()):
         if not SSHD:
             raise RuntimeError("sshd is not installed (apt-get install openssh-server)")
         self.folder = folder
@@ -67,6 +67,7 @@ class Server:
                  "ClientAliveInterval 5"]
         if SFTP_SERVER:
             lines.append(f"Subsystem sftp {SFTP_SERVER}")
+        lines += list(extra)  # e.g. ForceCommand: a device that answers as a test wants
         (folder / "sshd_config").write_text("\n".join(lines) + "\n")
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)  # the privilege-separation folder sshd insists on as root
