@@ -28,10 +28,17 @@ from tests.cli_helpers import one_line_error, run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, env=None, timeout=120):
-    """``resnet-edge ARGS`` in a process of its own."""
+def cli(*args, env=None, timeout=120, memory_mb: int | None = None):
+    """``resnet-edge ARGS`` in a process of its own; ``memory_mb`` caps its address space (what would take
+    gigabytes fails there instead of on the machine)."""
+    def cap():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+
     return subprocess.run([sys.executable, "-m", "resnet_edge", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                          preexec_fn=cap if memory_mb else None)
 
 
 def one_line(proc, *fragments) -> str:
@@ -398,8 +405,10 @@ def liar_sshd(tmp_path_factory):
     server.stop()
 
 
-@pytest.mark.parametrize("reply", ["/tmp\n/\n", "/\n", "/tmp\n/home\n", "/tmp\n/tmp/resnet-edge.abc/../..\n",
-                                   "/tmp\n/tmp/resnet-edge.ABCDEFGH/x\n", "/tmp\n/etc/resnet-edge.ABCDEFGH\n"])
+# One line: what mktemp prints (a device that answers "/" got `rm -rf -- /` before). Two lines: the base and the
+# folder, as the runner now asks; a lie there is refused too.
+@pytest.mark.parametrize("reply", ["/\n", "/home\n", "/tmp\n", "/etc/resnet-edge.ABCDEFGH\n",
+                                   "/tmp\n/\n", "/tmp\n/tmp/resnet-edge.ABCDEFGH/x\n", "/tmp\n/etc/resnet-edge.ABCDEFGH\n"])
 def test_a_device_naming_a_folder_it_did_not_make_gets_no_rm(liar_sshd, model, reply, monkeypatch):
     server, folder = liar_sshd
     monkeypatch.setenv("RESNET_EDGE_SSH_CONFIG", str(server.config))
@@ -561,8 +570,9 @@ def test_an_oversized_reply_is_refused_before_it_is_parsed(sshd, model, tmp_path
     big.write_text("#!/bin/sh\ncat > /dev/null\n" + sys.executable + " -c \"import sys; sys.stdout.write('[],' * "
                    "(20 << 20))\"\n")
     big.chmod(0o755)
-    monkeypatch.setenv("RESNET_EDGE_SSH_CONFIG", str(sshd.config))
-    one_line_error(run("bench", model, "--target", f"{sshd.url}/?python={big}", "--no-store"), "more than the job asked")
+    # 60 MB of "[]," took 1.65 GB to parse before: in a process capped at 1.5 GB
+    one_line(cli("bench", model, "--target", f"{sshd.url}/?python={big}", "--no-store", memory_mb=1536,
+                 env={"RESNET_EDGE_SSH_CONFIG": str(sshd.config)}), "more than the job asked")
 
 
 def _device_python(tmp_path: Path, name: str, body: str) -> Path:
@@ -717,14 +727,18 @@ def test_the_pixel_bound_runs_before_decoding_in_a_memory_capped_child(tmp_path)
 def test_safetensors_headers_are_bounded_before_parsing(tmp_path):
     cases = {
         "huge header": (struct.pack("<Q", 99_900_000) + b"{" + b" " * 1000, "header claims 99,900,000 bytes"),
-        "many tensors": (None, "tensors; a ResNet state dict"),
+        "many tensors": (None, "header claims"),
+        "5000 tensors": (None, "5,000 tensors; a ResNet state dict"),
         "zero-byte classifier": (None, "classes"),
     }
-    many = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(5000)}
+    many = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(1_000_000)}  # 1.74 GB before
     header = json.dumps(many).encode()
-    cases["many tensors"] = (struct.pack("<Q", len(header)) + header, cases["many tensors"][1])
-    from tests.torchvision_reference import random_state_dict
+    cases["many tensors"] = (struct.pack("<Q", len(header)) + header, "header claims")
+    few = json.dumps({f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(5000)}).encode()
+    cases["5000 tensors"] = (struct.pack("<Q", len(few)) + few, cases["5000 tensors"][1])
     from safetensors.numpy import save_file
+
+    from tests.torchvision_reference import random_state_dict
 
     sd = random_state_dict(18, classes=3)
     sd["fc.weight"] = np.zeros((2_000_000, 0), np.float32)
@@ -736,8 +750,7 @@ def test_safetensors_headers_are_bounded_before_parsing(tmp_path):
             path.write_bytes(data)
         else:
             path = tmp_path / "zero.safetensors"
-        proc = cli("build", "--weights", path, "--out", tmp_path / "never.keras",
-                   env={"RESNET_EDGE_CHILD_MEMORY_MB": "600"}, timeout=60)
+        proc = cli("build", "--weights", path, "--out", tmp_path / "never.keras", memory_mb=1200, timeout=60)
         one_line(proc, says)
     assert not (tmp_path / "never.keras").exists()
 

@@ -70,9 +70,11 @@ def load_bytes(path: str | os.PathLike, limit: int = MAX_MODEL_BYTES, what: str 
             raise InvalidModelError(f"{path} is not a regular file (a FIFO, device or socket); give {give}")
         if st.st_size > limit:
             raise InvalidModelError(f"{path} is {st.st_size:,} bytes, more than a {what} can be ({limit:,})")
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise InvalidModelError(f"{path} grew beyond {limit:,} bytes while it was read")
+        # Ask for what the file holds (and a byte more, to see it grow), not for the limit: read(n) reserves n
+        # bytes first, so read(limit + 1) of a 100 kB model would reserve gigabytes.
+        data = fh.read(st.st_size + 1)
+    if len(data) > st.st_size:
+        raise InvalidModelError(f"{path} grew while it was read; read it again when whatever writes it is done")
     return data
 
 
