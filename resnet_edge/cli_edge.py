@@ -8,7 +8,6 @@ before a model is read or a runtime starts; the measuring itself runs in the har
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import click
 
@@ -343,11 +342,9 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
     from resnet_edge import _tmp
     from resnet_edge.runtime.evaluation import evaluate_on_device_folder, evaluate_tflite
 
-    _tmp.use_private_tempdir()
-    if max_pixels:
-        from resnet_edge.runtime.harness import MAX_PIXELS_ENV
+    from resnet_edge.runtime.harness import pixel_limit
 
-        os.environ[MAX_PIXELS_ENV] = str(max_pixels)  # the folder's scan and every decode here
+    _tmp.use_private_tempdir()
     show = _progress(as_json)
     try:
         if on_device:
@@ -358,10 +355,12 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
         else:
             from resnet_edge.data import load
 
-            report = evaluate_tflite(model_path, load(source, strict=strict), split=split, limit=limit, resize=resize,
-                                     mean=mean, std=std, setting=base, diff=diff, compare=compare_path, trust=trust,
-                                     verify=not no_verify, max_drop=max_drop, min_accuracy=min_accuracy, progress=show,
-                                     target=target, timeout=timeout, strict=strict)
+            with pixel_limit(max_pixels):  # the folder's scan and every decode here
+                report = evaluate_tflite(model_path, load(source, strict=strict), split=split, limit=limit,
+                                         resize=resize, mean=mean, std=std, setting=base, diff=diff, compare=compare_path,
+                                         trust=trust, verify=not no_verify, max_drop=max_drop,
+                                         min_accuracy=min_accuracy, progress=show, target=target, timeout=timeout,
+                                         strict=strict)
     finally:
         _end_progress(show)
     _echo_json_or(report, as_json, _eval_human)

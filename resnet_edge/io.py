@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from resnet_edge._tmp import pid_alive
 from resnet_edge.errors import ResnetEdgeError
@@ -55,7 +55,7 @@ def check_output(path: str | os.PathLike) -> None:
     refused, not followed): writing would replace a device node, a FIFO or what a link points to."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # absent (a parent that is a file is reported when it is made)
         return
     except OSError as exc:
         raise ResnetEdgeError(f"cannot write {path}: {exc.strerror or exc}; choose another output path") from None
@@ -77,18 +77,19 @@ def check_manifest_slot(artifact: str | os.PathLike) -> None:
     check_output(mp)
     if not mp.exists():
         return
-    ours = False
+    describes = None
     try:
         if mp.stat().st_size <= MAX_MANIFEST_BYTES:
             data = json.loads(mp.read_text(encoding="utf-8"))
-            ours = isinstance(data, dict) and data.get("kind") in MANIFEST_KINDS and \
-                isinstance(data.get("file"), dict) and data["file"].get("path") == Path(artifact).name
+            if isinstance(data, dict) and data.get("kind") in MANIFEST_KINDS and isinstance(data.get("file"), dict):
+                describes = str(data["file"].get("path"))
     except (OSError, ValueError, UnicodeDecodeError, RecursionError):
-        ours = False
-    if not ours:
-        raise ResnetEdgeError(f"refusing to write {artifact}: {mp} exists and is not resnet-edge's manifest of "
-                              f"{Path(artifact).name}, and writing would replace it; move it away or choose another "
-                              "output name")
+        describes = None
+    if describes == Path(artifact).name:
+        return
+    what = f"resnet-edge's manifest of {describes}" if describes else "not resnet-edge's manifest"
+    raise ResnetEdgeError(f"refusing to write {artifact}: {mp} exists and is {what}, not of {Path(artifact).name}, "
+                          "and writing would replace it; move it away or choose another output name")
 
 
 def ensure_writable(path: str | os.PathLike, manifest: bool = False) -> Path:
@@ -160,7 +161,7 @@ def _put(tmp: Path, final: Path) -> None:
 #: How long a writer waits for another writer of the same file (seconds; ``RESNET_EDGE_LOCK_WAIT``).
 LOCK_WAIT_ENV = "RESNET_EDGE_LOCK_WAIT"
 LOCK_WAIT = 10.0
-_held: dict[str, int] = {}
+_held: dict[str, int] = {}  # the locks this process holds, by thread and lock file
 
 
 def lock_path(path: str | os.PathLike) -> Path:
@@ -177,15 +178,19 @@ def _lock_wait() -> float:
 
 
 @contextlib.contextmanager
-def exclusive(path: str | os.PathLike, wait: float | None = None) -> Iterator[None]:
+def exclusive(path: str | os.PathLike, wait: float | None = None,
+              waiting: "Callable[[str], None] | None" = None) -> Iterator[None]:
     """Hold the write lock of ``path`` (a file or a folder) for the block: another process that wants it
-    waits up to ``wait`` seconds (default ``$RESNET_EDGE_LOCK_WAIT`` or 10), then gets a one-line
-    :class:`ResnetEdgeError` naming the holder (its PID and command). Re-entrant within a process. The
-    lock file is removed on release; a waiter that locked a file removed meanwhile tries again."""
+    waits up to ``wait`` seconds (default ``$RESNET_EDGE_LOCK_WAIT`` or 10; ``math.inf``: as long as it
+    takes), then gets a one-line :class:`ResnetEdgeError` naming the holder (its PID and command);
+    ``waiting(holder)`` is called once when it starts to wait. Re-entrant within a process. The lock file is
+    removed on release; a waiter that locked a file removed meanwhile tries again."""
     import fcntl
 
+    import threading
+
     lock = lock_path(path)
-    key = str(lock)
+    key = f"{threading.get_ident()}:{lock}"  # re-entrant in one thread; another thread waits as another process does
     if key in _held:
         _held[key] += 1
         try:
@@ -210,6 +215,9 @@ def exclusive(path: str | os.PathLike, wait: float | None = None) -> Iterator[No
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
+            if waiting is not None:
+                waiting(holder)
+                waiting = None
             if time.monotonic() >= deadline:
                 raise ResnetEdgeError(f"{path} is being written by another resnet-edge process ({holder}); waited "
                                       f"{wait:g} s: let it finish and run this again (set {LOCK_WAIT_ENV} to wait "
@@ -445,6 +453,9 @@ def recover(folder: str | os.PathLike) -> list[str]:
             with contextlib.suppress(OSError, ValueError, ResnetEdgeError):
                 _commit(folder, path)
                 done.append(path.name)
+    for path in entries:  # lock files a killed writer left: removed when nobody holds them
+        if path.name.startswith(".") and path.name.endswith(".lock") and _unheld(path):
+            done.append(path.name)
     for path in dead:  # then what was never committed
         if ".tmp" in path.name and (path.exists() or path.is_symlink()):
             with contextlib.suppress(OSError):
@@ -454,3 +465,23 @@ def recover(folder: str | os.PathLike) -> list[str]:
                     path.unlink()
                 done.append(path.name)
     return done
+
+
+def _unheld(lock: Path) -> bool:
+    """Remove ``lock`` if no process holds it (a killed writer's); whether it was removed."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(lock)  # a waiter that opened it meanwhile sees its inode gone and locks a new one
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
-import os
 import queue
 import threading
 from typing import Callable
@@ -29,21 +27,18 @@ from resnet_edge.targets import TargetError, TargetURL
 def lock_path(target: TargetURL) -> str:
     from resnet_edge.io import user_path
 
-    return user_path("cache", "locks", f"target-{hashlib.sha256(target.url.encode()).hexdigest()[:16]}.lock")
+    return user_path("cache", "locks", f"target-{hashlib.sha256(target.url.encode()).hexdigest()[:16]}")
 
 
 @contextlib.contextmanager
 def device_lock(target: TargetURL, waiting: Callable[[], None] | None = None):
-    """Hold the target's lock file (blocking; ``waiting`` is called once if another process has it)."""
-    file = lock_path(target)
-    os.makedirs(os.path.dirname(file), exist_ok=True)
-    with open(file, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting:
-                waiting()
-            fcntl.flock(f, fcntl.LOCK_EX)
+    """Hold the target's lock (:func:`resnet_edge.io.exclusive`, as long as it takes; ``waiting`` is called
+    once if another process has it)."""
+    import math
+
+    from resnet_edge.io import exclusive
+
+    with exclusive(lock_path(target), wait=math.inf, waiting=(lambda holder: waiting()) if waiting else None):
         yield
 
 

@@ -108,7 +108,7 @@ def test_qat_model_converts_without_representative_data(qat_run, digits, tmp_pat
 
     for name in ("q.h5", "q.json"):  # the shared QAT model and its manifest, in a folder of this test's own
         shutil.copy(qat_run[0].with_name(name), tmp_path / name)
-    with pytest.raises(ConfigError, match="would overwrite q.json"):  # the QAT model's own manifest
+    with pytest.raises(ResnetEdgeError, match="q.json exists and is resnet-edge's manifest of q.h5"):  # its own manifest
         convert(model_path=tmp_path / "q.h5", modes=["int8"], out=str(tmp_path / "q.tflite"), data=digits)
     (m,) = convert(model_path=tmp_path / "q.h5", modes=["int8"], out=str(tmp_path / "q_int8.tflite"), data=digits, io="int8",
                    parity_samples=100, check_old_runtime=False)

@@ -634,8 +634,7 @@ def test_device_folder_replies_are_checked(sshd, model, tmp_path, monkeypatch, l
 @pytest.mark.parametrize("text, says", [
     ("count=50 first=1000 curr=1000 min=900 max=1100 avg=1000 std=10\nInference timings in us: Init: 5000, First "
      "inference: 1000, Warmup (avg): 1000, Inference (avg): 1e+300\n", "avg_ms"),
-    ("count=7 first=1000 curr=1000 min=900 max=1100 avg=1000 std=10\nInference timings in us: Init: 5000, First "
-     "inference: 1000, Warmup (avg): 1000, Inference (avg): 1000\n", "7 timed runs"),
+    ("count=50 first=1000 curr=1000 min=900 max=1e+299 avg=1000 std=10\n", "max_ms"),
     ("Inference timings in us: Init: 5000, First inference: 1000, Warmup (av", "measured nothing"),
     ("\x1b[2J\x1b]0;owned\x07ERROR: \x1b[31mbad", "measured nothing"),
 ])
@@ -646,10 +645,7 @@ def test_benchmark_model_text_is_checked(tmp_path, text, says):
     from resnet_edge.targets.adb import parse_benchmark_output
 
     with pytest.raises(ResnetEdgeError) as info:
-        figures = parse_benchmark_output(text)
-        clean_record(figures, "adb://x")
-        if figures["count"] != 50:
-            raise ResnetEdgeError(f"{figures['count']} timed runs")
+        clean_record(parse_benchmark_output(text), "adb://x")
     assert says in str(info.value) and "\x1b" not in str(info.value)
 
 

@@ -588,13 +588,14 @@ def test_model_and_manifest_are_replaced_together(tmp_path, when, expected):
     from resnet_edge.io import recover
 
     (tmp_path / "m.tflite").write_bytes(b"old model")
-    (tmp_path / "m.json").write_text("old manifest")
+    old = json.dumps({"kind": "tflite-model", "file": {"path": "m.tflite"}, "text": "old manifest"})
+    (tmp_path / "m.json").write_text(old)  # a manifest of m.tflite: the only .json a writer may replace
     proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path), when])
     assert proc.returncode == 9
     recover(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.tflite"]
     assert (tmp_path / "m.tflite").read_bytes() == f"{expected} model".encode()
-    assert (tmp_path / "m.json").read_text() == f"{expected} manifest"
+    assert (tmp_path / "m.json").read_text() == (old if expected == "old" else "new manifest")
 
 
 def test_readers_notice_a_stale_manifest(ours, trained_resnet20, tmp_path):

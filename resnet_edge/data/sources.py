@@ -78,6 +78,8 @@ class Dataset:
     #: Horizontal flips keep the label (not for digits, where a flip changes the meaning).
     flip: bool = True
     skipped: list[str] = field(default_factory=list)
+    #: Why each skipped file was skipped (a FIFO, too many pixels, cut off, ...), by path.
+    skipped_why: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -258,7 +260,8 @@ def _unreadable(path: Path) -> str | None:
         return str(exc)
 
 
-def _scan(root: Path, classes: list[str] | None, strict: bool, skipped: list[str]) -> tuple[list[str], list[str], np.ndarray]:
+def _scan(root: Path, classes: list[str] | None, strict: bool, skipped: list[str],
+          reasons: dict[str, str]) -> tuple[list[str], list[str], np.ndarray]:
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if classes is None:
         classes = found
@@ -280,7 +283,8 @@ def _scan(root: Path, classes: list[str] | None, strict: bool, skipped: list[str
                 if strict:
                     raise DataError(f"unreadable image {safe_text(f, 200)} ({why}); remove it, or drop --strict to "
                                     "skip and count such files")
-                skipped.append(f"{f} ({why})")
+                skipped.append(str(f))
+                reasons[str(f)] = why
                 continue
             files.append(str(f))
             labels.append(label)
@@ -296,15 +300,16 @@ def load_folder(directory: str | os.PathLike, strict: bool = False, stats_images
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}; expected {FOLDER_LAYOUT}")
     skipped: list[str] = []
+    reasons: dict[str, str] = {}
     if (root / "train").is_dir() and (root / "val").is_dir():
-        classes, f_train, y_train = _scan(root / "train", None, strict, skipped)
-        _, f_val, y_val = _scan(root / "val", classes, strict, skipped)
+        classes, f_train, y_train = _scan(root / "train", None, strict, skipped, reasons)
+        _, f_val, y_val = _scan(root / "val", classes, strict, skipped, reasons)
         if (root / "test").is_dir():
-            _, f_test, y_test = _scan(root / "test", classes, strict, skipped)
+            _, f_test, y_test = _scan(root / "test", classes, strict, skipped, reasons)
         else:
             f_test, y_test = f_val, y_val
     else:
-        classes, files, y = _scan(root, None, strict, skipped)
+        classes, files, y = _scan(root, None, strict, skipped, reasons)
         train, val, test = stratified_split(y, (0.7, 0.1, 0.2))
         f_train, f_val, f_test = ([files[i] for i in idx] for idx in (train, val, test))
         y_train, y_val, y_test = y[train], y[val], y[test]
@@ -326,14 +331,15 @@ def load_folder(directory: str | os.PathLike, strict: bool = False, stats_images
             if strict:
                 raise DataError(f"unreadable image {safe_text(f_train[i], 200)} ({exc}); remove it, or drop --strict "
                                 "to skip and count such files") from None
-            skipped.append(f"{f_train[i]} ({exc})")
+            skipped.append(f_train[i])
+            reasons[f_train[i]] = str(exc)
     if not sample:
         raise DataError(f"{root}: none of the training images could be decoded (expected {FOLDER_LAYOUT})")
     sample = np.stack(sample)
     mean, std = channel_stats(sample)
     return Dataset(
         f"folder:{directory}", classes, Split(y_train, files=f_train), Split(y_val, files=f_val),
-        Split(y_test, files=f_test), image_size=None, mean=mean, std=std, skipped=skipped,
+        Split(y_test, files=f_test), image_size=None, mean=mean, std=std, skipped=skipped, skipped_why=reasons,
     )
 
 

@@ -241,7 +241,8 @@ def evaluate_tflite(path, data, *, split: str = "test", limit: int | None = None
     if checked["inputs"] is None:
         raise ConfigError("reading the model's inputs needs the flatbuffer schema (pip install ai-edge-litert)")
     pre = preprocessing(checked["info"], data, mean, std)
-    skipped = list(getattr(data, "skipped", None) or [])  # what the folder's scan left out, then what failed to decode
+    why = getattr(data, "skipped_why", None) or {}  # what the folder's scan left out, then what failed to decode
+    skipped = [f"{f} ({why[f]})" if f in why else f for f in getattr(data, "skipped", None) or []]
     x, y = model_inputs(data, split, checked["inputs"], checked["outputs"], pre, limit=limit, resize=resize,
                         skipped=skipped, strict=strict)
     sides = list(diff or [])  # both sides run, even when they are the same setting (run-to-run differences)

@@ -418,6 +418,23 @@ class BadImage(Exception):
     message names why; the caller counts the file as skipped (or fails with --strict)."""
 
 
+@contextlib.contextmanager
+def pixel_limit(limit: int | None):
+    """Within the block, :func:`max_pixels` is ``limit`` (None: as it was); restored after."""
+    if not limit:
+        yield
+        return
+    saved = os.environ.get(MAX_PIXELS_ENV)
+    os.environ[MAX_PIXELS_ENV] = str(int(limit))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(MAX_PIXELS_ENV, None)
+        else:
+            os.environ[MAX_PIXELS_ENV] = saved
+
+
 def max_pixels() -> int:
     try:
         return max(1, int(float(os.environ.get(MAX_PIXELS_ENV, MAX_PIXELS))))

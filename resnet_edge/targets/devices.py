@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import json
 import os
 
@@ -105,15 +104,15 @@ def get(name: str) -> dict:
 
 @contextlib.contextmanager
 def _locked():
+    """The devices file's write lock (:func:`resnet_edge.io.exclusive`): two ``devices add`` at once lose nothing."""
+    from resnet_edge.io import exclusive
+
     p = path()
-    folder = os.path.dirname(os.path.abspath(p))
     try:
-        os.makedirs(folder, exist_ok=True)
-        lock = open(p + ".lock", "a")
+        os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot write the devices file {p}: {exc.strerror or exc}") from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(p, wait=60):
         yield p
 
 
