@@ -50,20 +50,27 @@ def file_kind(mode: int) -> str:
     return next((words for test, words in _KINDS if test(mode)), "not a regular file")
 
 
+def mode_of(path: str | os.PathLike, follow: bool = False, doing: str = "write") -> int | None:
+    """The file type and mode of ``path`` (a link itself unless ``follow``), or None when nothing is there (or
+    a parent is not a folder: that is reported when it is made); another failure is one line."""
+    try:
+        return (os.stat(path) if follow else os.lstat(path)).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise ResnetEdgeError(f"cannot {doing} {path}: {exc.strerror or exc}; choose another path") from None
+
+
 def check_output(path: str | os.PathLike) -> None:
     """Refuse ``path`` as an output when it exists and is anything but a regular file (a symbolic link is
     refused, not followed): writing would replace a device node, a FIFO or what a link points to."""
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):  # absent (a parent that is a file is reported when it is made)
+    mode = mode_of(path)
+    if mode is None or stat.S_ISREG(mode):
         return
-    except OSError as exc:
-        raise ResnetEdgeError(f"cannot write {path}: {exc.strerror or exc}; choose another output path") from None
-    if stat.S_ISDIR(st.st_mode):
+    if stat.S_ISDIR(mode):
         raise ResnetEdgeError(f"cannot write {path}: it is a directory; give a file name such as {Path(path) / 'model.keras'}")
-    if not stat.S_ISREG(st.st_mode):
-        raise ResnetEdgeError(f"refusing to write {path}: it is {file_kind(st.st_mode)}, not a regular file; "
-                              "resnet-edge replaces only regular files: choose another output path")
+    raise ResnetEdgeError(f"refusing to write {path}: it is {file_kind(mode)}, not a regular file; "
+                          "resnet-edge replaces only regular files: choose another output path")
 
 
 #: What a manifest of ours says it describes.
@@ -118,14 +125,9 @@ def ensure_writable(path: str | os.PathLike, manifest: bool = False) -> Path:
 def check_run_folder(path: str | os.PathLike) -> None:
     """A run's folder (``train --out``): absent or a directory, and not a symbolic link (what a link points
     to would be written instead)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ResnetEdgeError(f"cannot use --out {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise ResnetEdgeError(f"refusing --out {path}: it is {file_kind(st.st_mode)}, not a directory; give a folder "
+    mode = mode_of(path, doing="use --out")
+    if mode is not None and not stat.S_ISDIR(mode):
+        raise ResnetEdgeError(f"refusing --out {path}: it is {file_kind(mode)}, not a directory; give a folder "
                               "for the run (it is made if absent)")
 
 

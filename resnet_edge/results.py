@@ -127,16 +127,11 @@ class Store:
         """A store is a regular file (a FIFO would block SQLite's open, a device is not a database)."""
         import stat
 
-        from resnet_edge.io import file_kind
+        from resnet_edge.io import file_kind, mode_of
 
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise StoreError(f"cannot read the results store {self.shown}: {exc.strerror or exc}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise StoreError(f"the results store {self.shown} is {file_kind(st.st_mode)}, not a database file: give "
+        mode = mode_of(self.path, follow=True, doing="read the results store")
+        if mode is not None and not stat.S_ISREG(mode):
+            raise StoreError(f"the results store {self.shown} is {file_kind(mode)}, not a database file: give "
                              f"another --store (or set {ENV})")
 
     def _read_only(self, wait: float) -> sqlite3.Connection:

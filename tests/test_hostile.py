@@ -24,6 +24,7 @@ import pytest
 
 from resnet_edge.errors import ResnetEdgeError
 from tests.cli_helpers import one_line_error, run
+from tools.hostile_inputs import bomb, digit_folders, hostile_h5
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -189,40 +190,10 @@ def test_a_held_lock_makes_the_second_writer_wait_then_refuse_naming_the_holder(
 # ---------------------------------------------------------------- 4. HDF5 files that point outside themselves
 
 
-def _h5_with(path: Path, make) -> Path:
-    import h5py
-
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [b"conv1_conv"]
-        g = f.create_group("conv1_conv")
-        g.attrs["weight_names"] = [b"conv1_conv/kernel:0"]
-        make(f, g.create_group("conv1_conv"))
-    return path
-
-
 def test_h5_weights_read_only_data_inside_the_file(tmp_path):
-    import h5py
-
     secret = tmp_path / "passwd"
     secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * 40)
-    other = _h5_with(tmp_path / "other.h5", lambda f, g: g.create_dataset("kernel:0", data=np.ones(10, np.float32)))
-
-    def virtual(f, g):
-        layout = h5py.VirtualLayout(shape=(10,), dtype="f4")
-        layout[:] = h5py.VirtualSource(str(other), "conv1_conv/conv1_conv/kernel:0", shape=(10,))
-        g.create_virtual_dataset("kernel:0", layout)
-
-    cases = {
-        "external storage": (lambda f, g: g.create_dataset("kernel:0", shape=(64,), dtype="u1",
-                                                           external=[(str(secret), 0, 64)]), "external file"),
-        "virtual dataset": (virtual, "virtual dataset"),
-        "external link": (lambda f, g: g.__setitem__("kernel:0", h5py.ExternalLink(str(other), "/conv1_conv")),
-                          "external link"),
-        "soft-link loop": (lambda f, g: g.__setitem__("kernel:0", h5py.SoftLink("/conv1_conv/conv1_conv/kernel:0")),
-                           "soft link"),
-    }
-    for name, (make, says) in cases.items():
-        path = _h5_with(tmp_path / f"{name.replace(' ', '_')}.h5", make)
+    for name, (path, says) in hostile_h5(tmp_path, secret).items():
         one_line_error(run("build", "--weights", path, "--out", tmp_path / "never.keras"), says, "conv1_conv")
     assert not (tmp_path / "never.keras").exists()
 
@@ -652,40 +623,12 @@ def test_benchmark_model_text_is_checked(tmp_path, text, says):
 # ---------------------------------------------------------------- image folders
 
 
-def _png_header(width: int, height: int) -> bytes:
-    import zlib
-
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-
-
-def _digit_folder(root: Path, digits, per_class: int = 2) -> Path:
-    """train/, val/ and test/ folders of real digit images (a class folder per digit)."""
-    from PIL import Image
-
-    for split in ("train", "val", "test"):
-        for c in range(10):
-            (root / split / str(c)).mkdir(parents=True, exist_ok=True)
-            for i in np.flatnonzero(digits.test.y == c)[:per_class]:
-                Image.fromarray(digits.test.x[i]).save(root / split / str(c) / f"{i}.png")
-    return root
-
-
-def _bomb() -> bytes:
-    """A 13000 x 13000 PNG of about 0.5 MB (500 MB once decoded)."""
-    import zlib
-
-    raw = zlib.compress(b"\0" * (13000 * 3 + 1) * 13000, 9)
-    return (_png_header(13000, 13000) + struct.pack(">I", len(raw)) + b"IDAT" + raw +
-            struct.pack(">I", zlib.crc32(b"IDAT" + raw)) + b"\0\0\0\0IEND\xaeB`\x82")
-
-
 def test_local_eval_counts_and_names_what_it_skips(model, digits, tmp_path):
-    root = _digit_folder(tmp_path / "imgs", digits)
+    root = digit_folders(tmp_path / "imgs", digits)
     test = root / "test"
     (test / "0" / "zero.png").symlink_to("/dev/zero")
     os.mkfifo(test / "1" / "fifo.png")
-    (test / "2" / "bomb.png").write_bytes(_bomb())  # refused by its header before decoding
+    (test / "2" / "bomb.png").write_bytes(bomb())  # refused by its header before decoding
     good = next((test / "3").glob("*.png"))
     (test / "3" / "cut.png").write_bytes(good.read_bytes()[:-60])  # cut off: decoding fails, Pillow's verify passes
     r = run("eval", model, "--data", f"folder:{root}", "--split", "test", "--json")
@@ -700,20 +643,20 @@ def test_local_eval_counts_and_names_what_it_skips(model, digits, tmp_path):
     assert human.exit_code == 0 and "4 unreadable, skipped; e.g." in human.output, human.output
     one_line_error(run("eval", model, "--data", f"folder:{root}", "--strict"), "unreadable image")
     # the bound is an option: a lower one refuses these 32 x 32 images too
-    one_line_error(run("eval", model, "--data", f"folder:{_digit_folder(tmp_path / 'ok', digits)}", "--max-pixels",
+    one_line_error(run("eval", model, "--data", f"folder:{digit_folders(tmp_path / 'ok', digits)}", "--max-pixels",
                        "100"), "no readable")
 
 
 def test_the_pixel_bound_runs_before_decoding_in_a_memory_capped_child(tmp_path):
     """A 13000 x 13000 PNG would need 500 MB to decode: with a 300 MB address-space cap the check refuses it
     (and a 48-megapixel header passes the default bound)."""
-    bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_bomb())
+    big = tmp_path / "bomb.png"
+    big.write_bytes(bomb())
     code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, (900 << 20, 900 << 20))\n"
             "from resnet_edge.runtime.harness import BadImage, MAX_PIXELS, open_image\n"
             "assert 8000 * 6000 < MAX_PIXELS\n"
             "try:\n    open_image(sys.argv[1])\nexcept BadImage as e:\n    print('refused', e)\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code, str(big)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("refused 13000 x 13000"), proc.stderr[-1000:]
 
 

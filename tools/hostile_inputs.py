@@ -65,8 +65,9 @@ class Case:
 
 
 def classify(case: Case, cwd: Path) -> tuple[str, str]:
+    argv = [str(a).replace("\0", "\x01") for a in case.argv]  # no command line can hold a NUL byte
     try:
-        proc = subprocess.run([sys.executable, "-m", "resnet_edge", *map(str, case.argv)], cwd=cwd, capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "resnet_edge", *argv], cwd=cwd, capture_output=True,
                               timeout=case.timeout, stdin=subprocess.DEVNULL, env={**os.environ, **case.env})
     except subprocess.TimeoutExpired:
         return "hang", f"no answer within {case.timeout:g} s"
@@ -498,8 +499,43 @@ def adb_cases(w: Path, model: Path, rng: random.Random, variants: int) -> tuple[
     return cases, close
 
 
-def weights_cases(w: Path, model: Path, rng: random.Random, variants: int) -> list[Case]:
+def keras_h5(path: Path, make) -> Path:
+    """A Keras Applications-like weights file whose one dataset (conv1_conv/kernel:0) ``make(file, group)`` makes."""
     import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [b"conv1_conv"]
+        g = f.create_group("conv1_conv")
+        g.attrs["weight_names"] = [b"conv1_conv/kernel:0"]
+        make(f, g.create_group("conv1_conv"))
+    return path
+
+
+def hostile_h5(folder: Path, secret: Path) -> dict[str, tuple[Path, str]]:
+    """The .h5 files of issue 21 whose data is not inside them, in ``folder``: {what: (path, what the refusal
+    says)}. ``secret``: the file external storage points at."""
+    import h5py
+
+    other = keras_h5(folder / "other.h5", lambda f, g: g.create_dataset("kernel:0", data=np.ones(10, np.float32)))
+
+    def virtual(f, g):
+        layout = h5py.VirtualLayout(shape=(10,), dtype="f4")
+        layout[:] = h5py.VirtualSource(str(other), "conv1_conv/conv1_conv/kernel:0", shape=(10,))
+        g.create_virtual_dataset("kernel:0", layout)
+
+    makers = {
+        "external raw storage pointing at /etc/passwd-like data": (lambda f, g: g.create_dataset(
+            "kernel:0", shape=(64,), dtype="u1", external=[(str(secret), 0, 64)]), "external file"),
+        "a virtual dataset into another file": (virtual, "virtual dataset"),
+        "an external link": (lambda f, g: g.__setitem__("kernel:0", h5py.ExternalLink(str(other), "/conv1_conv")),
+                             "external link"),
+        "a soft-link loop": (lambda f, g: g.__setitem__("kernel:0", h5py.SoftLink("/conv1_conv/conv1_conv/kernel:0")),
+                             "soft link"),
+    }
+    return {name: (keras_h5(folder / f"hostile{i}.h5", make), says) for i, (name, (make, says)) in enumerate(makers.items())}
+
+
+def weights_cases(w: Path, model: Path, rng: random.Random, variants: int) -> list[Case]:
     from safetensors.numpy import save_file
 
     from tests.torchvision_reference import random_state_dict
@@ -511,30 +547,8 @@ def weights_cases(w: Path, model: Path, rng: random.Random, variants: int) -> li
     secret = folder / "passwd"
     secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * 40)
 
-    def h5(name: str, make) -> Path:
-        p = folder / name
-        with h5py.File(p, "w") as f:
-            f.attrs["layer_names"] = [b"conv1_conv"]
-            g = f.create_group("conv1_conv")
-            g.attrs["weight_names"] = [b"conv1_conv/kernel:0"]
-            make(f, g.create_group("conv1_conv"))
-        return p
-
-    other = h5("other.h5", lambda f, g: g.create_dataset("kernel:0", data=np.ones(10, np.float32)))
-
-    def virtual(f, g):
-        layout = h5py.VirtualLayout(shape=(10,), dtype="f4")
-        layout[:] = h5py.VirtualSource(str(other), "conv1_conv/conv1_conv/kernel:0", shape=(10,))
-        g.create_virtual_dataset("kernel:0", layout)
-
-    for name, make in {
-        "external raw storage pointing at /etc/passwd-like data": lambda f, g: g.create_dataset(
-            "kernel:0", shape=(64,), dtype="u1", external=[(str(secret), 0, 64)]),
-        "a virtual dataset into another file": virtual,
-        "an external link": lambda f, g: g.__setitem__("kernel:0", h5py.ExternalLink(str(other), "/conv1_conv")),
-        "a soft-link loop": lambda f, g: g.__setitem__("kernel:0", h5py.SoftLink("/conv1_conv/conv1_conv/kernel:0")),
-    }.items():
-        cases.append(Case("weights", f".h5 with {name}", ["build", "--weights", h5(f"{len(cases)}.h5", make), "--out", out]))
+    for name, (path, _) in hostile_h5(folder, secret).items():
+        cases.append(Case("weights", f".h5 with {name}", ["build", "--weights", path, "--out", out]))
     sd = random_state_dict(18, classes=3)
 
     def st(name: str, state=None, raw: bytes | None = None) -> Path:
@@ -590,32 +604,46 @@ def weights_cases(w: Path, model: Path, rng: random.Random, variants: int) -> li
     return cases
 
 
-def images_cases(w: Path, model: Path, rng: random.Random, variants: int) -> list[Case]:
-    import zlib
-
+def digit_folders(root: Path, digits, per_class: int = 2) -> Path:
+    """train/, val/ and test/ folders of real digit images (a class folder per digit, PNG files)."""
     from PIL import Image
 
+    for split in ("train", "val", "test"):
+        for c in range(10):
+            (root / split / str(c)).mkdir(parents=True, exist_ok=True)
+            for i in np.flatnonzero(digits.test.y == c)[:per_class]:
+                Image.fromarray(digits.test.x[i]).save(root / split / str(c) / f"{i}.png")
+    return root
+
+
+def png(width: int, height: int, body: bytes = b"") -> bytes:
+    """A PNG whose header states ``width`` x ``height`` (RGB, 8 bits), with ``body`` chunks."""
+    import zlib
+
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + body +
+            chunk(b"IEND", b""))
+
+
+def bomb() -> bytes:
+    """A real 13000 x 13000 PNG of about 0.5 MB (500 MB once decoded)."""
+    import zlib
+
+    raw = zlib.compress(b"\0" * (13000 * 3 + 1) * 13000, 9)
+    return png(13000, 13000, struct.pack(">I", len(raw)) + b"IDAT" + raw + struct.pack(">I", zlib.crc32(b"IDAT" + raw)))
+
+
+def images_cases(w: Path, model: Path, rng: random.Random, variants: int) -> list[Case]:
     from resnet_edge.data import load
 
     digits = load("digits")
     base = w / "images" / "base"
 
     def folder(root: Path, per_class: int = 2) -> Path:
-        for split in ("train", "val", "test"):
-            for c in range(10):
-                (root / split / str(c)).mkdir(parents=True, exist_ok=True)
-                for i in np.flatnonzero(digits.test.y == c)[:per_class]:
-                    Image.fromarray(digits.test.x[i]).save(root / split / str(c) / f"{i}.png")
-        return root
+        return digit_folders(root, digits, per_class)
 
     folder(base, 12)
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
-
-    def png(width, height, body=b"") -> bytes:
-        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + body +
-                chunk(b"IEND", b""))
-
-    bomb = png(13000, 13000, chunk(b"IDAT", zlib.compress(b"\0" * (13000 * 3 + 1) * 13000, 9)))
+    the_bomb = bomb()
     good = next((base / "test" / "3").glob("*.png")).read_bytes()
 
     def bad_files(root: Path, kinds: list[str]) -> int:
@@ -627,7 +655,7 @@ def images_cases(w: Path, model: Path, rng: random.Random, variants: int) -> lis
             elif kind == "FIFO":
                 os.mkfifo(p)
             elif kind == "bomb":
-                p.write_bytes(bomb)
+                p.write_bytes(the_bomb)
             elif kind == "cut":
                 p.write_bytes(good[:rng.randrange(20, len(good) - 20)])
             elif kind == "random bytes":
