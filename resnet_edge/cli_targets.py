@@ -285,9 +285,12 @@ def results(ctx, model, target, since, limit, store_path, as_json, as_csv):
 
 
 def _csv_safe(v):
-    """A cell a spreadsheet will not run as a formula (text from a device or a file name)."""
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + v
+    """A cell a spreadsheet will not run as a formula and a terminal will not obey (text from a device or a file
+    name: control characters and escape sequences are shown escaped)."""
+    if isinstance(v, str):
+        v = safe_text(v, 10_000)
+        if v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            return "'" + v
     return v
 
 
