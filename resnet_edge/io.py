@@ -94,9 +94,11 @@ def check_manifest_slot(artifact: str | os.PathLike) -> None:
         describes = None
     if describes == Path(artifact).name:
         return
-    what = f"resnet-edge's manifest of {describes}" if describes else "not resnet-edge's manifest"
-    raise ResnetEdgeError(f"refusing to write {artifact}: {mp} exists and is {what}, not of {Path(artifact).name}, "
-                          "and writing would replace it; move it away or choose another output name")
+    name = Path(artifact).name
+    what = f"resnet-edge's manifest of {describes}, not of {name}" if describes else \
+        f"not resnet-edge's manifest of {name}"
+    raise ResnetEdgeError(f"refusing to write {artifact}: {mp} exists and is {what}, and writing would replace it; "
+                          "move it away or choose another output name")
 
 
 def ensure_writable(path: str | os.PathLike, manifest: bool = False) -> Path:
