@@ -44,7 +44,7 @@ def devices_list(as_json):
     from resnet_edge.targets import devices as store
     from resnet_edge.ui import table
 
-    rows = [{"name": name, **entry} for name, entry in sorted(store.load(strict=False).items())]
+    rows = [{"name": name, **entry} for name, entry in sorted(store.load().items())]
 
     def human(rows):
         if not rows:
@@ -83,7 +83,7 @@ def devices_check(target_text, timeout, as_json):
         facts = run_job(python_for("auto"), {"op": "probe"}, memory=1 << 30, timeout=timeout)
     else:
         facts = open_target(target).probe(timeout=timeout)
-    from resnet_edge.runtime.bench import clean
+    from resnet_edge.runtime.replies import clean
 
     facts = {"name": target.name, "url": target.url, "reachable": True, **clean(facts)}
 

@@ -40,6 +40,9 @@ from typing import Any, Callable, Iterator
 from resnet_edge._tmp import pid_alive
 from resnet_edge.errors import ResnetEdgeError
 
+#: Open flags for a file that must not block (a FIFO) nor follow a link, and is not inherited by children.
+_NO_FOLLOW = os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
 
 _KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
@@ -109,9 +112,7 @@ def ensure_writable(path: str | os.PathLike, manifest: bool = False) -> Path:
     whose manifest will be written beside it (:func:`check_manifest_slot`).
     """
     path = Path(path)
-    check_output(path)
-    if path.is_dir():
-        raise ResnetEdgeError(f"cannot write {path}: it is a directory; give a file name such as {path / 'model.keras'}")
+    check_output(path)  # a directory there too
     parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +123,36 @@ def ensure_writable(path: str | os.PathLike, manifest: bool = False) -> Path:
     if manifest:
         check_manifest_slot(path)
     return path
+
+
+def read_regular(path: str | os.PathLike, limit: int, what: str = "file", give: str = "a regular file",
+                 error: type = ResnetEdgeError) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes (``what`` it is, in words): never a FIFO,
+    which would block, nor a device such as /dev/zero, which would read without end. Anything else is one
+    line of ``error``, saying to ``give`` something else."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a directory; give {give}") from None
+    except OSError as exc:
+        raise error(f"cannot open {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"{path} is a directory; give {give}")
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path} is {file_kind(st.st_mode)}, not a regular file; give {give}")
+        if st.st_size > limit:
+            raise error(f"{path} is {st.st_size:,} bytes, more than a {what} can be ({limit:,})")
+        # Ask for what the file holds (and a byte more, to see it grow), not for the limit: read(n) reserves n
+        # bytes first, so read(limit + 1) of a 100 kB model would reserve gigabytes.
+        data = fh.read(st.st_size + 1)
+    if len(data) > st.st_size:
+        raise error(f"{path} grew while it was read; read it again when whatever writes it is done")
+    return data
 
 
 def check_run_folder(path: str | os.PathLike) -> None:
@@ -149,7 +180,7 @@ def _put(tmp: Path, final: Path) -> None:
         os.unlink(tmp)
         return
     try:
-        fd = os.open(final, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(final, os.O_RDONLY | _NO_FOLLOW)
     except OSError:
         check_output(final)  # a link (ELOOP) or an unreadable name: say what it is
         raise
@@ -174,11 +205,13 @@ def lock_path(path: str | os.PathLike) -> Path:
     return path.parent / f".{path.name}.lock"
 
 
-def _lock_wait() -> float:
+def env_seconds(variable: str, default: float, most: float) -> float:
+    """Seconds from the environment variable ``variable``, within 0..``most`` (``default`` when unset or
+    not a number)."""
     try:
-        return min(max(float(os.environ.get(LOCK_WAIT_ENV, LOCK_WAIT)), 0.0), 600.0)
+        return min(max(float(os.environ.get(variable, default)), 0.0), most)
     except ValueError:
-        return LOCK_WAIT
+        return default
 
 
 @contextlib.contextmanager
@@ -190,7 +223,6 @@ def exclusive(path: str | os.PathLike, wait: float | None = None,
     ``waiting(holder)`` is called once when it starts to wait. Re-entrant within a process. The lock file is
     removed on release; a waiter that locked a file removed meanwhile tries again."""
     import fcntl
-
     import threading
 
     lock = lock_path(path)
@@ -202,18 +234,19 @@ def exclusive(path: str | os.PathLike, wait: float | None = None,
         finally:
             _held[key] -= 1
         return
-    wait = _lock_wait() if wait is None else wait
+    wait = env_seconds(LOCK_WAIT_ENV, LOCK_WAIT, 600.0) if wait is None else wait
     deadline = time.monotonic() + wait
     ensure_writable(lock)
     while True:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o644)
         except OSError as exc:
             check_output(lock)
             raise ResnetEdgeError(f"cannot lock {path}: {exc.strerror or exc}") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             check_output(lock)
+            raise ResnetEdgeError(f"cannot lock {path}: {lock} is not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -476,7 +509,7 @@ def _unheld(lock: Path) -> bool:
     import fcntl
 
     try:
-        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(lock, os.O_RDONLY | _NO_FOLLOW)
     except OSError:
         return False
     try:

@@ -78,14 +78,14 @@ class StoreError(ConfigError):
     """A results store that cannot be read or written (not ours, damaged, locked, a full disk): one line."""
 
 
-COLUMNS = ("id", *TEXT_COLUMNS[:11], *FIGURES, "record")
+#: The results table's columns, in order.
+COLUMNS = ("id", *(c for c in TEXT_COLUMNS if c != "record"), *FIGURES, "record")
 
 
 def _wait() -> float:
-    try:
-        return min(max(float(os.environ.get(WAIT_ENV, 10)), 0.0), 3600.0)
-    except ValueError:
-        return 10.0
+    from resnet_edge.io import env_seconds
+
+    return env_seconds(WAIT_ENV, 10.0, 3600.0)
 
 
 class Store:
@@ -222,10 +222,9 @@ class Store:
                          r.get("setting") or "", setting_key(settings[r["setting_index"]]),
                          *[r.get(f) if isinstance(r.get(f), (int, float)) else None for f in FIGURES],
                          json.dumps(r, sort_keys=True, default=str)))
-        columns = ("measured_at, toolkit_version, model_sha256, model_name, target, target_url, device, runtime, "
-                   f"runtime_version, setting, setting_key, {', '.join(FIGURES)}, record")
+        columns = COLUMNS[1:]  # all but the id, in the order of each row above
         with self._transaction():
-            self.db.executemany(f"INSERT INTO results ({columns}) VALUES ({', '.join('?' * (12 + len(FIGURES)))})",
+            self.db.executemany(f"INSERT INTO results ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                                 rows)
         return len(rows)
 

@@ -34,29 +34,17 @@ def path() -> str:
 def _read(p: str) -> bytes | None:
     """The devices file's bytes (None when absent): a regular file only (a FIFO would block the reader, a
     device never end), at most 1 MB."""
-    import stat
+    from resnet_edge.io import mode_of, read_regular
 
-    from resnet_edge.io import file_kind
-    from resnet_edge.ui import safe_text
-
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
+    if mode_of(p, follow=True, doing="read the devices file") is None:
         return None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the devices file {safe_text(p)}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"the devices file {safe_text(p)} is {file_kind(mode)}, not a regular file: point {ENV} at "
-                              "a file (or unset it)")
-        return f.read(MAX_BYTES + 1)
+    return read_regular(p, MAX_BYTES, "devices file", f"a devices file: point {ENV} at one (or unset it)", ConfigError)
 
 
-def load(strict: bool = True) -> dict[str, dict]:
-    """``{name: {"url", "note", "added"}}``; an absent file is empty; a damaged one is one line.
-    ``strict=False`` keeps entries whose URL is malformed, marked with ``"error"`` (so that ``list`` shows
-    them and ``remove`` can remove them); a strict load refuses the file, naming the entry."""
+def load() -> dict[str, dict]:
+    """``{name: {"url", "note", "added"}}``; an absent file is empty; a damaged one is one line. An entry
+    whose URL is malformed is kept, marked with ``"error"``, so that ``list`` shows it, ``remove`` can remove
+    it and using it (:func:`get`) is refused."""
     from resnet_edge.targets import NAME_RE, parse_url
     from resnet_edge.ui import safe_text
 
@@ -64,8 +52,6 @@ def load(strict: bool = True) -> dict[str, dict]:
     raw = _read(p)
     if raw is None:
         return {}
-    if len(raw) > MAX_BYTES:
-        raise ConfigError(f"the devices file {p} is over 1 MB: not a devices file; move it away ({ENV} names another)")
     try:
         data = json.loads(raw.decode("utf-8"))
         entries = data["devices"]
@@ -84,15 +70,12 @@ def load(strict: bool = True) -> dict[str, dict]:
         try:
             parse_url(entry["url"], name=name)  # a bad URL in the file is refused like a typed one
         except ConfigError as exc:
-            if strict:
-                raise ConfigError(f"the devices file {safe_text(p)}: device {name}: {exc}; fix it there, or remove it "
-                                  f"(resnet-edge devices remove {name})") from None
             out[name]["error"] = str(exc)[:300]
     return out
 
 
 def get(name: str) -> dict:
-    devices = load(strict=False)
+    devices = load()
     if name not in devices:
         known = ", ".join(sorted(devices)) or "none saved yet"
         raise ConfigError(f"no device named {name!r} (saved: {known}); add it with resnet-edge devices add {name} URL")
@@ -108,18 +91,16 @@ def _locked():
     from resnet_edge.io import exclusive
 
     p = path()
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the devices file {p}: {exc.strerror or exc}") from None
     with exclusive(p, wait=60):
         yield p
 
 
 def _write(p: str, devices: dict) -> None:
+    """Write the devices, each as its URL, note and time added (what :func:`load` marked is not saved)."""
     from resnet_edge.io import atomic_write_bytes
 
-    atomic_write_bytes(p, (json.dumps({"version": 1, "devices": devices}, indent=2, sort_keys=True) + "\n").encode())
+    saved = {name: {k: entry[k] for k in ("url", "note", "added")} for name, entry in devices.items()}
+    atomic_write_bytes(p, (json.dumps({"version": 1, "devices": saved}, indent=2, sort_keys=True) + "\n").encode())
 
 
 def add(name: str, url: str, note: str = "", replace: bool = False) -> dict:
@@ -136,20 +117,20 @@ def add(name: str, url: str, note: str = "", replace: bool = False) -> dict:
     if len(note) > MAX_NOTE or not all(c.isprintable() for c in note):
         raise ConfigError(f"--note is one line of at most {MAX_NOTE} characters")
     with _locked() as p:
-        devices = load(strict=False)
+        devices = load()
         if name in devices and not replace:
             raise ConfigError(f"a device named {name!r} exists ({devices[name]['url']}); remove it first or add --replace")
         devices[name] = {"url": url, "note": note,
                          "added": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        _write(p, {k: {f: v[f] for f in ("url", "note", "added")} for k, v in devices.items()})
+        _write(p, devices)
     return devices[name]
 
 
 def remove(name: str) -> dict:
     with _locked() as p:
-        devices = load(strict=False)
+        devices = load()
         if name not in devices:
             raise ConfigError(f"no device named {name!r} (saved: {', '.join(sorted(devices)) or 'none'})")
         entry = devices.pop(name)
-        _write(p, {k: {f: v[f] for f in ("url", "note", "added")} for k, v in devices.items()})
+        _write(p, devices)
     return entry

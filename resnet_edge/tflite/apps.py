@@ -104,7 +104,7 @@ def set_app_metadata(path: str | os.PathLike, *, out: str | os.PathLike | None =
 
 
 def _set_app_metadata(path, out, labels_path, mean, std_, texts) -> dict:
-    from resnet_edge.io import atomic_write_bytes, ensure_writable, manifest_path, read_manifest, replace_together
+    from resnet_edge.io import atomic_write_bytes, manifest_path, read_manifest, replace_together
     from resnet_edge.tflite.inspect import app_metadata, read_standard
 
     texts = {k: v for k, v in (texts or {}).items() if v is not None}
@@ -112,8 +112,7 @@ def _set_app_metadata(path, out, labels_path, mean, std_, texts) -> dict:
         std.check_text("--model-version" if key == "version" else f"--{key}", value)
     labels = read_labels_file(labels_path) if labels_path is not None else None
     label = safe_text(path, 200)
-    target = Path(out if out is not None else path)
-    ensure_writable(target)
+    target = Path(out if out is not None else path)  # checked by set_app_metadata
     data = load_bytes(path)
     checked = integrity.verify(data, label)
     read(data, label)

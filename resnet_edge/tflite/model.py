@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -51,31 +49,11 @@ def schema():
 def load_bytes(path: str | os.PathLike, limit: int = MAX_MODEL_BYTES, what: str = "model file",
                give: str = "a .tflite file") -> bytes:
     """The bytes of a model file (``what``, e.g. "labels file"): a regular file of at most ``limit`` bytes
-    (never a FIFO, which would block, nor a device such as /dev/zero, which would read without end).
-    ``give`` says what to give instead."""
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise InvalidModelError(f"{what} not found: {path}") from None
-    except IsADirectoryError:
-        raise InvalidModelError(f"{path} is a directory; give {give}") from None
-    except OSError as exc:
-        raise InvalidModelError(f"cannot open {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if stat.S_ISDIR(st.st_mode):
-            raise InvalidModelError(f"{path} is a directory; give {give}")
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidModelError(f"{path} is not a regular file (a FIFO, device or socket); give {give}")
-        if st.st_size > limit:
-            raise InvalidModelError(f"{path} is {st.st_size:,} bytes, more than a {what} can be ({limit:,})")
-        # Ask for what the file holds (and a byte more, to see it grow), not for the limit: read(n) reserves n
-        # bytes first, so read(limit + 1) of a 100 kB model would reserve gigabytes.
-        data = fh.read(st.st_size + 1)
-    if len(data) > st.st_size:
-        raise InvalidModelError(f"{path} grew while it was read; read it again when whatever writes it is done")
-    return data
+    (:func:`resnet_edge.io.read_regular`); anything else is :class:`InvalidModelError`, saying to ``give``
+    something else."""
+    from resnet_edge.io import read_regular
+
+    return read_regular(path, limit, what, give, InvalidModelError)
 
 
 def read(model: bytes | str | os.PathLike, name: str | None = None):
