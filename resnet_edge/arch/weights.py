@@ -25,6 +25,7 @@ fit, never a half-loaded model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -147,9 +148,16 @@ def _names(attr) -> list[str]:
 
 def describe(path: str | os.PathLike) -> WeightsFile:
     """What a weights file holds (format, depth, variant, classes) and the normalization it implies."""
-    try:
+    with _damaged(path):
         return _describe(Path(path))
-    except (KeyError, OSError, ValueError, TypeError, IndexError, RuntimeError) as exc:  # h5py/safetensors on a damaged file
+
+
+@contextlib.contextmanager
+def _damaged(path):
+    """What h5py or safetensors raise on a damaged file, as one line naming it."""
+    try:
+        yield
+    except (KeyError, OSError, ValueError, TypeError, IndexError, RuntimeError) as exc:
         raise WeightsError(f"{path} is damaged: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
 
 
@@ -367,10 +375,8 @@ def load_into(model, wf: WeightsFile, new_classifier: bool = False) -> dict:
     """Set every weight of ``model`` (our network of ``wf``'s depth and variant, built with its
     normalization) from ``wf``: all or none. ``new_classifier`` keeps the model's own fresh classifier
     (another number of classes). Returns counts of what was loaded."""
-    try:
+    with _damaged(wf.path):
         return _load_into(model, wf, new_classifier)
-    except (KeyError, OSError, ValueError, TypeError, IndexError, RuntimeError) as exc:  # h5py/safetensors on a damaged file
-        raise WeightsError(f"{wf.path} is damaged: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
 
 
 @dataclass(frozen=True)
@@ -422,10 +428,8 @@ def check_file(wf: WeightsFile, new_classifier: bool = False) -> dict:
     from resnet_edge.arch.spec import resolve
 
     spec = resolve(wf.depth, family="imagenet", variant=wf.variant, classes=wf.classes or 1000)
-    try:
+    with _damaged(wf.path):
         planned = _planned(slots_for(spec), wf, new_classifier or wf.classes is None)
-    except (KeyError, OSError, ValueError, TypeError, IndexError, RuntimeError) as exc:
-        raise WeightsError(f"{wf.path} is damaged: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
     return {"layers": len(planned), "tensors": sum(len(v) for _, v in planned)}
 
 
