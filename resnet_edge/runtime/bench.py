@@ -29,8 +29,8 @@ import numpy as np
 from resnet_edge import _child
 from resnet_edge.errors import ConfigError, MissingDependencyError, ResnetEdgeError
 from resnet_edge.runtime import harness
-from resnet_edge.runtime.replies import (OURS, BadReply, HarnessFailed, _bad, clean, clean_machine,  # noqa: F401
-                                         clean_record, reply_limit)
+from resnet_edge.runtime.replies import (OURS, BadReply, HarnessFailed, bad_field, clean, clean_machine,  # noqa: F401
+                                         device_records, device_setting, reply_limit)
 from resnet_edge.runtime.runner import TFLiteModel, read_checked
 from resnet_edge.ui import safe_text
 
@@ -321,28 +321,6 @@ def _bench_on(target, paths, checked, settings, *, runs, warmup, rounds, samples
             "records": records}
 
 
-def device_records(result: dict, settings: int, runs: int, rounds: int, warmup: int, what: str) -> list[dict]:
-    """A device's bench records for one model, one per setting asked for, in setting order; each checked
-    (:func:`clean_record`) against what was asked: the runs, rounds and warm-up runs, and their count."""
-    got = result.get("records")
-    if not isinstance(got, list) or len(got) != settings:
-        n = len(got) if isinstance(got, list) else safe_text(repr(got), 40)
-        raise BadReply(f"{what}: the device's reply holds {n} records for the {settings} setting(s) asked for: refused")
-    out: list = [None] * settings
-    for raw in got:
-        index = raw.get("setting_index") if isinstance(raw, dict) else None
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < settings or out[index] is not None:
-            raise BadReply(f"{what}: the device's reply names a setting that was not asked for, or one twice: refused")
-        r = clean_record(raw, what)
-        for key, asked in (("runs", runs), ("rounds", rounds), ("warmup_runs", warmup), ("count", runs * rounds)):
-            if r.get(key) is not None and r[key] != asked:
-                raise _bad(what, key, r[key])
-        if r.get("times_ms") is not None and len(r["times_ms"]) > runs * rounds:
-            raise _bad(what, "times_ms", f"{len(r['times_ms'])} times")
-        out[index] = r
-    return out
-
-
 def predict(path: str | os.PathLike, settings: list[Setting], x: np.ndarray, *, verify: bool = True,
             progress: Callable[[str], None] | None = None, target=None,
             timeout: float | None = None) -> list[tuple[np.ndarray, dict]]:
@@ -396,7 +374,7 @@ def _predict_on(target, path, settings, x, *, memory, progress, timeout, classes
             result, files = runner.run(job, {"m.tflite": str(path), "x.npy": xin}, ("y.npy",), memory=memory,
                                        timeout=timeout, progress=progress, reply_bytes=reply_limit(1))
             scores = _read_scores(io.BytesIO(files["y.npy"]), len(x), classes, str(target))
-            described = _device_setting(result, 0, 1, str(target))
+            described = device_setting(result, 0, 1, str(target))
             out.append((scores, {"setting": s.label(), **described}))
     return out
 
@@ -430,28 +408,14 @@ def predict_folder_on(target, path, settings: list[Setting], folder: str, pre: d
             or labels.min() < 0 or labels.max() >= len(classes) or result.get("images") not in (None, len(labels)):
         raise BadReply(f"{target}: the device's reply about {safe_text(folder, 120)} is malformed")
     out = [(_read_scores(io.BytesIO(files[outputs[i]]), len(labels), _classes(checked), str(target)),
-            {"setting": s.label(), **_device_setting(result, i, len(settings), str(target))})
+            {"setting": s.label(), **device_setting(result, i, len(settings), str(target))})
            for i, s in enumerate(settings)]
     skipped = result.get("skipped")
     if isinstance(skipped, bool) or not isinstance(skipped, int) or not 0 <= skipped <= 100_000_000:
-        raise _bad(str(target), "skipped", skipped)
+        raise bad_field(str(target), "skipped", skipped)
     named = [f"{f.get('path')} ({f.get('why')})" for f in clean(result.get("skipped_files") or [])[:20]
              if isinstance(f, dict)] if isinstance(result.get("skipped_files"), list) else []
     return out, labels, [safe_text(c, 200) for c in classes], skipped, named
-
-
-def _device_setting(result: dict, i: int, n: int, what: str) -> dict:
-    """Setting ``i`` of ``n`` as a device's runner described it (checked, plain and bounded: it must name its
-    runtime, version and API), and whether it ran emulated."""
-    settings = result.get("settings")
-    if not isinstance(settings, list) or len(settings) != n:
-        raise _bad(what, "settings", settings if not isinstance(settings, list) else f"{len(settings)} settings")
-    described = clean_record(settings[i], what)
-    for key in ("runtime", "runtime_version", "api"):
-        if not isinstance(described.get(key), str) or not described[key]:
-            raise _bad(what, key, described.get(key))
-    described["emulated"] = bool(clean_machine(result.get("machine")).get("emulated"))
-    return described
 
 
 def _read_npy(f, dtype, n: int | None, max_row: int) -> np.ndarray:

@@ -64,7 +64,7 @@ def clean(value, depth: int = 0):
     return None
 
 
-def _bad(what: str, key: str, value) -> BadReply:
+def bad_field(what: str, key: str, value) -> BadReply:
     return BadReply(f"{what}: the device's reply is malformed ({key} = {safe_text(repr(value), 60)}): refused; is the "
                     "edge runner on the device this version's, or is the device's runtime broken?")
 
@@ -74,7 +74,7 @@ def clean_record(record, what: str = "the device") -> dict:
     absent (None) or a number in its range (:data:`RANGES`), texts text, ``fully_accelerated`` a bool, the
     weight cache's figures whole; anything else is :class:`BadReply`, naming the field."""
     if not isinstance(record, dict):
-        raise _bad(what, "record", record)
+        raise bad_field(what, "record", record)
     raw = record
     r = clean(record)
     for key in NUMBER_FIELDS:
@@ -84,24 +84,24 @@ def clean_record(record, what: str = "the device") -> dict:
             continue
         lo, hi = RANGES.get(key, (-1e300, 1e300))
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or not lo <= v <= hi:
-            raise _bad(what, key, v)
+            raise bad_field(what, key, v)
     for key in TEXT_FIELDS:
         if r.get(key) is not None and not isinstance(r[key], str):
-            raise _bad(what, key, r[key])
+            raise bad_field(what, key, r[key])
     if r.get("fully_accelerated") is not None and not isinstance(r["fully_accelerated"], bool):
-        raise _bad(what, "fully_accelerated", r["fully_accelerated"])
+        raise bad_field(what, "fully_accelerated", r["fully_accelerated"])
     wc = r.get("weight_cache_init")
     if wc is not None:
         if not isinstance(wc, dict) or not isinstance(wc.get("path"), str) or any(
                 wc.get(k) is not None and (isinstance(wc.get(k), bool) or not isinstance(wc.get(k), (int, float))
                                            or not 0 <= wc[k] <= _DAY_MS)
                 for k in ("init_without_ms", "init_building_ms")) or "init_without_ms" not in wc:
-            raise _bad(what, "weight_cache_init", wc)
+            raise bad_field(what, "weight_cache_init", wc)
         wc.setdefault("init_building_ms", None)
     times = r.get("times_ms")
     if times is not None and (not isinstance(times, list) or not all(
             isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= _DAY_MS for t in times)):
-        raise _bad(what, "times_ms", "a list that is not of times")
+        raise bad_field(what, "times_ms", "a list that is not of times")
     return _string_lists(r, ("notes",))
 
 
@@ -121,3 +121,39 @@ def reply_limit(settings: int, runs: int = 0, rounds: int = 1, keep_times: bool 
     """The most bytes a device's reply to a job may hold: what the records asked for can take (64 kB a
     record, 32 bytes a kept time) and ``extra``, far below what would cost gigabytes to parse."""
     return (256 << 10) + settings * ((64 << 10) + (32 * runs * rounds if keep_times else 0)) + extra
+
+
+def device_records(result: dict, settings: int, runs: int, rounds: int, warmup: int, what: str) -> list[dict]:
+    """A device's bench records for one model, one per setting asked for, in setting order; each checked
+    (:func:`clean_record`) against what was asked: the runs, rounds and warm-up runs, and their count."""
+    got = result.get("records")
+    if not isinstance(got, list) or len(got) != settings:
+        n = len(got) if isinstance(got, list) else safe_text(repr(got), 40)
+        raise BadReply(f"{what}: the device's reply holds {n} records for the {settings} setting(s) asked for: refused")
+    out: list = [None] * settings
+    for raw in got:
+        index = raw.get("setting_index") if isinstance(raw, dict) else None
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < settings or out[index] is not None:
+            raise BadReply(f"{what}: the device's reply names a setting that was not asked for, or one twice: refused")
+        r = clean_record(raw, what)
+        for key, asked in (("runs", runs), ("rounds", rounds), ("warmup_runs", warmup), ("count", runs * rounds)):
+            if r.get(key) is not None and r[key] != asked:
+                raise bad_field(what, key, r[key])
+        if r.get("times_ms") is not None and len(r["times_ms"]) > runs * rounds:
+            raise bad_field(what, "times_ms", f"{len(r['times_ms'])} times")
+        out[index] = r
+    return out
+
+
+def device_setting(result: dict, i: int, n: int, what: str) -> dict:
+    """Setting ``i`` of ``n`` as a device's runner described it (checked, plain and bounded: it must name its
+    runtime, version and API), and whether it ran emulated."""
+    settings = result.get("settings")
+    if not isinstance(settings, list) or len(settings) != n:
+        raise bad_field(what, "settings", settings if not isinstance(settings, list) else f"{len(settings)} settings")
+    described = clean_record(settings[i], what)
+    for key in ("runtime", "runtime_version", "api"):
+        if not isinstance(described.get(key), str) or not described[key]:
+            raise bad_field(what, key, described.get(key))
+    described["emulated"] = bool(clean_machine(result.get("machine")).get("emulated"))
+    return described
