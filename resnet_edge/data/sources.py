@@ -248,16 +248,21 @@ def load_cifar10(directory: str | os.PathLike) -> Dataset:
 FOLDER_LAYOUT = "DIR/<class>/<image>.jpg|.png (one sub-folder per class), optionally under DIR/train and DIR/val"
 
 
-def _unreadable(path: Path) -> str | None:
-    """Why an image file cannot be used (None: it can): not a regular file, more pixels than the bound
-    (checked in its header, before decoding), or not an image (:func:`~resnet_edge.runtime.harness.open_image`)."""
+def _usable(path, strict: bool, skipped: list[str], reasons: dict[str, str], decode: bool = False):
+    """The image at ``path`` (decoded when ``decode``; else only checked: type, header, pixel count before
+    decoding, :func:`~resnet_edge.runtime.harness.open_image`), or None when it cannot be used: then it is
+    counted in ``skipped`` with why in ``reasons``, or with ``strict`` refused."""
     from resnet_edge.runtime.harness import BadImage, open_image
 
     try:
-        open_image(str(path), decode=False)
-        return None
+        img = open_image(str(path), decode=decode)
+        return img if decode else True
     except BadImage as exc:
-        return str(exc)
+        if strict:
+            raise DataError(exc.refusal(safe_text(path, 200))) from None
+        skipped.append(str(path))
+        reasons[str(path)] = str(exc)
+        return None
 
 
 def _scan(root: Path, classes: list[str] | None, strict: bool, skipped: list[str],
@@ -278,13 +283,7 @@ def _scan(root: Path, classes: list[str] | None, strict: bool, skipped: list[str
                 continue
             if f.is_dir() and not f.is_symlink():
                 continue
-            why = _unreadable(f)  # a FIFO, a link to /dev/zero, a broken link or a bomb counts as unreadable
-            if why:
-                if strict:
-                    raise DataError(f"unreadable image {safe_text(f, 200)} ({why}); remove it, or drop --strict to "
-                                    "skip and count such files")
-                skipped.append(str(f))
-                reasons[str(f)] = why
+            if not _usable(f, strict, skipped, reasons):  # a FIFO, a link to /dev/zero, a broken link, a bomb
                 continue
             files.append(str(f))
             labels.append(label)
@@ -293,8 +292,6 @@ def _scan(root: Path, classes: list[str] | None, strict: bool, skipped: list[str
 
 def load_folder(directory: str | os.PathLike, strict: bool = False, stats_images: int = 256) -> Dataset:
     from PIL import Image
-
-    from resnet_edge.runtime.harness import BadImage, open_image
 
     root = Path(directory)
     if not root.is_dir():
@@ -325,14 +322,9 @@ def load_folder(directory: str | os.PathLike, strict: bool = False, stats_images
     pick = np.random.default_rng(SPLIT_SEED).permutation(len(f_train))[:stats_images]
     sample = []
     for i in pick:  # decoded whole: a file that is cut off is counted as skipped (or fails with --strict) here
-        try:
-            sample.append(np.asarray(open_image(f_train[i]).resize((64, 64), Image.BILINEAR)))
-        except BadImage as exc:
-            if strict:
-                raise DataError(f"unreadable image {safe_text(f_train[i], 200)} ({exc}); remove it, or drop --strict "
-                                "to skip and count such files") from None
-            skipped.append(f_train[i])
-            reasons[f_train[i]] = str(exc)
+        img = _usable(f_train[i], strict, skipped, reasons, decode=True)
+        if img is not None:
+            sample.append(np.asarray(img.resize((64, 64), Image.BILINEAR)))
     if not sample:
         raise DataError(f"{root}: none of the training images could be decoded (expected {FOLDER_LAYOUT})")
     sample = np.stack(sample)

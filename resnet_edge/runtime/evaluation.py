@@ -88,8 +88,7 @@ def model_inputs(data, split: str, inputs: list[dict], outputs: list[dict] | Non
                 keep.append(i)
             except BadImage as exc:
                 if strict:
-                    raise ConfigError(f"unreadable image {safe_text(f, 200)} ({exc}); remove it, or drop --strict to "
-                                      "skip and count such files") from None
+                    raise ConfigError(exc.refusal(safe_text(f, 200))) from None
                 if skipped is not None:
                     skipped.append(f"{f} ({exc})")
         if not images:
@@ -241,8 +240,8 @@ def evaluate_tflite(path, data, *, split: str = "test", limit: int | None = None
     if checked["inputs"] is None:
         raise ConfigError("reading the model's inputs needs the flatbuffer schema (pip install ai-edge-litert)")
     pre = preprocessing(checked["info"], data, mean, std)
-    why = getattr(data, "skipped_why", None) or {}  # what the folder's scan left out, then what failed to decode
-    skipped = [f"{f} ({why[f]})" if f in why else f for f in getattr(data, "skipped", None) or []]
+    why = data.skipped_why  # what the folder's scan left out, then what failed to decode
+    skipped = [f"{f} ({why[f]})" if f in why else f for f in data.skipped]
     x, y = model_inputs(data, split, checked["inputs"], checked["outputs"], pre, limit=limit, resize=resize,
                         skipped=skipped, strict=strict)
     sides = list(diff or [])  # both sides run, even when they are the same setting (run-to-run differences)

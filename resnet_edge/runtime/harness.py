@@ -415,7 +415,11 @@ MAX_PIXELS = 100_000_000
 
 class BadImage(Exception):
     """An image file that cannot be used: not a regular file, too many pixels, or not decodable. Its
-    message names why; the caller counts the file as skipped (or fails with --strict)."""
+    message names why; the caller counts the file as skipped (or fails with --strict: :meth:`refusal`)."""
+
+    def refusal(self, path: str) -> str:
+        """The one line --strict fails with (``path`` already made safe to print)."""
+        return f"unreadable image {path} ({self}); remove it, or drop --strict to skip and count such files"
 
 
 @contextlib.contextmanager
