@@ -42,3 +42,18 @@ def quiet_native_stderr():
             for line in tmp.read().decode(errors="replace").splitlines():
                 if line.strip() and not any(n in line for n in _NOISE):
                     print(line, file=sys.stderr)
+
+
+def release_memory() -> None:
+    """Collect Python's garbage (a conversion leaves graphs in reference cycles) and hand freed heap back
+    to the system (glibc keeps it otherwise), so that a process that converts several models, or several
+    processes converting at once, hold only what is in use. Does nothing where glibc is missing."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass

@@ -691,6 +691,9 @@ def _channels_human(m: dict) -> str:
               help="Input/output type of the --int8 model.")
 @DATA_OPTION
 @click.option("--calibration", type=SAMPLES, default=100, show_default=True, help="Representative samples for --int8/--int16x8.")
+@click.option("--calibrator", type=click.Choice(["resnet-edge", "tensorflow"]), default="resnet-edge", show_default=True,
+              help="Who measures --int8's activation ranges: resnet-edge (XNNPACK on every core) or tensorflow "
+                   "(TensorFlow's calibrator, one image at a time on one core; --int16x8 always uses it).")
 @click.option("--samples", type=SAMPLES, help="Held-out test samples for the parity check (default 500; 100 when resized).")
 @click.option("--target", "targets", multiple=True, type=click.Choice(["cpu", "gpu", "nnapi"]),
               help="Readiness report for this accelerator (repeatable).")
@@ -704,8 +707,8 @@ def _channels_human(m: dict) -> str:
 @TRUST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 def convert(model_path, depth, model_name, family, classes, want_float32, want_float16, want_dynamic, want_int8,
-            want_int16x8, io, source, calibration, samples, targets, max_drop, out, weights, author, license_, trust,
-            as_json):
+            want_int16x8, io, source, calibration, calibrator, samples, targets, max_drop, out, weights, author, license_,
+            trust, as_json):
     """Convert a Keras MODEL (plain, QAT or pruned) or a fresh --depth/--model to TFLite.
 
     \b
@@ -762,14 +765,20 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     if not as_json:
         click.echo(f"Converting to {', '.join(modes)} ...", err=True)
     from resnet_edge.export import MaxDropError
+    from resnet_edge.ui import end_progress, progress_line
 
+    show = progress_line(as_json)
     try:
         manifests = run_convert(model_path=model_path, spec=spec, modes=modes, out=out, data=data, calibration=calibration,
                                 io=io, targets=tuple(targets), max_drop=max_drop, parity_samples=samples, trust=trust,
-                                author=author, license=license_, weights=wf, new_classifier=bool(new_classifier))
+                                author=author, license=license_, weights=wf, new_classifier=bool(new_classifier),
+                                calibrator=calibrator, progress=show)
     except MaxDropError as exc:  # the results first, then the failure line
+        end_progress(show)
         _echo_json_or(exc.manifests, as_json, _convert_human)
         raise
+    finally:
+        end_progress(show)
     _echo_json_or(manifests, as_json, _convert_human)
 
 

@@ -13,6 +13,7 @@ import click
 
 from resnet_edge.cli import TRUST_OPTION, Finite, _check_model_file, _echo_json_or, _plural, _triple
 from resnet_edge.errors import ConfigError, ResnetEdgeError
+from resnet_edge.ui import end_progress, progress_line
 
 
 def _threads(ctx, param, value):
@@ -92,24 +93,6 @@ def _target(text):
     return resolve(text)
 
 
-def _progress(as_json: bool):
-    """Progress lines on stderr, overwriting each other on a terminal."""
-    import sys
-
-    if as_json or not sys.stderr.isatty():
-        return None
-
-    def show(text: str) -> None:
-        click.echo(f"\r\x1b[K{text}", err=True, nl=False)
-
-    return show
-
-
-def _end_progress(show) -> None:
-    if show:
-        click.echo("\r\x1b[K", err=True, nl=False)
-
-
 def _load_data(source: str, need: bool = True):
     from resnet_edge.data import load
 
@@ -167,13 +150,13 @@ def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegat
     inputs = None
     if source:
         inputs = _bench_samples(model_paths, baseline, source, samples, not no_verify)
-    show = _progress(as_json)
+    show = progress_line(as_json)
     try:
         result = run_bench(list(model_paths), settings, runs=runs, warmup=warmup, rounds=rounds, samples=inputs,
                            baseline=baseline, verify=not no_verify, progress=show, target=target, timeout=timeout,
                            benchmark_binary=benchmark_binary)
     finally:
-        _end_progress(show)
+        end_progress(show)
     _echo_json_or(result, as_json, _bench_human)  # the figures first: a store that fails cannot lose them
     if not no_store and result["records"]:
         try:
@@ -345,7 +328,7 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
     from resnet_edge.runtime.harness import pixel_limit
 
     _tmp.use_private_tempdir()
-    show = _progress(as_json)
+    show = progress_line(as_json)
     try:
         if on_device:
             report = evaluate_on_device_folder(model_path, folder, target, limit=limit, mean=mean, std=std,
@@ -362,7 +345,7 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
                                          min_accuracy=min_accuracy, progress=show, target=target, timeout=timeout,
                                          strict=strict)
     finally:
-        _end_progress(show)
+        end_progress(show)
     _echo_json_or(report, as_json, _eval_human)
     if report["gate"]["failed"]:
         raise click.ClickException(report["gate"]["why"])

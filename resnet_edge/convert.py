@@ -57,32 +57,28 @@ def representative_samples(model, data, n: int) -> np.ndarray:
     return model_samples(model, data, "train", n)[0]  # float32, or uint8 for a model with a uint8 input
 
 
-def to_tflite(
-    model,
-    mode: str = "float32",
-    *,
-    representative: np.ndarray | Callable[[], Iterable] | None = None,
-    io: str = "float32",
-    settings: dict | None = None,
-) -> bytes:
-    """Convert a tf_keras model; return the ``.tflite`` bytes.
+#: Who measures the int8 activation ranges: ``resnet-edge`` (XNNPACK on every core, :mod:`resnet_edge.calibrate`)
+#: or ``tensorflow`` (TensorFlow's own calibrator, one image at a time on one core).
+CALIBRATORS = ("resnet-edge", "tensorflow")
 
-    ``representative`` (an array of model inputs, or a generator function) is needed for ``int8`` and
-    ``int16x8`` unless the model was quantization-aware trained. ``settings``, if given, is filled with
-    the exact converter settings used (for the manifest).
-    """
-    from resnet_edge._tf import quiet_native_stderr, tf
 
-    if mode not in MODES:
-        raise ConfigError(f"unknown conversion mode {mode!r}; valid: {', '.join(MODES)}")
-    if io not in IO_TYPES:
-        raise ConfigError(f"unknown --io {io!r}; valid: {', '.join(IO_TYPES)}")
-    if io != "float32" and mode != "int8":
-        raise ConfigError(f"--io {io} applies to --int8 only; {mode} models keep float32 inputs and outputs")
-    qat = is_qat_model(model)
-    if qat and mode not in ("int8", "float32"):
-        raise ConfigError(f"a quantization-aware-trained model converts to int8 (its ranges were learned), not {mode}")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+def inference_function(model):
+    """The model's inference call (``training=False``) traced once for any batch size: what the
+    converter freezes. Converting from it skips the SavedModel that ``from_keras_model`` writes and
+    reads back first (most of a float conversion's time)."""
+    from resnet_edge._tf import tf
+
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], model.inputs[0].dtype, name=model.input_names[0])
+    return tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+
+
+def make_converter(model, mode: str, representative, io: str, qat: bool):
+    """TensorFlow's converter for ``model`` set for ``mode`` (arguments as :func:`to_tflite`'s, checked
+    there)."""
+    from resnet_edge._tf import tf
+
+    # No trackable object: the converter freezes the traced function instead of saving a SavedModel first.
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([inference_function(model)])
     if mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -110,9 +106,46 @@ def to_tflite(
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
             ]
+    return converter
+
+
+def to_tflite(
+    model,
+    mode: str = "float32",
+    *,
+    representative: np.ndarray | Callable[[], Iterable] | None = None,
+    io: str = "float32",
+    settings: dict | None = None,
+    calibrator: str = "resnet-edge",
+    progress: Callable[[str], None] | None = None,
+) -> bytes:
+    """Convert a tf_keras model; return the ``.tflite`` bytes.
+
+    ``representative`` (an array of model inputs, or a generator function) is needed for ``int8`` and
+    ``int16x8`` unless the model was quantization-aware trained. ``settings``, if given, is filled with
+    the exact converter settings used (for the manifest). ``calibrator`` measures int8 activation ranges
+    (:data:`CALIBRATORS`; an int16x8 model, or samples given as a generator, always use TensorFlow's);
+    ``progress`` gets "calibration i/N" lines.
+    """
+    from resnet_edge._native import release_memory
+    from resnet_edge._tf import quiet_native_stderr, tf
+
+    if mode not in MODES:
+        raise ConfigError(f"unknown conversion mode {mode!r}; valid: {', '.join(MODES)}")
+    if io not in IO_TYPES:
+        raise ConfigError(f"unknown --io {io!r}; valid: {', '.join(IO_TYPES)}")
+    if io != "float32" and mode != "int8":
+        raise ConfigError(f"--io {io} applies to --int8 only; {mode} models keep float32 inputs and outputs")
+    if calibrator not in CALIBRATORS:
+        raise ConfigError(f"unknown calibrator {calibrator!r}; valid: {', '.join(CALIBRATORS)}")
+    qat = is_qat_model(model)
+    if qat and mode not in ("int8", "float32"):
+        raise ConfigError(f"a quantization-aware-trained model converts to int8 (its ranges were learned), not {mode}")
+    converter = make_converter(model, mode, representative, io, qat)
+    calibrated_here = mode == "int8" and not qat and calibrator == "resnet-edge" and not callable(representative)
     if settings is not None:
         settings.update({
-            "converter": "tf.lite.TFLiteConverter.from_keras_model",
+            "converter": "tf.lite.TFLiteConverter.from_concrete_functions (frozen inference function)",
             "tensorflow": tf.__version__,
             "optimizations": [str(o) for o in converter.optimizations],
             "supported_types": [str(t.name) for t in converter.target_spec.supported_types],
@@ -121,10 +154,65 @@ def to_tflite(
             "inference_output_type": str(getattr(converter.inference_output_type, "name", converter.inference_output_type)),
             "representative_samples": None if representative is None or callable(representative) else int(len(representative)),
             "quantization_aware_trained": qat,
+            "calibrator": None if mode not in ("int8", "int16x8") or qat else
+                          ("resnet-edge" if calibrated_here else "tensorflow"),
         })
     with warnings.catch_warnings(), quiet_native_stderr():
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        try:
+            if calibrated_here:
+                return _int8_from_measured_ranges(converter, np.asarray(representative), progress)
+            return bytes(converter.convert())
+        finally:
+            del converter
+            release_memory()
+
+
+def _int8_from_measured_ranges(converter, samples: np.ndarray, progress) -> bytes:
+    """TensorFlow's int8 conversion with the activation ranges measured by :mod:`resnet_edge.calibrate`.
+
+    The converter is asked for its calibration graph only (:func:`calibration_graph`), the ranges are
+    measured over every sample on all cores and written in, and the graph goes through the quantizer
+    calls the converter makes itself (:func:`quantize_graph`). Given TensorFlow's ranges, this gives
+    TensorFlow's model (tested)."""
+    from resnet_edge import calibrate
+    from resnet_edge._native import release_memory
+
+    graph = calibration_graph(converter, samples[:1])
+    release_memory()  # the frozen graph and the converter's intermediates: about 450 MB for ResNet-18
+    shown = progress and (lambda done, total: progress(f"calibration {done}/{total}"))
+    graph = calibrate.with_ranges(graph, calibrate.measure(graph, samples, progress=shown))
+    return quantize_graph(converter, graph)
+
+
+def calibration_graph(converter, samples) -> bytes:
+    """The float graph TensorFlow's quantizer takes, its ``min``/``max`` fields set by TensorFlow's
+    calibrator from ``samples`` (TF 2.21's ``_experimental_calibrate_only``)."""
+    full = converter.representative_dataset
+    converter._experimental_calibrate_only = True  # noqa: SLF001
+    converter.representative_dataset = _as_generator(samples)
+    try:
         return bytes(converter.convert())
+    finally:
+        converter._experimental_calibrate_only = False  # noqa: SLF001
+        converter.representative_dataset = full
+
+
+def quantize_graph(converter, graph: bytes) -> bytes:
+    """A calibration graph quantized as ``converter.convert()`` quantizes it: ``_mlir_quantize`` with the
+    converter's settings, then ``_deduplicate_readonly_buffers`` (TF 2.21's ``lite.py``)."""
+    from tensorflow.lite.python import lite as tflite_converter
+
+    float32 = tflite_converter._dtypes.float32  # noqa: SLF001
+    quantized = tflite_converter._mlir_quantize(  # noqa: SLF001
+        graph,
+        converter._experimental_disable_per_channel,  # noqa: SLF001
+        input_data_type=converter.inference_input_type or float32,
+        output_data_type=converter.inference_output_type or float32,
+        enable_variable_quantization=False,
+        disable_per_channel_for_dense_layers=converter._experimental_disable_per_channel_quantization_for_dense_layers,  # noqa: SLF001,E501
+    )
+    return bytes(tflite_converter._deduplicate_readonly_buffers(quantized))  # noqa: SLF001
 
 
 def _as_generator(representative) -> Callable[[], Iterable]:
@@ -146,13 +234,32 @@ def parity(model, tflite: bytes, data, split: str = "test", limit: int | None = 
     return {"split": split, **parity_arrays(model, tflite, x, y)}
 
 
-def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accuracy: bool = True) -> dict:
+def batch_for(x: np.ndarray) -> int:
+    """Images per batch for a Keras or TFLite pass over ``x``: 64 small images, fewer large ones (16 at
+    224x224: a batch of 64 took 1.35 GB for ResNet-18 and was only 15% faster)."""
+    pixels = int(np.prod(x.shape[1:3])) if x.ndim >= 3 else 1
+    return int(max(1, min(64, 2 ** 20 // max(pixels, 1))))
+
+
+def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accuracy: bool = True,
+                  progress: Callable[[str], None] | None = None) -> dict:
     """Top-1 agreement between Keras and TFLite, max and mean absolute difference of the (dequantized)
-    outputs, and, when ``count_accuracy``, the accuracy of both and the drop in points."""
+    outputs, and, when ``count_accuracy``, the accuracy of both and the drop in points. ``progress``
+    gets "parity i/N" lines."""
     from resnet_edge.runtime.runner import TFLiteModel
 
-    keras_scores = np.concatenate([model(x[i:i + 64], training=False).numpy() for i in range(0, len(x), 64)])
-    tfl_scores = TFLiteModel(tflite, probe=False).predict(x, batch_size=64)  # bytes just made here
+    from resnet_edge._tf import tf
+
+    step = batch_for(x)
+    tfl = TFLiteModel(tflite, probe=False)  # bytes just made here
+    run = inference_function(model)  # the graph the converter froze: a third faster than calling the model eagerly
+    keras_scores, tfl_scores = [], []
+    for i in range(0, len(x), step):
+        keras_scores.append(tf.nest.flatten(run(tf.constant(x[i:i + step])))[0].numpy())
+        tfl_scores.append(tfl.predict(x[i:i + step], batch_size=step))
+        if progress:
+            progress(f"parity {min(i + step, len(x))}/{len(x)}")
+    keras_scores, tfl_scores = np.concatenate(keras_scores), np.concatenate(tfl_scores)
     diff = np.abs(keras_scores - tfl_scores)
     spread = int(len(np.unique(keras_scores.argmax(1))))
     out = {

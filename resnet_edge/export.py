@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 from resnet_edge import __version__
-from resnet_edge.convert import MODES, is_qat_model, model_samples, parity_arrays, pixel_input_quantization, to_tflite
+from resnet_edge.convert import CALIBRATORS, MODES, is_qat_model, model_samples, parity_arrays, pixel_input_quantization, to_tflite
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.io import ensure_writable, manifest_path, read_manifest, replace_together, sha256_file
 
@@ -97,6 +97,8 @@ def convert(
     license: str = "",
     weights=None,
     new_classifier: bool = False,
+    calibrator: str = "resnet-edge",
+    progress=None,
 ) -> list[dict]:
     """Convert a saved model (``model_path``) or a fresh one (``spec``) to every mode in ``modes``.
 
@@ -104,6 +106,8 @@ def convert(
     ``author`` and ``license`` go into the standard metadata that app frameworks read. ``weights``: a
     :class:`~resnet_edge.arch.weights.WeightsFile` loaded into the fresh ``spec`` (``new_classifier``: keep
     its fresh classifier).
+    ``calibrator`` measures the int8 activation ranges (see :data:`~resnet_edge.convert.CALIBRATORS`).
+    ``progress``, if given, gets a line at each step (calibration i/N, parity i/N, each check).
     ``parity_samples`` held-out test images (default 500, or 100 when the data must be resized to the
     model's input, where only agreement and differences mean something) measure parity.
 
@@ -125,6 +129,8 @@ def convert(
         raise ConfigError(f"--io {io} sets the int8 model's input/output type: add --int8")
     if (model_path is None) == (spec is None):
         raise ConfigError("give a MODEL file, or --depth/--model to build one (not both)")
+    if calibrator not in CALIBRATORS:
+        raise ConfigError(f"unknown calibrator {calibrator!r}; valid: {', '.join(CALIBRATORS)}")
     if calibration < 1:
         raise ConfigError(f"--calibration must be at least 1, got {calibration}")
     if max_drop is not None and max_drop < 0:
@@ -172,13 +178,18 @@ def convert(
     if needs_rep and data is None:
         raise ConfigError("int8 and int16x8 need calibration images: give data (--data)")
     if needs_rep:
+        if progress:
+            progress(f"reading {calibration} calibration images")
         rep, _, fits = model_samples(model, data, "train", calibration)
     results = []
     failed = []
+    say = progress or (lambda text: None)
     for mode in modes:
         settings: dict = {}
+        say(f"{mode}: converting")
         tfl = to_tflite(model, mode, representative=rep if mode in ("int8", "int16x8") else None,
-                        io=io if mode == "int8" else "float32", settings=settings)
+                        io=io if mode == "int8" else "float32", settings=settings, calibrator=calibrator,
+                        progress=lambda text, mode=mode: say(f"{mode}: {text}"))
         info = {
             "format": "resnet_edge/1",
             "name": arch,
@@ -205,17 +216,28 @@ def convert(
             # 500 held-out images; 100 when they must be resized (then only agreement and differences count).
             fits_as_is = data.image_size is None or data.image_size == int(model.input_shape[1])
             n = parity_samples or (500 if fits_as_is else 100)
+            say(f"{mode}: parity: reading {n} test images")
             x, y, data_fits = model_samples(model, data, "test", n)
-            figures = {"split": "test", **parity_arrays(model, tfl, x, y, count_accuracy=classes_match and data_fits)}
+            figures = {"split": "test", **parity_arrays(model, tfl, x, y, count_accuracy=classes_match and data_fits,
+                                                        progress=lambda text, mode=mode: say(f"{mode}: {text}"))}
         status = "ok"
         if max_drop is not None and figures and figures.get("accuracy_drop_points") is not None:
             if figures["accuracy_drop_points"] > max_drop:
                 status = "failed"
                 failed.append(f"{path.name}: accuracy fell {figures['accuracy_drop_points']:.2f} points (> --max-drop {max_drop})")
+        say(f"{mode}: inspecting the model")
         summary = inspect(tfl, targets=(), load_check=False)
         with replace_together(path, manifest_path(path)) as (tmp_model, tmp_manifest):
             # every check runs before the commit: a kill at any point leaves the old pair or the new one
             tmp_model.write_bytes(tfl)
+            readiness = {}
+            for t in targets:
+                say(f"{mode}: {t} readiness")
+                readiness[t] = report(tfl, t)
+            old_runtime = None
+            if check_old_runtime:
+                say(f"{mode}: loading it in tflite-runtime 2.14")
+                old_runtime = tflite_runtime_check(tmp_model)
             manifest = {
                 "kind": "tflite-model",
                 "name": arch,
@@ -235,10 +257,10 @@ def convert(
                 "parity": figures,
                 "metadata": info,
                 "app_metadata": summary["app_metadata"],
-                "readiness": {t: report(tfl, t) for t in targets},
+                "readiness": readiness,
                 "compatibility": {
                     "min_runtime_version": summary["min_runtime_version"],
-                    "tflite_runtime_2_14": tflite_runtime_check(tmp_model) if check_old_runtime else None,
+                    "tflite_runtime_2_14": old_runtime,
                 },
                 "untrained_warning": None if source.get("trained") else
                     "the source model is untrained: its accuracy (and any accuracy here) means nothing",

@@ -86,3 +86,28 @@ def to_json(obj: Any) -> str:
 def emit(obj: Any, as_json: bool, human: Callable[[Any], str], echo: Callable[[str], None] = print) -> None:
     """Print ``obj`` as JSON or through ``human``."""
     echo(to_json(obj) if as_json else human(obj))
+
+
+def progress_line(as_json: bool = False) -> Callable[[str], None] | None:
+    """A progress callback that writes one line on stderr, each overwriting the last, when stderr is a
+    terminal (None otherwise, or with ``--json``); :func:`end_progress` clears it."""
+    import sys
+
+    if as_json or not sys.stderr.isatty():
+        return None
+
+    def show(text: str) -> None:
+        sys.stderr.write(f"\r\x1b[K{safe_text(text, 160)}")
+        sys.stderr.flush()
+
+    return show
+
+
+def end_progress(show: Callable[[str], None] | None) -> None:
+    """Clear the line :func:`progress_line` wrote."""
+    import sys
+
+    if show:
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
