@@ -189,12 +189,12 @@ def calibration_graph(converter, samples) -> bytes:
     """The float graph TensorFlow's quantizer takes, its ``min``/``max`` fields set by TensorFlow's
     calibrator from ``samples`` (TF 2.21's ``_experimental_calibrate_only``)."""
     full = converter.representative_dataset
-    converter._experimental_calibrate_only = True  # noqa: SLF001
+    converter._experimental_calibrate_only = True
     converter.representative_dataset = _as_generator(samples)
     try:
         return bytes(converter.convert())
     finally:
-        converter._experimental_calibrate_only = False  # noqa: SLF001
+        converter._experimental_calibrate_only = False
         converter.representative_dataset = full
 
 
@@ -203,16 +203,16 @@ def quantize_graph(converter, graph: bytes) -> bytes:
     converter's settings, then ``_deduplicate_readonly_buffers`` (TF 2.21's ``lite.py``)."""
     from tensorflow.lite.python import lite as tflite_converter
 
-    float32 = tflite_converter._dtypes.float32  # noqa: SLF001
-    quantized = tflite_converter._mlir_quantize(  # noqa: SLF001
+    float32 = tflite_converter._dtypes.float32
+    quantized = tflite_converter._mlir_quantize(
         graph,
-        converter._experimental_disable_per_channel,  # noqa: SLF001
+        converter._experimental_disable_per_channel,
         input_data_type=converter.inference_input_type or float32,
         output_data_type=converter.inference_output_type or float32,
         enable_variable_quantization=False,
-        disable_per_channel_for_dense_layers=converter._experimental_disable_per_channel_quantization_for_dense_layers,  # noqa: SLF001,E501
+        disable_per_channel_for_dense_layers=converter._experimental_disable_per_channel_quantization_for_dense_layers,
     )
-    return bytes(tflite_converter._deduplicate_readonly_buffers(quantized))  # noqa: SLF001
+    return bytes(tflite_converter._deduplicate_readonly_buffers(quantized))
 
 
 def _as_generator(representative) -> Callable[[], Iterable]:

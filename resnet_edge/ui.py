@@ -90,24 +90,30 @@ def emit(obj: Any, as_json: bool, human: Callable[[Any], str], echo: Callable[[s
 
 def progress_line(as_json: bool = False) -> Callable[[str], None] | None:
     """A progress callback that writes one line on stderr, each overwriting the last, when stderr is a
-    terminal (None otherwise, or with ``--json``); :func:`end_progress` clears it."""
+    terminal (None otherwise, or with ``--json``); :func:`end_progress` clears it. It writes to its own
+    copy of the terminal's descriptor, so its lines pass even while native stderr is being held back
+    (:func:`resnet_edge._native.quiet_native_stderr`)."""
+    import os
     import sys
 
     if as_json or not sys.stderr.isatty():
         return None
+    sys.stderr.flush()
+    fd = os.dup(sys.stderr.fileno())
 
     def show(text: str) -> None:
-        sys.stderr.write(f"\r\x1b[K{safe_text(text, 160)}")
-        sys.stderr.flush()
+        os.write(fd, f"\r\x1b[K{safe_text(text, 160)}".encode("utf-8", "replace"))
 
+    show.fd = fd  # type: ignore[attr-defined]
     return show
 
 
 def end_progress(show: Callable[[str], None] | None) -> None:
-    """Clear the line :func:`progress_line` wrote."""
-    import sys
+    """Clear the line :func:`progress_line` wrote (once; later calls do nothing)."""
+    import os
 
-    if show:
-        sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
-
+    fd = getattr(show, "fd", None)
+    if fd is not None:
+        os.write(fd, b"\r\x1b[K")
+        os.close(fd)
+        show.fd = None  # type: ignore[union-attr]

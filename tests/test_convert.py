@@ -140,6 +140,8 @@ def test_convert_depth_18_int8_cli(tmp_path):
     assert "n/a" in human and "agreement says nothing" in human and f"{m['parity']['max_abs_diff']:.2e}" in human
     assert m["untrained_warning"] and m["parity"]["keras_accuracy"] is None  # 1000 classes: no accuracy on digits
     assert m["calibration"]["resized"] and 11.0e6 < m["file"]["bytes"] < 12.5e6
+    assert m["converter_settings"]["calibrator"] == "resnet-edge"  # ranges measured on all cores
+    assert m["converter_settings"]["converter"].startswith("tf.lite.TFLiteConverter.from_concrete_functions")
     assert m["quantization"]["inputs"][0]["dtype"] == "float32"
     # normalization inside (ImageNet's), so apps feed it raw pixels: its standard metadata says so
     assert m["metadata"]["normalization"]["mean"] == [123.675, 116.28, 103.53]
@@ -290,3 +292,35 @@ def test_max_drop_failure_prints_the_table_then_the_error(converted, trained, mo
     assert "top-1 agree" in r.stdout and f"wrote {m['int8']['written']['model']}" in r.stdout
     assert f"{m['int8']['parity']['top1_agreement']:.1%}" in r.stdout and "n/a" not in r.stdout  # trained: shown
     assert r.stderr.strip().splitlines()[-1].startswith("Error: model_int8.tflite: accuracy fell")
+
+
+def test_convert_shows_progress_on_a_terminal(tmp_path):
+    """On a real pseudo-terminal: every long step says where it is (calibration i/N, parity i/N, the checks);
+    piped, the same command prints none of it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "resnet_edge", "convert", "--depth", "20", "--family", "cifar", "--int8",
+            "--calibration", "40", "--samples", "24", "--out", str(tmp_path / "r20.tflite")]
+    main, child = pty.openpty()
+    proc = subprocess.Popen(args, stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=300) == 0, seen[-2000:]
+    text = seen.decode("utf-8", "replace")
+    for line in ("reading 40 calibration images", "int8: calibration 40/40", "int8: parity 24/24",
+                 "int8: inspecting the model", "int8: loading it in tflite-runtime 2.14"):
+        assert line in text, (line, text[-3000:])
+    assert "\r\x1b[K" in text  # each progress line overwrites the last
+    piped = subprocess.run(args[:-1] + [str(tmp_path / "again.tflite")], capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0 and "calibration 40/40" not in piped.stderr and "wrote" in piped.stdout + piped.stderr

@@ -189,3 +189,20 @@ def test_model_input_must_fit_fixed_size_data():
 
     with pytest.raises(DataError, match="CIFAR-family"):
         make_dataset(load("digits"), "test", input_size=64, batch_size=8)
+
+
+def test_digits_read_without_scikit_learn_are_scikit_learns():
+    """The digits come from the file scikit-learn ships, read directly (its import costs seconds): the same
+    arrays as sklearn.datasets.load_digits(), and scikit-learn is not imported to get them."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from resnet_edge.data.sources import digits_arrays
+
+    images, target = digits_arrays()
+    bunch = load_digits()
+    assert np.array_equal(images, bunch.images) and np.array_equal(target, bunch.target)
+    code = "import sys; from resnet_edge.data import load; load('digits'); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
