@@ -45,16 +45,21 @@ def runtime_options(threads_help: str):
     """The options that choose how a model runs (shared by bench and eval)."""
     def apply(f):
         for option in reversed([
-            click.option("--runtime", type=click.Choice(["auto", "litert", "tflite-runtime"]), default="auto",
-                         show_default=True, help="LiteRT (ai-edge-litert), or tflite-runtime 2.14 (its side "
-                         "environment from tools/make_tflite_runtime_env.sh when it is not installed here)."),
+            click.option("--runtime", type=click.Choice(["auto", "litert", "tflite-runtime", "openvino"]), default="auto",
+                         show_default=True, help="LiteRT (ai-edge-litert), tflite-runtime 2.14 (its side "
+                         "environment from tools/make_tflite_runtime_env.sh when it is not installed here), or "
+                         "OpenVINO's CPU plugin reading the .tflite itself (pip install 'resnet-edge[openvino]')."),
+            click.option("--precision", type=click.Choice(["f32", "bf16"]),
+                         help="--runtime openvino: compute in float32 (f32, the default here) or let a CPU with "
+                              "AMX/AVX-512 BF16 compute a float model in bfloat16 (bf16: faster, less exact)."),
             click.option("--accelerator", type=click.Choice(["cpu", "gpu"]),
                          help="Run through LiteRT's CompiledModel API on this accelerator (gpu: GPU | CPU). "
                               "Default: the Interpreter API."),
             click.option("--fallback", is_flag=True, help="With --accelerator gpu: run on the CPU when no GPU starts "
                                                           "(the result says so) instead of failing."),
-            click.option("--kernels", type=click.Choice(["xnnpack", "builtin"]), default="xnnpack", show_default=True,
-                         help="Interpreter kernels: XNNPACK (the default delegate) or TFLite's built-in ones only."),
+            click.option("--kernels", type=click.Choice(["xnnpack", "builtin"]),
+                         help="Interpreter kernels: XNNPACK (the default delegate; the default) or TFLite's built-in "
+                              "ones only."),
             click.option("--threads", callback=_threads, help=threads_help),
             click.option("--delegate", type=click.Path(dir_okay=False),
                          help="An external delegate library (.so) to load into the Interpreter."),
@@ -69,11 +74,15 @@ def runtime_options(threads_help: str):
 
 
 def _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, weight_cache=None,
-              local=True):
+              local=True, precision=None):
     from resnet_edge.runtime.bench import Setting
 
-    return [Setting(runtime=runtime, accelerator=accelerator, fallback=fallback, kernels=kernels, threads=n,
-                    delegate=delegate, delegate_options=delegate_options, weight_cache=weight_cache).check(local)
+    if runtime == "openvino" and kernels:
+        raise click.BadParameter("--kernels chooses TFLite's kernels; OpenVINO runs the model with its own CPU plugin: "
+                                 "leave it out (or use --runtime litert)", param_hint="--kernels")
+    return [Setting(runtime=runtime, accelerator=accelerator, fallback=fallback, kernels=kernels or "xnnpack",
+                    threads=n, delegate=delegate, delegate_options=delegate_options, weight_cache=weight_cache,
+                    precision=precision).check(local)
             for n in threads]
 
 
@@ -106,7 +115,8 @@ def _load_data(source: str, need: bool = True):
 @click.argument("model_paths", metavar="MODEL.tflite...", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @runtime_options("Threads, or a list (1,2,4) for one row each. Default: the runtime's choice.")
 @click.option("--weight-cache", type=click.Path(file_okay=False),
-              help="XNNPACK weight cache folder (with --accelerator cpu): reports initialization with and without it.")
+              help="XNNPACK weight cache folder (with --accelerator cpu), or OpenVINO's model cache (with --runtime "
+                   "openvino): reports initialization with and without it.")
 @click.option("--runs", type=click.IntRange(1, 1_000_000), default=50, show_default=True, help="Timed invocations per round.")
 @click.option("--warmup", type=click.IntRange(0, 100_000), default=5, show_default=True, help="Untimed invocations first.")
 @click.option("--rounds", type=click.IntRange(1, 1000), default=1, show_default=True,
@@ -124,7 +134,7 @@ def _load_data(source: str, need: bool = True):
               help="adb:// targets: LiteRT's benchmark_model for Android (pushed to the device; default: "
                    "/data/local/tmp/benchmark_model there, or $RESNET_EDGE_BENCHMARK_BINARY).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one record per model x setting (fields in the README).")
-def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, no_verify,
+def bench(model_paths, runtime, precision, accelerator, fallback, kernels, threads, delegate, delegate_options, no_verify,
           weight_cache, runs, warmup, rounds, source, samples, baseline, target_text, timeout, store_path, no_store,
           benchmark_binary, as_json):
     """Latency and memory of .tflite models, with LiteRT benchmark_model's figures: initialization,
@@ -145,7 +155,7 @@ def bench(model_paths, runtime, accelerator, fallback, kernels, threads, delegat
 
     target = _target(target_text)
     settings = _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, weight_cache,
-                         local=target.kind == "local")
+                         local=target.kind == "local", precision=precision)
     _tmp.use_private_tempdir()
     inputs = None
     if source:
@@ -266,7 +276,7 @@ def _bench_human(r: dict) -> str:
 @TRUST_OPTION
 @click.option("--diff", "diff_spec", metavar="A,B",
               help="Run the same inputs with two settings and compare: cpu,gpu | xnnpack,builtin | litert,tflite-runtime "
-                   "| words joined by + (gpu+fallback, builtin+1).")
+                   "| litert,openvino | openvino,openvino+bf16 | words joined by + (gpu+fallback, builtin+1).")
 @click.option("--max-drop", type=Finite(0, 100),
               help="Fail (exit 1) when top-1 is more than P points below the reference: --compare's model, else the "
                    "Keras accuracy in the manifest convert wrote beside the model.")
@@ -278,7 +288,7 @@ def _bench_human(r: dict) -> str:
                    "it. Default 100,000,000 (a 48-megapixel photo is fine). Env RESNET_EDGE_MAX_PIXELS.")
 @target_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the confusion matrix).")
-def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelerator, fallback, kernels, threads,
+def eval_(model_path, source, split, limit, resize, mean, std, runtime, precision, accelerator, fallback, kernels, threads,
           delegate, delegate_options, no_verify, compare_path, trust, diff_spec, max_drop, min_accuracy, strict,
           max_pixels, target_text, timeout, as_json):
     """Accuracy of a .tflite on real data: top-1, top-5, per class and the most frequent confusions,
@@ -299,7 +309,7 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, accelera
         raise click.BadParameter("eval needs Python on the device (ssh://); on Android, bench measures latency with "
                                  "benchmark_model, which gives no predictions", param_hint="--target")
     base = _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options,
-                     local=target.kind == "local")[0]
+                     local=target.kind == "local", precision=precision)[0]
     diff = None
     if diff_spec:
         from resnet_edge.runtime.bench import parse_setting

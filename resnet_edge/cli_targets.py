@@ -122,7 +122,12 @@ STORE_OPTION = click.option("--store", "store_path", type=click.Path(dir_okay=Fa
               help="Ways to run, comma-separated: interpreter (XNNPACK), cpu / gpu (LiteRT CompiledModel; on adb:// "
                    "XNNPACK / the GPU delegate), nnapi (adb:// only).")
 @click.option("--threads", "threads_text", default=None, help="Thread counts, comma-separated (1,4). Default: the runtime's.")
-@click.option("--runtime", type=click.Choice(["auto", "litert", "tflite-runtime"]), default="auto", show_default=True)
+@click.option("--runtime", "runtimes", default="auto", show_default=True,
+              callback=_words(("auto", "litert", "tflite-runtime", "openvino")),
+              help="Runtimes, comma-separated: auto, litert, tflite-runtime, openvino (OpenVINO's CPU plugin on our "
+                   ".tflite; local and ssh:// targets, one setting per --precision, --accelerator does not apply).")
+@click.option("--precision", "precisions", default="f32", show_default=True, callback=_words(("f32", "bf16")),
+              help="--runtime openvino: f32, bf16 or both (f32,bf16).")
 @click.option("--runs", type=click.IntRange(1, 1_000_000), default=50, show_default=True, help="Timed runs per job.")
 @click.option("--warmup", type=click.IntRange(0, 100_000), default=5, show_default=True)
 @click.option("--again", is_flag=True, help="Measure again what the store already holds (same model, target, setting).")
@@ -133,13 +138,14 @@ STORE_OPTION = click.option("--store", "store_path", type=click.Path(dir_okay=Fa
               help="adb:// targets: LiteRT's benchmark_model for Android, pushed to the device.")
 @STORE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def sweep(model_paths, target_texts, accelerators, threads_text, runtime, runs, warmup, again, timeout, no_verify,
-          benchmark_binary, store_path, as_json):
+def sweep(model_paths, target_texts, accelerators, threads_text, runtimes, precisions, runs, warmup, again, timeout,
+          no_verify, benchmark_binary, store_path, as_json):
     """Every model with every setting on every target, into the results store: one job at a time per
     device, devices in parallel. Run it again after an interruption: what is stored is skipped.
 
     \b
     resnet-edge sweep m_f32.tflite m_int8.tflite --target pi5 --target adb://R58M --accelerator cpu,gpu --threads 1,4
+    resnet-edge sweep m_int8.tflite --target nuc --runtime litert,openvino --threads 1,4
     resnet-edge results compare m_f32.tflite m_int8.tflite
     """
     from resnet_edge.cli_edge import _threads, _target
@@ -156,10 +162,19 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtime, runs, 
             raise click.BadParameter(f"nnapi runs on Android only ({t} is not adb://)", param_hint="--accelerator")
     if len(set(model_paths)) != len(model_paths):
         raise ConfigError("a model is named twice; name each once")
+    if "openvino" in runtimes:
+        android = [str(t) for t in targets if t.kind == "adb"]
+        if android:
+            raise click.BadParameter(f"OpenVINO runs on x86 machines with Python (local, ssh://), not on {android[0]}",
+                                     param_hint="--runtime")
     settings = []
-    for acc in accelerators:
-        for n in threads:
-            settings.append(Setting(runtime=runtime, accelerator=None if acc == "interpreter" else acc, threads=n))
+    for runtime in runtimes:
+        if runtime == "openvino":
+            settings += [Setting(runtime=runtime, threads=n, precision=p) for p in precisions for n in threads]
+            continue
+        for acc in accelerators:
+            for n in threads:
+                settings.append(Setting(runtime=runtime, accelerator=None if acc == "interpreter" else acc, threads=n))
     for s in settings:
         if s.accelerator != "nnapi":
             s.check(local=False)

@@ -51,12 +51,26 @@ class Setting:
     delegate: str | None = None
     delegate_options: tuple[tuple[str, str], ...] = ()
     weight_cache: str | None = None
+    precision: str | None = None  # OpenVINO's inference precision: "f32" (its default here) or "bf16"
 
     def check(self, local: bool = True) -> "Setting":
         """Raise :class:`ConfigError` (one line) for a combination that cannot run; return self.
         ``local=False``: the paths (a delegate) are on a device, not checked here."""
-        if self.runtime not in ("auto", *harness.RUNTIMES):
-            raise ConfigError(f"unknown runtime {self.runtime!r}; valid: auto, {', '.join(harness.RUNTIMES)}")
+        if self.runtime not in RUNTIME_CHOICES:
+            raise ConfigError(f"unknown runtime {self.runtime!r}; valid: {', '.join(RUNTIME_CHOICES)}")
+        if self.runtime == harness.OPENVINO:
+            given = [name for name, on in (("--accelerator", self.accelerator), ("--fallback", self.fallback),
+                                           ("--delegate", self.delegate), ("--kernels builtin", self.kernels != "xnnpack"))
+                     if on]
+            if given:
+                raise ConfigError(f"{', '.join(given)} mean(s) nothing to OpenVINO, which runs the model with its own CPU "
+                                  "plugin: leave it out (or use --runtime litert)")
+            if self.precision not in (None, *harness.PRECISIONS):
+                raise ConfigError(f"--precision must be one of {', '.join(harness.PRECISIONS)}, got {self.precision!r}")
+            return self
+        if self.precision is not None:
+            raise ConfigError("--precision is an OpenVINO setting (a TFLite runtime computes in the model's own types): "
+                              "add --runtime openvino")
         if self.accelerator not in (None, *harness.ACCELERATORS):
             raise ConfigError(f"unknown accelerator {self.accelerator!r}; valid: {', '.join(harness.ACCELERATORS)}")
         if self.kernels not in harness.KERNELS:
@@ -77,12 +91,19 @@ class Setting:
         return self
 
     def as_job(self) -> dict:
-        return {"runtime": self.runtime, "accelerator": self.accelerator, "fallback": self.fallback,
-                "kernels": self.kernels, "threads": self.threads, "delegate": self.delegate,
-                "delegate_options": dict(self.delegate_options), "weight_cache": self.weight_cache}
+        job = {"runtime": self.runtime, "accelerator": self.accelerator, "fallback": self.fallback,
+               "kernels": self.kernels, "threads": self.threads, "delegate": self.delegate,
+               "delegate_options": dict(self.delegate_options), "weight_cache": self.weight_cache}
+        if self.runtime == harness.OPENVINO:  # only there: the settings stored before keep their keys
+            job["precision"] = self.precision or "f32"
+        return job
 
     def label(self) -> str:
         """Short text for a table: ``gpu``, ``xnnpack 2t``, ``tflite-runtime builtin 1t``."""
+        if self.runtime == harness.OPENVINO:
+            parts = ["openvino", self.precision or "f32", f"{self.threads}t" if self.threads else "",
+                     "cache" if self.weight_cache else ""]
+            return " ".join(p for p in parts if p)
         parts = [self.runtime if self.runtime != "auto" else "", self.accelerator or self.kernels,
                  Path(self.delegate).name if self.delegate else "",
                  f"{self.threads}t" if self.threads else "", "cache" if self.weight_cache else ""]
@@ -91,7 +112,10 @@ class Setting:
 
 SETTING_WORDS = {"cpu": ("accelerator", "cpu"), "gpu": ("accelerator", "gpu"), "interpreter": ("accelerator", None),
                  "xnnpack": ("kernels", "xnnpack"), "builtin": ("kernels", "builtin"), "litert": ("runtime", "litert"),
-                 "tflite-runtime": ("runtime", "tflite-runtime"), "fallback": ("fallback", True)}
+                 "tflite-runtime": ("runtime", "tflite-runtime"), "fallback": ("fallback", True),
+                 "openvino": ("runtime", "openvino"), "f32": ("precision", "f32"), "bf16": ("precision", "bf16")}
+#: What --runtime takes.
+RUNTIME_CHOICES = ("auto", *harness.RUNTIMES, harness.OPENVINO)
 
 
 def parse_setting(text: str, base: Setting, local: bool = True) -> Setting:
@@ -107,12 +131,20 @@ def parse_setting(text: str, base: Setting, local: bool = True) -> Setting:
         else:
             raise ConfigError(f"unknown setting {word!r} in {text!r}; use words joined by '+': "
                               f"{', '.join(SETTING_WORDS)} or a thread count (e.g. cpu,gpu or xnnpack+1,builtin+1)")
+    if changes.get("runtime", base.runtime) != harness.OPENVINO and "precision" not in changes:
+        changes["precision"] = None  # a TFLite runtime has no precision to set (litert,openvino+bf16)
+    if changes.get("runtime") == harness.OPENVINO and base.runtime != harness.OPENVINO:
+        changes.setdefault("kernels", "xnnpack")
     return dataclasses.replace(base, **changes).check(local)
 
 
 def python_for(runtime: str) -> str:
     """The Python that runs ``runtime``: this one when it can import it, else tflite-runtime's side
     environment. Raises :class:`MissingDependencyError` naming what to install."""
+    if runtime == harness.OPENVINO:
+        if importlib.util.find_spec("openvino"):
+            return sys.executable
+        raise MissingDependencyError("OpenVINO is not installed here: pip install 'resnet-edge[openvino]' (or openvino)")
     wanted = list(harness.RUNTIMES) if runtime == "auto" else [runtime]
     if any(importlib.util.find_spec(harness.RUNTIMES[name]) for name in wanted):
         return sys.executable

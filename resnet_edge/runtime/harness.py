@@ -27,7 +27,9 @@ A job is ``{"op": "bench" | "predict" | "memory" | "machine" | "probe", ...}``:
 * ``predict_folder``: the same for the images of a folder on this machine (data that lives on the device),
   decoded with Pillow and prepared as evaluation does; the labels go to a ``.npy`` too.
 
-Settings: ``runtime`` (``auto``, ``litert``, ``tflite-runtime``), ``accelerator`` (``null``: the classic
+Settings: ``runtime`` (``auto``, ``litert``, ``tflite-runtime``, or ``openvino``: OpenVINO's CPU plugin
+reading the ``.tflite`` itself, with ``precision`` ``f32`` (default) or ``bf16`` and ``weight_cache`` as
+its model cache folder), ``accelerator`` (``null``: the classic
 ``Interpreter``; ``cpu`` / ``gpu``: LiteRT's ``CompiledModel`` with ``HardwareAccelerator.CPU`` or
 ``GPU | CPU``), ``fallback`` (a GPU that does not start falls back to the CPU, and the result says so),
 ``kernels`` (``xnnpack``: the runtime's default delegate; ``builtin``: TFLite's own kernels, no default
@@ -63,6 +65,12 @@ MIN_PYTHON = (3, 9)
 KERNELS = ("xnnpack", "builtin")
 ACCELERATORS = ("cpu", "gpu")
 RUNTIMES = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}  # name -> package, best first
+#: OpenVINO reads a .tflite itself (its TensorFlow Lite frontend) and runs it with its CPU plugin: an engine
+#: beside the TFLite interpreters, chosen by name only (``auto`` never picks it).
+OPENVINO = "openvino"
+#: OpenVINO's INFERENCE_PRECISION_HINT: f32 computes a float32 model in float32; bf16 lets a CPU with AMX or
+#: AVX-512 BF16 compute it in bfloat16 (OpenVINO's own default there: faster, less exact).
+PRECISIONS = ("f32", "bf16")
 #: Runs of the memory pass (the high-water mark settles after the first few invocations).
 MEMORY_RUNS = 10
 
@@ -182,7 +190,19 @@ def peak_mb() -> float | None:
 
 def _setting(raw: dict) -> dict:
     s = {"runtime": "auto", "accelerator": None, "fallback": False, "kernels": "xnnpack", "threads": None,
-         "delegate": None, "delegate_options": {}, "weight_cache": None, **(raw or {})}
+         "delegate": None, "delegate_options": {}, "weight_cache": None, "precision": None, **(raw or {})}
+    if s["runtime"] == OPENVINO:
+        if s["accelerator"] or s["fallback"] or s["delegate"] or s["kernels"] != "xnnpack":
+            raise HarnessError("OpenVINO runs the model with its own CPU plugin: --accelerator, --fallback, --delegate "
+                               "and --kernels mean nothing there")
+        s["precision"] = s["precision"] or "f32"
+        if s["precision"] not in PRECISIONS:
+            raise HarnessError(f"precision must be one of {', '.join(PRECISIONS)}, got {s['precision']!r}")
+        if s["threads"] is not None and (not isinstance(s["threads"], int) or s["threads"] < 1):
+            raise HarnessError(f"threads must be a whole number >= 1, got {s['threads']!r}")
+        return s
+    if s["precision"] is not None:
+        raise HarnessError(f"precision {s['precision']!r} is an OpenVINO setting")
     if s["kernels"] not in KERNELS:
         raise HarnessError(f"kernels must be one of {', '.join(KERNELS)}, got {s['kernels']!r}")
     if s["accelerator"] not in (None, *ACCELERATORS):
@@ -216,12 +236,15 @@ class Session:
     def __init__(self, path: str, setting: dict):
         self.path, self.setting = path, _setting(setting)
         s = self.setting
+        self.notes: list[str] = []
+        if s["runtime"] == OPENVINO:
+            self._open_openvino()
+            return
         try:
             self.runtime, self.version, module = runtime_module(s["runtime"])
         except (ImportError, ValueError) as exc:
             raise HarnessError(str(exc)) from None
         self.module = module
-        self.notes: list[str] = []
         self.fully_accelerated = None
         self.accelerator = s["accelerator"]
         if s["accelerator"] and self.runtime != "litert":
@@ -242,6 +265,78 @@ class Session:
             raise HarnessError(f"{path} has {len(self.inputs)} inputs and {len(self.outputs)} outputs; nothing to run")
 
     # opening
+
+    def _open_openvino(self) -> None:
+        """Read the .tflite with OpenVINO's TensorFlow Lite frontend and compile it for its CPU plugin:
+        ``threads`` is INFERENCE_NUM_THREADS, ``precision`` INFERENCE_PRECISION_HINT, ``weight_cache``
+        its model cache (CACHE_DIR). The tensors' quantization comes from a TFLite interpreter when one
+        is installed (OpenVINO takes and gives the model's own types); without one, float I/O only."""
+        s = self.setting
+        try:
+            ov = importlib.import_module("openvino")
+        except ImportError:
+            raise HarnessError(f"OpenVINO is not installed for {sys.executable}: {sys.executable} -m pip install "
+                               "openvino (or 'resnet-edge[openvino]')") from None
+        self.runtime, self.version, self.api = OPENVINO, str(ov.get_version()).split("-")[0], "openvino"
+        self.module, self.accelerator, self.fully_accelerated = ov, None, None
+        self.weight_cache_ms = None
+        if s["weight_cache"]:
+            try:
+                os.makedirs(s["weight_cache"], exist_ok=True)
+            except OSError as exc:
+                raise HarnessError(f"model cache folder {s['weight_cache']}: {exc.strerror or exc}") from None
+            cached_before = bool(os.listdir(s["weight_cache"]))
+            started = time.perf_counter()
+            self._compile_openvino(None)
+            without = (time.perf_counter() - started) * 1e3
+            building = None
+            if not cached_before:
+                started = time.perf_counter()
+                self._compile_openvino(s["weight_cache"])
+                building = (time.perf_counter() - started) * 1e3
+            self.weight_cache_ms = {"path": s["weight_cache"], "init_without_ms": without, "init_building_ms": building}
+        started = time.perf_counter()
+        self._compile_openvino(s["weight_cache"])
+        self.init_s = time.perf_counter() - started
+        try:
+            _, _, tfl = runtime_module("auto")
+            meta = tfl.Interpreter(model_path=self.path,
+                                   experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            self.inputs = [tensor_detail(d) for d in meta.get_input_details()]
+            self.outputs = [tensor_detail(d) for d in meta.get_output_details()]
+        except ImportError:  # OpenVINO alone: what it says of the tensors, and no quantized I/O
+            self.inputs = [self._ov_detail(p, i) for i, p in enumerate(self.compiled.inputs)]
+            self.outputs = [self._ov_detail(p, i) for i, p in enumerate(self.compiled.outputs)]
+            if any(d["dtype"] not in ("float32", "float16") for d in self.inputs + self.outputs):
+                raise HarnessError(f"{self.path} has integer inputs or outputs, whose scale only a TFLite runtime "
+                                   "reads here: pip install ai-edge-litert beside openvino") from None
+        except (ValueError, RuntimeError) as exc:
+            raise HarnessError(f"{self.path}: the runtime cannot load it ({_first_line(exc)})") from None
+        if not self.inputs or not self.outputs:
+            raise HarnessError(f"{self.path} has {len(self.inputs)} inputs and {len(self.outputs)} outputs; nothing to run")
+
+    def _compile_openvino(self, cache: str | None) -> None:
+        ov, s = self.module, self.setting
+        config = {"INFERENCE_PRECISION_HINT": s["precision"], "PERFORMANCE_HINT": "LATENCY"}
+        if s["threads"]:
+            config["INFERENCE_NUM_THREADS"] = int(s["threads"])
+        if cache:
+            config["CACHE_DIR"] = cache
+        try:
+            core = ov.Core()
+            self.compiled = core.compile_model(core.read_model(self.path), "CPU", config)
+            self.request = self.compiled.create_infer_request()
+            self.device = str(core.get_property("CPU", "FULL_DEVICE_NAME"))
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own RuntimeError subclasses and more
+            raise HarnessError(f"{self.path}: OpenVINO cannot load it ({_first_line(exc)})") from None
+
+    @staticmethod
+    def _ov_detail(port, index: int) -> dict:
+        names = sorted(port.get_names())
+        dtype = {"f32": "float32", "f16": "float16", "i8": "int8", "u8": "uint8", "i32": "int32"}.get(
+            port.get_element_type().get_type_name(), port.get_element_type().get_type_name())
+        return {"name": names[0] if names else "", "index": index, "shape": [int(d) for d in port.get_shape()],
+                "dtype": dtype, "scale": 0.0, "zero_point": 0}
 
     def _cache_file(self) -> str:
         folder = self.setting["weight_cache"]
@@ -321,7 +416,10 @@ class Session:
     # running
 
     def set_inputs(self, xs: list[np.ndarray]) -> None:
-        if self.api == "interpreter":
+        if self.api == "openvino":
+            for i, x in enumerate(xs):
+                self.request.set_input_tensor(i, self.module.Tensor(np.ascontiguousarray(x)))
+        elif self.api == "interpreter":
             for index, x in zip(self._in, xs):
                 self.interpreter.set_tensor(index, x)
         else:
@@ -329,12 +427,16 @@ class Session:
                 buffer.write(x)
 
     def invoke(self) -> None:
-        if self.api == "interpreter":
+        if self.api == "openvino":
+            self.request.infer()
+        elif self.api == "interpreter":
             self.interpreter.invoke()
         else:
             self.compiled.run_by_index(0, self._in_buffers, self._out_buffers)
 
     def get_outputs(self) -> list[np.ndarray]:
+        if self.api == "openvino":
+            return [np.array(self.request.get_output_tensor(i).data) for i in range(len(self.outputs))]
         if self.api == "interpreter":
             return [self.interpreter.get_tensor(i).copy() for i in self._out]
         return [b.read(int(np.prod(d["shape"])), np.dtype(d["dtype"])).reshape(d["shape"])
@@ -344,9 +446,10 @@ class Session:
         s = self.setting
         return {"runtime": self.runtime, "runtime_version": self.version, "api": self.api,
                 "accelerator": self.accelerator, "fully_accelerated": self.fully_accelerated,
-                "kernels": s["kernels"] if self.api == "interpreter" else "xnnpack", "threads": s["threads"],
+                "kernels": {"interpreter": s["kernels"], "compiled_model": "xnnpack"}.get(self.api), "threads": s["threads"],
                 "delegate": s["delegate"], "delegate_options": s["delegate_options"] or {},
-                "weight_cache": s["weight_cache"], "notes": self.notes}
+                "weight_cache": s["weight_cache"], "notes": self.notes,
+                **({"precision": s["precision"], "device_name": self.device} if self.api == "openvino" else {})}
 
 
 # --- inputs --------------------------------------------------------------------------------------------
@@ -730,7 +833,7 @@ def predict_folder(job: dict) -> dict:
 def probe(job: dict) -> dict:
     """What this Python can run: the machine, Python, numpy and each runtime's version (None: missing)."""
     runtimes = {}
-    for name, package in RUNTIMES.items():
+    for name, package in (*RUNTIMES.items(), (OPENVINO, OPENVINO)):
         try:
             runtimes[name] = str(getattr(importlib.import_module(package), "__version__", "?"))[:40]
         except Exception:  # noqa: BLE001 - a missing or broken runtime is reported as absent

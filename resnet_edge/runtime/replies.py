@@ -35,7 +35,8 @@ RANGES = {**{k: (0.0, _DAY_MS) for k in NUMBER_FIELDS if k.endswith("_ms")},
           "count": (0, 1e9), "runs": (0, 1e9), "rounds": (0, 1e9), "warmup_runs": (0, 1e9), "model_bytes": (0, 1 << 40),
           "threads": (0, 4096)}
 #: Text a device describes a setting with: escaped and bounded (:func:`clean`), and never a number or list.
-TEXT_FIELDS = ("runtime", "runtime_version", "api", "accelerator", "kernels", "delegate", "input_source")
+TEXT_FIELDS = ("runtime", "runtime_version", "api", "accelerator", "kernels", "delegate", "input_source", "precision",
+               "device_name")
 
 
 class BadReply(HarnessFailed):
