@@ -304,6 +304,9 @@ def _floats(ctx, param, value):
 @click.option("--fine-tune-lr", type=Finite(0, 100, min_open=True),
               help="With --weights: the fine-tune phase's learning rate, dropped like --lr. Default: --lr / 10.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--checkpoint-every", type=click.IntRange(1), default=1, show_default=True, metavar="N",
+              help="Write the checkpoint (and best.keras) after every N-th epoch and the last; a resume trains the "
+                   "epochs after the newest checkpoint again, to the same result.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default", show_default=True,
               help="tf.distribute strategy (mirrored: all GPUs, or all logical CPUs; multiworker: cluster from TF_CONFIG).")
 @click.option("--cpu-devices", type=click.IntRange(1, 256), help="Split the CPU into N logical devices (try mirrored training without GPUs).")
@@ -312,9 +315,9 @@ def _floats(ctx, param, value):
 @click.option("--force", is_flag=True, help="Allow an input so small that the last stage sees a 1x1 map.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final manifest as JSON.")
 def train(model_name, depth, family, plain, shortcut, input_size, source, out, epochs, batch_size, lr, momentum,
-          weight_decay, lr_boundaries, warmup, seed, weights, freeze, head_epochs, fine_tune_lr, resume, strategy,
-          cpu_devices, limit, strict, force, as_json):
-    """Train a ResNet with the paper's recipe on real data, with a checkpoint every epoch.
+          weight_decay, lr_boundaries, warmup, seed, weights, freeze, head_epochs, fine_tune_lr, resume, checkpoint_every,
+          strategy, cpu_devices, limit, strict, force, as_json):
+    """Train a ResNet with the paper's recipe on real data, with a checkpoint every epoch (--checkpoint-every).
 
     \b
     Example: resnet-edge train --model resnet20 --data digits --epochs 15 --out runs/r20
@@ -383,7 +386,8 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
         sizes = f"{min(len(data.train), limit or len(data.train))} train / {min(len(data.val), limit or len(data.val))} val images"
         click.echo(f"{'Resuming' if saved else 'Training'} {spec.name} on {data.name} ({sizes}) in {out}", err=True)
     manifest = run_training(spec, data, out, recipe, weights=wf, resume=resume, strategy=strategy,
-                            cpu_devices=cpu_devices, limit=limit, verbose=0 if as_json else None)
+                            cpu_devices=cpu_devices, limit=limit, verbose=0 if as_json else None,
+                            checkpoint_every=checkpoint_every)
     _echo_json_or(manifest, as_json, _train_human)
 
 

@@ -241,33 +241,49 @@ def batch_for(x: np.ndarray) -> int:
     return int(max(1, min(64, 2 ** 20 // max(pixels, 1))))
 
 
-def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accuracy: bool = True,
-                  progress: Callable[[str], None] | None = None) -> dict:
-    """Top-1 agreement between Keras and TFLite, max and mean absolute difference of the (dequantized)
-    outputs, and, when ``count_accuracy``, the accuracy of both and the drop in points. ``progress``
-    gets "parity i/N" lines."""
-    from resnet_edge.runtime.runner import TFLiteModel
-
+def keras_scores(model, x: np.ndarray) -> np.ndarray:
+    """The Keras model's outputs for ``x``, through its traced inference graph (a third faster than calling
+    the model eagerly), in batches sized by :func:`batch_for`."""
     from resnet_edge._tf import tf
 
     step = batch_for(x)
+    run = inference_function(model)
+    return np.concatenate([tf.nest.flatten(run(tf.constant(x[i:i + step])))[0].numpy()
+                           for i in range(0, len(x), step)])
+
+
+def held_out(model, data, n: int) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray]:
+    """``n`` test images in the model's form, their labels, whether the data fit as they are, and the
+    Keras model's scores for them: what parity needs from the Keras side (convert computes it beside the
+    conversion, whose steps mostly run on one core)."""
+    x, y, fits = model_samples(model, data, "test", n)
+    return x, y, fits, keras_scores(model, x)
+
+
+def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accuracy: bool = True,
+                  progress: Callable[[str], None] | None = None, scores: np.ndarray | None = None) -> dict:
+    """Top-1 agreement between Keras and TFLite, max and mean absolute difference of the (dequantized)
+    outputs, and, when ``count_accuracy``, the accuracy of both and the drop in points. ``scores``: the
+    Keras model's for ``x`` when already computed (:func:`held_out`). ``progress`` gets "parity i/N"."""
+    from resnet_edge.runtime.runner import TFLiteModel
+
+    step = batch_for(x)
     tfl = TFLiteModel(tflite, probe=False)  # bytes just made here
-    run = inference_function(model)  # the graph the converter froze: a third faster than calling the model eagerly
-    keras_scores, tfl_scores = [], []
+    reference = keras_scores(model, x) if scores is None else scores
+    got = []
     for i in range(0, len(x), step):
-        keras_scores.append(tf.nest.flatten(run(tf.constant(x[i:i + step])))[0].numpy())
-        tfl_scores.append(tfl.predict(x[i:i + step], batch_size=step))
+        got.append(tfl.predict(x[i:i + step], batch_size=step))
         if progress:
             progress(f"parity {min(i + step, len(x))}/{len(x)}")
-    keras_scores, tfl_scores = np.concatenate(keras_scores), np.concatenate(tfl_scores)
-    diff = np.abs(keras_scores - tfl_scores)
-    spread = int(len(np.unique(keras_scores.argmax(1))))
+    tfl_scores = np.concatenate(got)
+    diff = np.abs(reference - tfl_scores)
+    spread = int(len(np.unique(reference.argmax(1))))
     out = {
         "n": int(len(x)),
         # An untrained net often predicts one class for every input: then 100% agreement says nothing,
         # and the output differences are the measure (readers show agreement only when this is > 1).
         "keras_distinct_predictions": spread,
-        "top1_agreement": float((keras_scores.argmax(1) == tfl_scores.argmax(1)).mean()),
+        "top1_agreement": float((reference.argmax(1) == tfl_scores.argmax(1)).mean()),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
         "keras_accuracy": None,
@@ -275,7 +291,7 @@ def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accu
         "accuracy_drop_points": None,
     }
     if count_accuracy:
-        ka = float((keras_scores.argmax(1) == y).mean())
+        ka = float((reference.argmax(1) == y).mean())
         ta = float((tfl_scores.argmax(1) == y).mean())
         out.update(keras_accuracy=ka, tflite_accuracy=ta, accuracy_drop_points=100 * (ka - ta))
     return out

@@ -425,11 +425,14 @@ def train(
     limit: int | None = None,
     verbose: int | None = None,
     stop_after: int | None = None,
+    checkpoint_every: int = 1,
 ) -> dict:
     """Train ``spec`` on ``data`` into ``run_dir``; return the final manifest.
 
     ``limit`` caps every split at that many examples (quick runs). ``stop_after`` ends the process's
     work after that many epochs as if it had been interrupted (the checkpoint stays; resume goes on).
+    ``checkpoint_every`` writes the checkpoint (and ``best.keras``) after every N-th epoch and the last;
+    a resumed run goes on from the newest one and trains the epochs after it again, to the same result.
     ``weights`` (a :class:`~resnet_edge.arch.weights.WeightsFile`, with ``recipe.freeze`` set) starts a
     transfer run from it with a new classifier; a resumed transfer run needs it only to check it.
     Side effects: writes the run directory described in the module docstring; with ``resume`` it
@@ -441,6 +444,8 @@ def train(
     from resnet_edge.data.pipeline import make_dataset
 
     run_dir = Path(run_dir)
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ConfigError(f"--checkpoint-every must be a whole number of epochs >= 1, got {checkpoint_every!r}")
     if run_dir.exists() and not run_dir.is_dir():
         raise ResnetEdgeError(f"--out {run_dir} is a file; give a directory for the run")
     data = data.subset(limit)
@@ -508,6 +513,7 @@ def train(
     if start >= recipe.epochs and _complete(run_dir, state):
         raise ResnetEdgeError(f"the run in {run_dir} is already complete ({start}/{recipe.epochs} epochs); nothing to resume")
     val_ds = make_dataset(data, "val", input_size=spec.input_size, batch_size=recipe.batch_size)
+    best_weights = best_manifest = shipped = None  # shipped: the model files are written from (built once)
     for epoch in range(start, recipe.epochs):
         if recipe.phase(epoch) != phase:  # the fine-tune phase: a new optimizer continues the step count
             step = int(model.optimizer.iterations.numpy())
@@ -547,11 +553,21 @@ def train(
         history.append(row)
         if best is None or row["val_acc"] > best["val_acc"]:
             best = {"epoch": row["epoch"], "val_acc": row["val_acc"]}
-            save_keras(_clean(model, spec), run_dir / "best.keras", _manifest(spec, data, recipe, history, best, "best", warm, config))
-        state = {"epoch": epoch + 1, "history": history, "best": best, "warmup": warm, "config": config, "phase": phase}
-        _write_checkpoint(run_dir, model, state)
+            # kept in memory (a copy of the weights: milliseconds) and written with the next checkpoint, so that
+            # best.keras always goes with the newest checkpoint's "best"
+            best_weights = _snapshot(model)
+            best_manifest = _manifest(spec, data, recipe, history, best, "best", warm, config)
+        if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == recipe.epochs:
+            if best_weights is not None:
+                shipped = _clean(model, spec, best_weights, shipped)
+                save_keras(shipped, run_dir / "best.keras", best_manifest)
+                best_weights = None
+            state = {"epoch": epoch + 1, "history": history, "best": best, "warmup": warm, "config": config,
+                     "phase": phase}
+            _write_checkpoint(run_dir, model, state)
         _write_history(run_dir, history)
         if stop_after is not None and epoch + 1 - start >= stop_after and epoch + 1 < recipe.epochs:
+            # as if killed here: the epochs since the newest checkpoint are lost, and trained again on resume
             return {"stopped_at_epoch": epoch + 1, "run_dir": str(run_dir)}
     # The last stages. A run killed after its last checkpoint resumes here directly (start == epochs),
     # so every file below is written again from the checkpoint, whatever point the kill came at.
@@ -560,7 +576,7 @@ def train(
     manifest["counts"] = count_keras(model).to_dict()
     manifest["strategy"] = {"name": strategy, "replicas": dist.num_replicas_in_sync}
     manifest["versions"] = versions()
-    manifest = save_keras(_clean(model, spec), run_dir / "model.keras", manifest)
+    manifest = save_keras(_clean(model, spec, into=shipped), run_dir / "model.keras", manifest)
     _plot(run_dir, history, spec.name)
     return manifest
 
@@ -597,14 +613,21 @@ def _one_epoch_callback():
     return OneEpoch()
 
 
-def _clean(model, spec: ResNetSpec):
-    """The model to ship: the same weights without the training-only loss and optimizer, and nothing frozen
-    (a model's weight list puts frozen layers' weights last, so they are copied layer by layer)."""
+def _snapshot(model) -> dict:
+    """Every layer's weights, copied (numpy arrays, by layer name)."""
+    return {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
+
+
+def _clean(model, spec: ResNetSpec, weights: dict | None = None, into=None):
+    """The model to ship: the same weights (or those of a :func:`_snapshot`) without the training-only loss
+    and optimizer, and nothing frozen (a model's weight list puts frozen layers' weights last, so they are
+    copied layer by layer). ``into``: a model this made before, given the weights instead of building
+    another (0.27 s for ResNet-20, each time best.keras was written)."""
     from resnet_edge.arch.keras_model import build_model
 
-    clean = build_model(spec)
+    clean = into if into is not None else build_model(spec)
     for layer in clean.layers:
-        layer.set_weights(model.get_layer(layer.name).get_weights())
+        layer.set_weights(weights[layer.name] if weights is not None else model.get_layer(layer.name).get_weights())
     return clean
 
 

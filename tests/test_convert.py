@@ -318,7 +318,8 @@ def test_convert_shows_progress_on_a_terminal(tmp_path):
         seen += chunk
     assert proc.wait(timeout=300) == 0, seen[-2000:]
     text = seen.decode("utf-8", "replace")
-    for line in ("reading 40 calibration images", "int8: calibration 40/40", "int8: parity 24/24",
+    for line in ("reading 40 calibration images", "int8: calibration 40/40", "int8: parity: reading 24 test images",
+                 "int8: parity 24/24",
                  "int8: inspecting the model", "int8: loading it in tflite-runtime 2.14"):
         assert line in text, (line, text[-3000:])
     assert "\r\x1b[K" in text  # each progress line overwrites the last

@@ -170,3 +170,30 @@ def test_warmup_line_says_what_happened():
     assert "whole run" in _warmup_text({"warmup_ended_at_step": None, "recipe": {"warmup": "auto"}})
     assert "whole run" in _warmup_text({"warmup_ended_at_step": None, "recipe": {"warmup": 500}})
     assert _warmup_text({"warmup_ended_at_step": None, "recipe": {"warmup": 0}}) == "none"
+
+
+def test_checkpoint_every_n_epochs_resumes_exactly(digits, tmp_path):
+    """--checkpoint-every 2: a run stopped after epoch 3 has only epoch 2's checkpoint; resumed, it trains
+    epoch 3 again and ends where a run checkpointed every epoch ends. best.keras goes with its checkpoint."""
+    from resnet_edge.arch.keras_model import load_model
+
+    spec, recipe = spec_for_data(digits, model="resnet20"), Recipe(epochs=4, batch_size=50)
+    full = train(spec, digits, tmp_path / "full", recipe, limit=300, verbose=0)
+    run = tmp_path / "every2"
+    assert train(spec, digits, run, recipe, limit=300, verbose=0, checkpoint_every=2, stop_after=3) == {
+        "stopped_at_epoch": 3, "run_dir": str(run)}
+    assert [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("epoch-")] == ["epoch-0002"]
+    state = json.loads((run / "checkpoints" / "epoch-0002" / "state.json").read_text())
+    best = json.loads((run / "best.json").read_text())
+    assert best["best"] == state["best"]  # best.keras is the one the checkpoint names, not a later epoch's
+    resumed = train(spec, digits, run, recipe, limit=300, verbose=0, checkpoint_every=2, resume=True)
+    a, b = load_model(tmp_path / "full" / "model.keras"), load_model(run / "model.keras")
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-5)
+    ha = json.loads((tmp_path / "full" / "history.json").read_text())
+    hb = json.loads((run / "history.json").read_text())
+    assert [h["step"] for h in ha] == [h["step"] for h in hb] == [6, 12, 18, 24]
+    assert [h["val_acc"] for h in ha] == pytest.approx([h["val_acc"] for h in hb], abs=1e-6)
+    assert resumed["best"] == full["best"] and resumed["epochs_done"] == 4
+    with pytest.raises(ConfigError, match="checkpoint-every"):
+        train(spec, digits, tmp_path / "bad", recipe, limit=300, verbose=0, checkpoint_every=0)

@@ -43,13 +43,12 @@ CASES = {  # name -> the convert arguments that build it
 STEPS = r"""
 import json, sys, time
 t0 = time.perf_counter(); marks = []
-def mark(name): marks.append((name, time.perf_counter() - t0))
-mark("start")
-from resnet_edge._tf import tf
+def mark(name): marks.append((name, time.perf_counter() - t0))  # a step starts
 mark("import TensorFlow")
+from resnet_edge._tf import tf
+mark("load the data")
 from resnet_edge.data import load
 data = load("digits")
-mark("load the data")
 from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resolve
 from resnet_edge.arch.keras_model import build_model
 from resnet_edge.export import convert
@@ -71,10 +70,10 @@ print(json.dumps(marks))
 
 
 def _steps(marks: list) -> list[tuple[str, float]]:
-    """[(step, seconds)]: each mark's time until the next one."""
+    """[(step, seconds)]: each step's time from its start until the next step's."""
     out: dict[str, float] = {}
-    for (name, t), (_, t_next) in zip(marks[1:], marks[2:]):
-        label = "convert (freeze + MLIR + quantize)" if name == "converting" else name
+    for (name, t), (_, t_next) in zip(marks, marks[1:]):
+        label = "convert (freeze, MLIR; int8: + quantize)" if name == "converting" else name
         label = re.sub(r"^parity: reading \d+ test images$", "parity: read the test images", label)
         label = re.sub(r"^reading \d+ calibration images$", "read the calibration images", label)
         out[label] = out.get(label, 0.0) + (t_next - t)

@@ -7,7 +7,10 @@ For ResNet-18 and ResNet-50 at 224x224, batch 1, at 1 and 2 threads, in one run 
 * the bare TensorFlow converter's full int8 of the same architecture (DEFAULT optimization, the same
   calibration images, TFLITE_BUILTINS_INT8), what a notebook does;
 * ONNX Runtime on a tf2onnx export of the same Keras network: float32, and static QDQ int8 with unsigned
-  activations and signed per-channel weights (U8S8, its fastest int8 on x86; S8S8 with --s8s8 too).
+  activations and signed per-channel weights (U8S8, its fastest int8 on x86; S8S8 with --s8s8 too);
+* OpenVINO's CPU plugin on our own two .tflite files (``--runtime openvino``, the same harness), float32 at
+  INFERENCE_PRECISION_HINT f32 and bf16, int8 as it is (OpenVINO's own conversion of the network is not
+  timed: its int8 needs its NNCF quantizer, another calibration, so it would not be the same model).
 
 All models are timed in turn, round after round (``--rounds``); medians and p90 pool every round. It
 prints the CPU, each median and p90, the ratios the goals name, and the multiply-accumulates per second
@@ -17,6 +20,8 @@ environment; make a side one that sees TensorFlow::
     python -m venv --system-site-packages .peers
     .peers/bin/pip install onnxruntime onnx && .peers/bin/pip install --no-deps tf2onnx
     .peers/bin/python tools/bench_peers.py --out runs/bench_peers
+
+Without ONNX Runtime (``--no-ort``) the rest is timed all the same; without OpenVINO, ``--no-openvino``.
 """
 
 from __future__ import annotations
@@ -112,7 +117,7 @@ def aeq_int8(float_model: Path, rep, target: Path) -> Path:
     return target
 
 
-def make_models(depth: int, out: Path, s8s8: bool, aeq: bool) -> tuple[dict, int]:
+def make_models(depth: int, out: Path, s8s8: bool, aeq: bool, ort: bool = True) -> tuple[dict, int]:
     """Every model of one depth: {name: path}, and the network's MACs."""
     from resnet_edge.arch.keras_model import build_model
     from resnet_edge.arch.spec import count, resolve
@@ -133,7 +138,8 @@ def make_models(depth: int, out: Path, s8s8: bool, aeq: bool) -> tuple[dict, int
     paths["bare int8"].write_bytes(bare_int8(model, rep))
     if aeq:
         paths["AEQ int8"] = aeq_int8(paths["ours float32"], rep, folder / "aeq_int8.tflite")
-    paths.update(onnx_models(model, rep, folder, ("U8S8", "S8S8") if s8s8 else ("U8S8",)))
+    if ort:
+        paths.update(onnx_models(model, rep, folder, ("U8S8", "S8S8") if s8s8 else ("U8S8",)))
     return paths, count(spec).macs
 
 
@@ -170,8 +176,10 @@ def time_onnx(path: Path, threads: int, runs: int, warmup: int) -> list[float]:
 @click.option("--rounds", type=int, default=3, show_default=True)
 @click.option("--s8s8", is_flag=True, help="Also ONNX Runtime's default signed-activation int8 (S8S8).")
 @click.option("--aeq", is_flag=True, help="Also ai-edge-quantizer's static int8 of our float32 model (pip install ai-edge-quantizer).")
+@click.option("--ort/--no-ort", default=True, show_default=True, help="ONNX Runtime (needs onnxruntime and tf2onnx).")
+@click.option("--openvino/--no-openvino", default=True, show_default=True, help="OpenVINO on our .tflite files.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/bench_peers", show_default=True)
-def main(depths, thread_list, runs, rounds, s8s8, aeq, out):
+def main(depths, thread_list, runs, rounds, s8s8, aeq, ort, openvino, out):
     import numpy as np
 
     from resnet_edge.runtime.bench import Setting, bench
@@ -182,10 +190,13 @@ def main(depths, thread_list, runs, rounds, s8s8, aeq, out):
     m = machine()
     rows, results = [], []
     for depth in [int(d) for d in depths.split(",")]:
-        paths, macs = make_models(depth, out, s8s8, aeq)
+        paths, macs = make_models(depth, out, s8s8, aeq, ort)
         tfl = {k: v for k, v in paths.items() if v.suffix == ".tflite"}
+        ov = {"OV f32 on ours float32": (paths["ours float32"], "f32"),
+              "OV bf16 on ours float32": (paths["ours float32"], "bf16"),
+              "OV on ours int8": (paths["ours int8"], "f32")} if openvino else {}
         for threads in [int(t) for t in thread_list.split(",")]:
-            pooled = {name: [] for name in paths}
+            pooled = {name: [] for name in [*paths, *ov]}
             for rnd in range(rounds):
                 print(f"ResNet-{depth}, {threads} thread(s), round {rnd + 1}/{rounds}", file=sys.stderr)
                 # verify=False: ai-edge-quantizer keeps our metadata entry, and so our checksum, in the file it
@@ -197,8 +208,12 @@ def main(depths, thread_list, runs, rounds, s8s8, aeq, out):
                 for name, path in paths.items():
                     if path.suffix == ".onnx":
                         pooled[name] += time_onnx(path, threads, runs, 3)
+                for name, (path, precision) in ov.items():
+                    (rec,) = bench([path], [Setting(runtime="openvino", threads=threads, precision=precision)],
+                                   runs=runs, warmup=3, measure_memory=False, keep_times=True)["records"]
+                    pooled[name] += rec["times_ms"]
             med = {name: float(np.median(t)) for name, t in pooled.items()}
-            best_ort = min(v for k, v in med.items() if k.startswith("ORT int8"))
+            best_ort = min((v for k, v in med.items() if k.startswith("ORT int8")), default=float("nan"))
             for name, t in pooled.items():
                 int8 = "int8" in name
                 achieved = macs / (med[name] / 1e3)
@@ -209,7 +224,10 @@ def main(depths, thread_list, runs, rounds, s8s8, aeq, out):
             results.append({"depth": depth, "threads": threads, "median_ms": med, "macs": macs,
                             "int8_speedup_over_float32": med["ours float32"] / med["ours int8"],
                             "ours_int8_over_bare_int8": med["ours int8"] / med["bare int8"],
-                            "ours_int8_over_best_ort_int8": med["ours int8"] / best_ort})
+                            "ours_int8_over_best_ort_int8": med["ours int8"] / best_ort,
+                            **({"litert_int8_over_openvino_int8": med["ours int8"] / med["OV on ours int8"],
+                                "litert_float32_over_openvino_f32": med["ours float32"] / med["OV f32 on ours float32"]}
+                               if ov else {})})
     print(f"{m['cpu']} ({', '.join(m['isa'])}), {m['cores']} cores, {_cpu_mhz() or '?'} MHz; batch 1; "
           f"{rounds} rounds x {runs} runs per model, in turn")
     print(table(rows, [("model", "model"), ("threads", "threads"), ("runtime", "runtime"), ("p50", "p50 ms"),
@@ -219,10 +237,13 @@ def main(depths, thread_list, runs, rounds, s8s8, aeq, out):
     goal_rows = [{"case": f"ResNet-{r['depth']} {r['threads']}t",
                   "speedup": f"{r['int8_speedup_over_float32']:.2f}x {'ok' if r['int8_speedup_over_float32'] >= 3 else 'MISS'}",
                   "bare": f"{r['ours_int8_over_bare_int8']:.3f} {_verdict(r['ours_int8_over_bare_int8'], 1.0)}",
-                  "ort": f"{r['ours_int8_over_best_ort_int8']:.3f} {_verdict(r['ours_int8_over_best_ort_int8'], 0.9)}"}
+                  "ort": f"{r['ours_int8_over_best_ort_int8']:.3f} {_verdict(r['ours_int8_over_best_ort_int8'], 0.9)}",
+                  "ov": "-" if "litert_int8_over_openvino_int8" not in r else
+                        f"int8 {r['litert_int8_over_openvino_int8']:.2f}, float32 {r['litert_float32_over_openvino_f32']:.2f}"}
                  for r in results]
     print(table(goal_rows, [("case", "case"), ("speedup", "int8 vs float32 (goal >= 3.0x)"),
-                            ("bare", "ours / bare int8 (goal <= 1.00)"), ("ort", "ours / ORT best int8 (goal <= 0.90)")]))
+                            ("bare", "ours / bare int8 (goal <= 1.00)"), ("ort", "ours / ORT best int8 (goal <= 0.90)"),
+                            ("ov", "LiteRT / OpenVINO (f32) on our files")]))
     (out / "bench_peers.json").write_text(json.dumps({"machine": m, "rows": rows, "results": results}, indent=2))
 
 
