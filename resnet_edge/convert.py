@@ -161,11 +161,40 @@ def to_tflite(
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         try:
             if calibrated_here:
-                return _int8_from_measured_ranges(converter, np.asarray(representative), progress)
-            return bytes(converter.convert())
+                return serving_signature(_int8_from_measured_ranges(converter, np.asarray(representative), progress),
+                                         model)
+            return serving_signature(bytes(converter.convert()), model)
         finally:
             del converter
             release_memory()
+
+
+def serving_signature(tfl: bytes, model) -> bytes:
+    """``tfl`` with the ``serving_default`` signature (inputs and outputs named as the Keras model names
+    them: ``input`` -> ``predictions``) that a conversion through a SavedModel carries and a frozen function's
+    does not: LiteRT's signature runners, ``CompiledModel`` and Android's ``runSignature`` address a model by it."""
+    import flatbuffers
+
+    from resnet_edge.tflite.model import _ints, read, schema
+
+    m, _ = read(tfl, "the converted model")
+    if m.signatureDefs:
+        return tfl
+    s, g = schema(), m.subgraphs[0]
+
+    def named(name: str, index: int):
+        t = s.TensorMapT()
+        t.name, t.tensorIndex = name.encode(), int(index)
+        return t
+
+    signature = s.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = b"serving_default", 0
+    signature.inputs = [named(n, i) for n, i in zip(model.input_names, _ints(g.inputs))]
+    signature.outputs = [named(n, i) for n, i in zip(model.output_names, _ints(g.outputs))]
+    m.signatureDefs = [signature]
+    builder = flatbuffers.Builder(len(tfl) + 1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _int8_from_measured_ranges(converter, samples: np.ndarray, progress) -> bytes:

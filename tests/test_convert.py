@@ -325,3 +325,21 @@ def test_convert_shows_progress_on_a_terminal(tmp_path):
     assert "\r\x1b[K" in text  # each progress line overwrites the last
     piped = subprocess.run(args[:-1] + [str(tmp_path / "again.tflite")], capture_output=True, text=True, timeout=300)
     assert piped.returncode == 0 and "calibration 40/40" not in piped.stderr and "wrote" in piped.stdout + piped.stderr
+
+
+def test_every_mode_keeps_the_serving_signature(converted, digits):
+    """Converted from the frozen function (no SavedModel), every file still has the serving_default signature
+    a SavedModel conversion gives (input -> predictions), and running by it gives the Interpreter's scores."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from resnet_edge.runtime.runner import TFLiteModel
+
+    out, manifests = converted
+    for mode, m in manifests.items():
+        it = Interpreter(model_path=str(out / m["file"]["path"]))
+        assert it.get_signature_list() == {"serving_default": {"inputs": ["input"], "outputs": ["predictions"]}}, mode
+        runner = it.get_signature_runner("serving_default")
+        model = TFLiteModel(out / m["file"]["path"])
+        x = digits.test.x[:1].astype(np.float32)
+        raw = model._to_input(x)
+        assert np.array_equal(runner(input=raw)["predictions"], model.invoke_raw(raw)), mode

@@ -133,3 +133,22 @@ def test_harness_runs_openvino_as_a_plain_script(converted, tmp_path):
     (record,) = json.loads(proc.stdout.strip().splitlines()[-1])["result"]["records"]
     assert record["runtime"] == "openvino" and record["api"] == "openvino" and record["precision"] == "f32"
     assert np.isfinite(record["p50_ms"])
+
+
+def test_openvino_session_imports_no_tensorflow(converted):
+    """The edge side stays light: running a model in OpenVINO through the harness loads no TensorFlow."""
+    import subprocess
+    import sys
+
+    from resnet_edge.runtime import harness
+
+    out, manifests = converted
+    code = ("import sys, importlib.util; spec = importlib.util.spec_from_file_location('h', sys.argv[1]); "
+            "h = importlib.util.module_from_spec(spec); spec.loader.exec_module(h); "
+            "s = h.Session(sys.argv[2], {'runtime': 'openvino', 'threads': 1}); "
+            "s.set_inputs([h.signature_input(s.inputs[0], __import__('numpy').random.default_rng(0))]); s.invoke(); "
+            "print(sorted(m for m in ('tensorflow', 'tf_keras', 'keras') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, harness.__file__, str(out / manifests["int8"]["file"]["path"])],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
