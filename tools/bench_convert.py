@@ -74,7 +74,8 @@ def _steps(marks: list) -> list[tuple[str, float]]:
     out: dict[str, float] = {}
     for (name, t), (_, t_next) in zip(marks, marks[1:]):
         label = "convert (freeze, MLIR; int8: + quantize)" if name == "converting" else name
-        label = re.sub(r"^parity: reading \d+ test images$", "parity: read the test images", label)
+        label = re.sub(r"^parity: reading \d+ test images.*$", "parity: read the test images, score them in Keras", label)
+        label = "parity: run the .tflite on them" if label == "parity" else label
         label = re.sub(r"^reading \d+ calibration images$", "read the calibration images", label)
         out[label] = out.get(label, 0.0) + (t_next - t)
     return list(out.items())
