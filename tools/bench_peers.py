@@ -120,11 +120,13 @@ def aeq_int8(float_model: Path, rep, target: Path) -> Path:
 def make_models(depth: int, out: Path, s8s8: bool, aeq: bool, ort: bool = True) -> tuple[dict, int]:
     """Every model of one depth: {name: path}, and the network's MACs."""
     from resnet_edge.arch.keras_model import build_model
-    from resnet_edge.arch.spec import count, resolve
+    from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess, count, resolve
     from resnet_edge.convert import model_samples
     from resnet_edge.data import load
 
-    spec = resolve(depth)
+    # the network `convert --depth D` builds: ImageNet's normalization inside (the digits do not fit it), so the
+    # bare converter's and ONNX Runtime's models compute what ours computes, input normalization included
+    spec = resolve(depth, preprocess=Preprocess(IMAGENET_MEAN, IMAGENET_STD, "float32"))
     folder = out / f"resnet{depth}"
     folder.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([sys.executable, "-m", "resnet_edge", "convert", "--depth", str(depth), "--float32", "--int8",
