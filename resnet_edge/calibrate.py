@@ -35,14 +35,6 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _pack(model) -> bytes:
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 def _read(calibrated: bytes):
     from resnet_edge.tflite.model import read
 
@@ -53,18 +45,19 @@ def ranged_tensors(m) -> list[int]:
     """Indices of the tensors of a parsed graph ``m`` that carry a ``min``/``max`` to be measured.
 
     Raises :class:`ConfigError` for a graph this calibrator does not handle (several subgraphs, a
-    non-float tensor with a range): the caller uses TensorFlow's calibrator instead."""
+    non-float tensor with a range); its message names ``--calibrator tensorflow``, which handles them."""
     from resnet_edge.tflite.model import type_name
 
     if len(m.subgraphs or []) != 1:
-        raise ConfigError("the calibration graph has several subgraphs")
+        raise ConfigError("the calibration graph has several subgraphs; convert with --calibrator tensorflow")
     found = []
     for i, t in enumerate(m.subgraphs[0].tensors or []):
         q = t.quantization
         if q is None or q.min is None or q.max is None:
             continue
         if type_name(t.type) != "float32" or len(q.min) != 1:
-            raise ConfigError(f"tensor {t.name!r} needs a {type_name(t.type)} range")
+            raise ConfigError(f"tensor {t.name!r} needs a {type_name(t.type)} range; convert with --calibrator "
+                              "tensorflow")
         found.append(i)
     return found
 
@@ -74,8 +67,10 @@ def measure(calibrated: bytes, samples: np.ndarray, *, threads: int | None = Non
     """``{tensor index: (min, max)}`` of every ranged tensor over ``samples`` (N x H x W x C, in the
     model's input dtype), run on ``threads`` cores (default: all). ``progress(done, total)`` after each
     batch."""
-    from resnet_edge.runtime.backends import interpreter_class
     from resnet_edge._native import quiet_native_stderr
+    from resnet_edge.runtime.backends import interpreter_class
+    from resnet_edge.tflite.model import pack
+
     m = _read(calibrated)
     wanted = ranged_tensors(m)
     g = m.subgraphs[0]
@@ -83,7 +78,7 @@ def measure(calibrated: bytes, samples: np.ndarray, *, threads: int | None = Non
     per_image = sum(int(np.prod(np.asarray(g.tensors[i].shape, dtype=np.int64)[1:])) * 4 for i in wanted)
     batch = int(max(1, min(MAX_BATCH, len(samples), BATCH_BYTES // max(per_image, 1))))
     with quiet_native_stderr():
-        it = interpreter_class("auto")(model_content=_pack(m), num_threads=threads or cores())
+        it = interpreter_class("auto")(model_content=pack(m, len(calibrated)), num_threads=threads or cores())
     inp = it.get_input_details()[0]
     order = [o["index"] for o in it.get_output_details()]
     if sorted(order) != sorted(wanted):
@@ -115,12 +110,14 @@ def measure(calibrated: bytes, samples: np.ndarray, *, threads: int | None = Non
 
 def with_ranges(calibrated: bytes, ranges: dict[int, tuple[float, float]]) -> bytes:
     """``calibrated`` with each tensor's ``min``/``max`` set from ``ranges``."""
+    from resnet_edge.tflite.model import pack
+
     m = _read(calibrated)
     tensors = m.subgraphs[0].tensors
     for i, (lo, hi) in ranges.items():
         tensors[i].quantization.min = np.asarray([lo], dtype=np.float32)
         tensors[i].quantization.max = np.asarray([hi], dtype=np.float32)
-    return _pack(m)
+    return pack(m, len(calibrated))
 
 
 def ranges_of(calibrated: bytes) -> dict[int, tuple[float, float]]:

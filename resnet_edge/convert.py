@@ -173,9 +173,7 @@ def serving_signature(tfl: bytes, model) -> bytes:
     """``tfl`` with the ``serving_default`` signature (inputs and outputs named as the Keras model names
     them: ``input`` -> ``predictions``) that a conversion through a SavedModel carries and a frozen function's
     does not: LiteRT's signature runners, ``CompiledModel`` and Android's ``runSignature`` address a model by it."""
-    import flatbuffers
-
-    from resnet_edge.tflite.model import _ints, read, schema
+    from resnet_edge.tflite.model import _ints, pack, read, schema
 
     m, _ = read(tfl, "the converted model")
     if m.signatureDefs:
@@ -192,9 +190,7 @@ def serving_signature(tfl: bytes, model) -> bytes:
     signature.inputs = [named(n, i) for n, i in zip(model.input_names, _ints(g.inputs))]
     signature.outputs = [named(n, i) for n, i in zip(model.output_names, _ints(g.outputs))]
     m.signatureDefs = [signature]
-    builder = flatbuffers.Builder(len(tfl) + 1024)
-    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack(m, len(tfl))
 
 
 def _int8_from_measured_ranges(converter, samples: np.ndarray, progress) -> bytes:
@@ -283,8 +279,7 @@ def keras_scores(model, x: np.ndarray) -> np.ndarray:
 
 def held_out(model, data, n: int) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray]:
     """``n`` test images in the model's form, their labels, whether the data fit as they are, and the
-    Keras model's scores for them: what parity needs from the Keras side (convert computes it beside the
-    conversion, whose steps mostly run on one core)."""
+    Keras model's scores for them: what parity needs from the Keras side, the same for every mode."""
     x, y, fits = model_samples(model, data, "test", n)
     return x, y, fits, keras_scores(model, x)
 
@@ -350,9 +345,7 @@ def pixel_input_quantization(tfl: bytes) -> bytes:
     pixel values as they are, which is right only with scale 1; and with scale 1 quantizing a pixel loses
     nothing. The ops that read the input rescale from whatever quantization it has, so only the input's
     parameters change. Returns ``tfl`` unchanged when the input is float or already so quantized."""
-    import flatbuffers
-
-    from resnet_edge.tflite.model import _ints, op_name, read, type_name
+    from resnet_edge.tflite.model import _ints, op_name, pack, read, type_name
 
     m, _ = read(tfl)
     g = m.subgraphs[0]
@@ -369,6 +362,4 @@ def pixel_input_quantization(tfl: bytes) -> bytes:
         raise ConfigError(f"cannot give the integer input one step per pixel: it feeds {', '.join(sorted(consumers))}")
     q.scale = np.asarray([1.0], dtype=np.float32)
     q.zeroPoint = np.asarray([zero], dtype=np.int64)
-    builder = flatbuffers.Builder(len(tfl) + 1024)
-    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack(m, len(tfl))

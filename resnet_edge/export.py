@@ -184,7 +184,7 @@ def convert(
     results = []
     failed = []
     say = progress or (lambda text: None)
-    parity_set = []  # the held-out images, read and scored by Keras once for every mode (computed beside the
+    parity_set = None  # the held-out images, read and scored by Keras once for every mode (computed beside the
     # conversion instead, it measured 4% faster and took 300 MB more: many conversions at once matter more)
     for mode in modes:
         settings: dict = {}
@@ -215,13 +215,13 @@ def convert(
         path = paths[mode]
         figures = None
         if data is not None:
-            if not parity_set:
+            if parity_set is None:
                 # 500 held-out images; 100 when they must be resized (then only agreement and differences count)
                 fits_as_is = data.image_size is None or data.image_size == int(model.input_shape[1])
                 n = parity_samples or (500 if fits_as_is else 100)
                 say(f"{mode}: parity: reading {n} test images, the Keras model's scores")
-                parity_set.append(held_out(model, data, n))
-            x, y, data_fits, scores = parity_set[0]
+                parity_set = held_out(model, data, n)
+            x, y, data_fits, scores = parity_set
             figures = {"split": "test", **parity_arrays(model, tfl, x, y, count_accuracy=classes_match and data_fits,
                                                         progress=lambda text, mode=mode: say(f"{mode}: {text}"),
                                                         scores=scores)}

@@ -109,15 +109,19 @@ def test_resume_after_kill_9_ends_where_an_uninterrupted_run_ends(tmp_path):
     resumed = _cli("train", "--resume", "--out", str(run), "--json")
     assert resumed.returncode == 0, resumed.stderr
 
-    from resnet_edge.arch.keras_model import load_model
-
-    a, b = load_model(tmp_path / "full" / "model.keras"), load_model(run / "model.keras")
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
-        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-5)
-    ha = json.loads((tmp_path / "full" / "history.json").read_text())
-    hb = json.loads((run / "history.json").read_text())
+    ha, hb = _same_final_weights(tmp_path / "full", run)
     assert [h["step"] for h in ha] == [h["step"] for h in hb] == [6, 12, 18, 24]
     assert [h["lr"] for h in ha] == [h["lr"] for h in hb]
+
+
+def _same_final_weights(full, run):
+    """Assert two runs ended with the same weights; return both histories."""
+    from resnet_edge.arch.keras_model import load_model
+
+    a, b = load_model(full / "model.keras"), load_model(run / "model.keras")
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-5)
+    return json.loads((full / "history.json").read_text()), json.loads((run / "history.json").read_text())
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
@@ -175,8 +179,6 @@ def test_warmup_line_says_what_happened():
 def test_checkpoint_every_n_epochs_resumes_exactly(digits, tmp_path):
     """--checkpoint-every 2: a run stopped after epoch 3 has only epoch 2's checkpoint; resumed, it trains
     epoch 3 again and ends where a run checkpointed every epoch ends. best.keras goes with its checkpoint."""
-    from resnet_edge.arch.keras_model import load_model
-
     spec, recipe = spec_for_data(digits, model="resnet20"), Recipe(epochs=4, batch_size=50)
     full = train(spec, digits, tmp_path / "full", recipe, limit=300, verbose=0)
     run = tmp_path / "every2"
@@ -187,11 +189,7 @@ def test_checkpoint_every_n_epochs_resumes_exactly(digits, tmp_path):
     best = json.loads((run / "best.json").read_text())
     assert best["best"] == state["best"]  # best.keras is the one the checkpoint names, not a later epoch's
     resumed = train(spec, digits, run, recipe, limit=300, verbose=0, checkpoint_every=2, resume=True)
-    a, b = load_model(tmp_path / "full" / "model.keras"), load_model(run / "model.keras")
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
-        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-5)
-    ha = json.loads((tmp_path / "full" / "history.json").read_text())
-    hb = json.loads((run / "history.json").read_text())
+    ha, hb = _same_final_weights(tmp_path / "full", run)
     assert [h["step"] for h in ha] == [h["step"] for h in hb] == [6, 12, 18, 24]
     assert [h["val_acc"] for h in ha] == pytest.approx([h["val_acc"] for h in hb], abs=1e-6)
     assert resumed["best"] == full["best"] and resumed["epochs_done"] == 4

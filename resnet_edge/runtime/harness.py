@@ -191,6 +191,8 @@ def peak_mb() -> float | None:
 def _setting(raw: dict) -> dict:
     s = {"runtime": "auto", "accelerator": None, "fallback": False, "kernels": "xnnpack", "threads": None,
          "delegate": None, "delegate_options": {}, "weight_cache": None, "precision": None, **(raw or {})}
+    if s["threads"] is not None and (not isinstance(s["threads"], int) or s["threads"] < 1):
+        raise HarnessError(f"threads must be a whole number >= 1, got {s['threads']!r}")
     if s["runtime"] == OPENVINO:
         if s["accelerator"] or s["fallback"] or s["delegate"] or s["kernels"] != "xnnpack":
             raise HarnessError("OpenVINO runs the model with its own CPU plugin: --accelerator, --fallback, --delegate "
@@ -198,8 +200,6 @@ def _setting(raw: dict) -> dict:
         s["precision"] = s["precision"] or "f32"
         if s["precision"] not in PRECISIONS:
             raise HarnessError(f"precision must be one of {', '.join(PRECISIONS)}, got {s['precision']!r}")
-        if s["threads"] is not None and (not isinstance(s["threads"], int) or s["threads"] < 1):
-            raise HarnessError(f"threads must be a whole number >= 1, got {s['threads']!r}")
         return s
     if s["precision"] is not None:
         raise HarnessError(f"precision {s['precision']!r} is an OpenVINO setting")
@@ -207,8 +207,6 @@ def _setting(raw: dict) -> dict:
         raise HarnessError(f"kernels must be one of {', '.join(KERNELS)}, got {s['kernels']!r}")
     if s["accelerator"] not in (None, *ACCELERATORS):
         raise HarnessError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {s['accelerator']!r}")
-    if s["threads"] is not None and (not isinstance(s["threads"], int) or s["threads"] < 1):
-        raise HarnessError(f"threads must be a whole number >= 1, got {s['threads']!r}")
     if s["accelerator"] and s["delegate"]:
         raise HarnessError("an external delegate runs through the Interpreter API: leave out the accelerator")
     if s["weight_cache"] and s["accelerator"] != "cpu":
@@ -227,6 +225,12 @@ def tensor_detail(d: dict) -> dict:
     scale, zero = d.get("quantization", (0.0, 0))
     return {"name": str(d.get("name", "")), "index": int(d["index"]), "shape": [int(v) for v in d["shape"]],
             "dtype": np.dtype(d["dtype"]).name, "scale": float(scale), "zero_point": int(zero)}
+
+
+def _io_details(interpreter) -> tuple[list[dict], list[dict]]:
+    """A TFLite interpreter's input and output tensor details (see :func:`tensor_detail`)."""
+    return ([tensor_detail(d) for d in interpreter.get_input_details()],
+            [tensor_detail(d) for d in interpreter.get_output_details()])
 
 
 class Session:
@@ -257,12 +261,19 @@ class Session:
         self._open(s["accelerator"])
         self.init_s = time.perf_counter() - started
         # Tensor details (with quantization) come from a plain Interpreter: the CompiledModel API omits them.
-        meta = self.interpreter if self.api == "interpreter" else module.Interpreter(
-            model_path=path, experimental_op_resolver_type=module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        self.inputs = [tensor_detail(d) for d in meta.get_input_details()]
-        self.outputs = [tensor_detail(d) for d in meta.get_output_details()]
+        self._details(*_io_details(self.interpreter if self.api == "interpreter" else self._plain_interpreter(module)))
+
+    def _plain_interpreter(self, module):
+        """The model in ``module``'s Interpreter with no delegate: what the tensors' details are read from."""
+        return module.Interpreter(model_path=self.path,
+                                  experimental_op_resolver_type=module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+    def _details(self, inputs: list[dict], outputs: list[dict]) -> None:
+        """The model's tensor details (see :func:`tensor_detail`); a model without inputs or outputs is refused."""
+        self.inputs, self.outputs = inputs, outputs
         if not self.inputs or not self.outputs:
-            raise HarnessError(f"{path} has {len(self.inputs)} inputs and {len(self.outputs)} outputs; nothing to run")
+            raise HarnessError(f"{self.path} has {len(self.inputs)} inputs and {len(self.outputs)} outputs; "
+                               "nothing to run")
 
     # opening
 
@@ -299,21 +310,19 @@ class Session:
         self._compile_openvino(s["weight_cache"])
         self.init_s = time.perf_counter() - started
         try:
-            _, _, tfl = runtime_module("auto")
-            meta = tfl.Interpreter(model_path=self.path,
-                                   experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-            self.inputs = [tensor_detail(d) for d in meta.get_input_details()]
-            self.outputs = [tensor_detail(d) for d in meta.get_output_details()]
+            meta = self._plain_interpreter(runtime_module("auto")[2])
         except ImportError:  # OpenVINO alone: what it says of the tensors, and no quantized I/O
-            self.inputs = [self._ov_detail(p, i) for i, p in enumerate(self.compiled.inputs)]
-            self.outputs = [self._ov_detail(p, i) for i, p in enumerate(self.compiled.outputs)]
-            if any(d["dtype"] not in ("float32", "float16") for d in self.inputs + self.outputs):
-                raise HarnessError(f"{self.path} has integer inputs or outputs, whose scale only a TFLite runtime "
-                                   "reads here: pip install ai-edge-litert beside openvino") from None
+            meta = None
         except (ValueError, RuntimeError) as exc:
             raise HarnessError(f"{self.path}: the runtime cannot load it ({_first_line(exc)})") from None
-        if not self.inputs or not self.outputs:
-            raise HarnessError(f"{self.path} has {len(self.inputs)} inputs and {len(self.outputs)} outputs; nothing to run")
+        if meta is None:
+            self._details([self._ov_detail(p, i) for i, p in enumerate(self.compiled.inputs)],
+                          [self._ov_detail(p, i) for i, p in enumerate(self.compiled.outputs)])
+            if any(d["dtype"] not in ("float32", "float16") for d in self.inputs + self.outputs):
+                raise HarnessError(f"{self.path} has integer inputs or outputs, whose scale only a TFLite runtime "
+                                   "reads here: pip install ai-edge-litert beside openvino")
+        else:
+            self._details(*_io_details(meta))
 
     def _compile_openvino(self, cache: str | None) -> None:
         ov, s = self.module, self.setting

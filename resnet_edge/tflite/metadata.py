@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from resnet_edge.tflite.model import InvalidModelError, read, schema
+from resnet_edge.tflite.model import InvalidModelError, pack, read, schema
 
 ENTRY = "resnet_edge"
 
@@ -32,8 +32,6 @@ def rewrite(model: bytes, *, info: dict | None = None, standard: bytes | None = 
     kept. Repacking the flatbuffer would drop a zip appended after it, so the files already appended are
     carried over unless ``standard`` replaces them. A model with our entry is sealed again, after its
     checksum was verified (a damaged model is never sealed as if it were whole)."""
-    import flatbuffers
-
     from resnet_edge.tflite import integrity
     from resnet_edge.tflite import standard as std
 
@@ -47,9 +45,7 @@ def rewrite(model: bytes, *, info: dict | None = None, standard: bytes | None = 
         _set_entry(m, ENTRY, json.dumps(info, sort_keys=True).encode())
     if standard is not None:
         _set_entry(m, std.ENTRY, standard)
-    builder = flatbuffers.Builder(len(model) + 4096)
-    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
-    out = std.append_files(bytes(builder.Output()), carried)
+    out = std.append_files(pack(m, len(model)), carried)
     return integrity.seal(out) if info is not None else out
 
 

@@ -56,6 +56,16 @@ def load_bytes(path: str | os.PathLike, limit: int = MAX_MODEL_BYTES, what: str 
     return read_regular(path, limit, what, give, InvalidModelError)
 
 
+def pack(m, size: int = 0) -> bytes:
+    """A ``ModelT`` (as :func:`read` gives it, changed or not) written back as a ``.tflite`` flatbuffer;
+    ``size``: the bytes expected (the builder starts that large instead of growing to it)."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size + 4096)
+    builder.Finish(m.Pack(builder), file_identifier=FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
 def read(model: bytes | str | os.PathLike, name: str | None = None):
     """Verify and parse a model; return ``(ModelT, bytes)``. Raises :class:`InvalidModelError`."""
     data = model if isinstance(model, (bytes, bytearray)) else load_bytes(model)
