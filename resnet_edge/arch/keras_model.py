@@ -143,9 +143,9 @@ def load_model(path: str | Path, compile: bool = False, trust: bool = False) -> 
     except UnicodeEncodeError:  # Keras's C++ readers take UTF-8 paths only: open the file through a link
         path = scope.enter_context(_utf8_alias(path))
     if trust or uses_tfmot(classes):  # tfmot's layers (QAT, PQAT) need its scope; importing it costs seconds
-        from resnet_edge.optimize.qat import quantize_scope
+        from resnet_edge._tfmot import quantize_scope
 
-        scope.enter_context(quantize_scope())
+        scope.enter_context(quantize_scope(CUSTOM_OBJECTS))
     try:
         with scope:
             return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=compile,

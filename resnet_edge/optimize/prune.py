@@ -98,7 +98,7 @@ def prune(
     Side effects: writes ``out`` and ``out``'s ``.json``; the source model is untouched. With ``pqat``
     the pruned model then gets prune-preserving QAT (at QAT's gentle rate, 1e-4) and ``out`` holds the QAT
     model (reload it in
-    :func:`resnet_edge.optimize.qat.quantize_scope`); the manifest then also reports the zeros that
+    :func:`resnet_edge._tfmot.quantize_scope`); the manifest then also reports the zeros that
     survive in the converted int8 TFLite weights.
     """
     from resnet_edge._tf import keras
@@ -107,7 +107,8 @@ def prune(
     from resnet_edge.evaluate import check_classes
     from resnet_edge.optimize.common import (accuracy, fine_tune, gzip_size, load_for_tfmot, now, outputs_logits,
                                              read_manifest)
-    from resnet_edge.optimize.qat import QAT_LR, quantize, tfmot
+    from resnet_edge._tfmot import tfmot
+    from resnet_edge.optimize.qat import QAT_LR, quantize
 
     if clusters is None and not 0 < sparsity < 1:
         raise ConfigError(f"--sparsity must be between 0 and 1 (exclusive), got {sparsity}")

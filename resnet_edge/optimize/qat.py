@@ -19,71 +19,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from resnet_edge._tfmot import configs, quantize_scope, tfmot
 from resnet_edge.errors import ResnetEdgeError
 
 
 #: Fine-tuning rate with fake quantization: 1e-3 let the digits ResNet-20 drift from 99% to 69% in
 #: three epochs (inference diverged from training), 1e-4 kept it at 99%.
 QAT_LR = 1e-4
-
-
-def tfmot():
-    from resnet_edge._native import quiet_native_stderr
-    from resnet_edge._tf import tf  # noqa: F401  (TF_USE_LEGACY_KERAS must be set first)
-
-    with quiet_native_stderr():
-        import tensorflow_model_optimization as mot
-    return mot
-
-
-def _configs():
-    """Our two QuantizeConfigs, defined lazily (tfmot imports TensorFlow)."""
-    qk = tfmot().quantization.keras
-
-    class PassThroughQuantizeConfig(qk.QuantizeConfig):
-        """No quantizers: the layer moves already-quantized values (padding with zeros)."""
-
-        def get_weights_and_quantizers(self, layer):
-            return []
-
-        def get_activations_and_quantizers(self, layer):
-            return []
-
-        def set_quantize_weights(self, layer, quantize_weights):
-            pass
-
-        def set_quantize_activations(self, layer, quantize_activations):
-            pass
-
-        def get_output_quantizers(self, layer):
-            return []
-
-        def get_config(self):
-            return {}
-
-    class OutputQuantizeConfig(PassThroughQuantizeConfig):
-        """Quantize the output only (the built-in normalization: float math, an int8 result)."""
-
-        def get_output_quantizers(self, layer):
-            return [qk.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
-
-    return PassThroughQuantizeConfig, OutputQuantizeConfig
-
-
-_CONFIGS = None
-
-
-def quantize_scope():
-    """The scope that loading a QAT model needs (tfmot's own objects plus ours)."""
-    global _CONFIGS
-    from resnet_edge.arch.keras_model import CUSTOM_OBJECTS
-
-    if _CONFIGS is None:
-        _CONFIGS = _configs()
-    passthrough, output = _CONFIGS
-    return tfmot().quantization.keras.quantize_scope(
-        {"PassThroughQuantizeConfig": passthrough, "OutputQuantizeConfig": output, **CUSTOM_OBJECTS}
-    )
 
 
 def quantize(model, scheme: str = "default", calibration=None):
@@ -94,7 +36,7 @@ def quantize(model, scheme: str = "default", calibration=None):
     defaults (-6..6, and 0..0 for the input), which its moving averages take thousands of steps to leave.
     """
     from resnet_edge._tf import keras
-    from resnet_edge.arch.keras_model import ChannelPad
+    from resnet_edge.arch.keras_model import CUSTOM_OBJECTS, ChannelPad
     from resnet_edge.convert import is_qat_model
     from resnet_edge.optimize.common import check_keras2
 
@@ -103,10 +45,7 @@ def quantize(model, scheme: str = "default", calibration=None):
         raise ResnetEdgeError("this model is already quantization-aware (it has QuantizeWrapper layers); QAT it from the float model")
     mot = tfmot()
     qk = mot.quantization.keras
-    global _CONFIGS
-    if _CONFIGS is None:
-        _CONFIGS = _configs()
-    passthrough, output = _CONFIGS
+    passthrough, _ = configs()
 
     if model.inputs[0].dtype != "float32":
         raise ResnetEdgeError(
@@ -128,7 +67,7 @@ def quantize(model, scheme: str = "default", calibration=None):
     source = keras.models.clone_model(model)
     source.set_weights(model.get_weights())
     annotated = keras.models.clone_model(source, clone_function=annotate)
-    with quantize_scope():
+    with quantize_scope(CUSTOM_OBJECTS):
         if scheme == "pqat":
             q = qk.quantize_apply(annotated, mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
         else:
