@@ -289,6 +289,7 @@ def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accu
     """Top-1 agreement between Keras and TFLite, max and mean absolute difference of the (dequantized)
     outputs, and, when ``count_accuracy``, the accuracy of both and the drop in points. ``scores``: the
     Keras model's for ``x`` when already computed (:func:`held_out`). ``progress`` gets "parity i/N"."""
+    from resnet_edge.metrics import agreement, top1
     from resnet_edge.runtime.runner import TFLiteModel
 
     step = batch_for(x)
@@ -300,23 +301,18 @@ def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accu
         if progress:
             progress(f"parity {min(i + step, len(x))}/{len(x)}")
     tfl_scores = np.concatenate(got)
-    diff = np.abs(reference - tfl_scores)
     spread = int(len(np.unique(reference.argmax(1))))
     out = {
-        "n": int(len(x)),
+        **agreement(reference, tfl_scores),  # n, top1_agreement, max_abs_diff, mean_abs_diff
         # An untrained net often predicts one class for every input: then 100% agreement says nothing,
         # and the output differences are the measure (readers show agreement only when this is > 1).
         "keras_distinct_predictions": spread,
-        "top1_agreement": float((reference.argmax(1) == tfl_scores.argmax(1)).mean()),
-        "max_abs_diff": float(diff.max()),
-        "mean_abs_diff": float(diff.mean()),
         "keras_accuracy": None,
         "tflite_accuracy": None,
         "accuracy_drop_points": None,
     }
     if count_accuracy:
-        ka = float((reference.argmax(1) == y).mean())
-        ta = float((tfl_scores.argmax(1) == y).mean())
+        ka, ta = top1(reference, y), top1(tfl_scores, y)
         out.update(keras_accuracy=ka, tflite_accuracy=ta, accuracy_drop_points=100 * (ka - ta))
     return out
 

@@ -1,7 +1,8 @@
 """Accuracy of a Keras model on a data split: top-1, top-5, per class, and what gets confused (host side).
 
-The metric functions take plain numpy arrays (probabilities or logits, and labels), so the edge side's
-TFLite evaluation reports the very same figures.
+The figures are :func:`resnet_edge.metrics.scores_report`'s, which ``eval`` reports for a ``.tflite`` too, with
+the same keys. :func:`keras_reference` is what ``eval --compare`` hands the edge side's evaluation: the Keras
+model's scores for the very inputs the ``.tflite`` got.
 """
 
 from __future__ import annotations
@@ -10,36 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_edge.errors import ResnetEdgeError
-
-
-def metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str], top_k: int = 5) -> dict:
-    """Top-1, top-k, per-class accuracy, confusion matrix and the most confused pairs."""
-    scores = np.asarray(scores)
-    labels = np.asarray(labels).astype(np.int64)
-    n, c = scores.shape
-    if n == 0:
-        raise ResnetEdgeError("no examples to evaluate")
-    k = min(top_k, c)
-    pred = scores.argmax(axis=1)
-    topk = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    confusion = np.zeros((c, c), dtype=np.int64)
-    np.add.at(confusion, (labels, pred), 1)
-    per_class = []
-    for i, name in enumerate(classes):
-        total = int(confusion[i].sum())
-        per_class.append({"class": name, "n": total, "accuracy": (float(confusion[i, i] / total) if total else None)})
-    off = [(int(confusion[i, j]), i, j) for i in range(c) for j in range(c) if i != j and confusion[i, j]]
-    confused = [{"true": classes[i], "predicted": classes[j], "count": cnt} for cnt, i, j in sorted(off, reverse=True)[:10]]
-    return {
-        "n": int(n),
-        "top1": float((pred == labels).mean()),
-        f"top{k}": float((topk == labels[:, None]).any(axis=1).mean()),
-        "top_k": k,
-        "per_class": per_class,
-        "confusion": confusion.tolist(),
-        "most_confused": confused,
-    }
+from resnet_edge.errors import ConfigError, ResnetEdgeError
+from resnet_edge.metrics import scores_report
 
 
 def check_classes(model, data, path) -> None:
@@ -64,13 +37,32 @@ def predict(model, data, split: str = "test", batch_size: int = 256, limit: int 
 
 def evaluate(model_path: str | Path, data, split: str = "test", batch_size: int = 256, limit: int | None = None,
              trust: bool = False) -> dict:
-    """Load a Keras model (``trust``: without checking it for code) and report :func:`metrics` on ``split``
-    of ``data``."""
+    """Load a Keras model (``trust``: without checking it for code) and report
+    :func:`~resnet_edge.metrics.scores_report`'s figures on ``split`` of ``data``."""
     from resnet_edge.arch.keras_model import load_model
 
     model = load_model(model_path, trust=trust)
     check_classes(model, data, model_path)
     scores, labels = predict(model, data, split, batch_size, limit)
-    result = metrics(scores, labels, data.classes)
+    result = scores_report(scores, labels, data.classes)
     result.update({"model": str(model_path), "data": data.name, "split": split})
     return result
+
+
+def keras_reference(path: str | Path, trust: bool = False):
+    """A function ``x -> (scores, name)``: the Keras model at ``path``'s scores for ``x`` (float inputs in the
+    form the ``.tflite`` took them), loaded when first called. The model must take inputs of ``x``'s shape."""
+    from resnet_edge.arch.keras_model import load_model
+
+    def scores(x: np.ndarray) -> tuple[np.ndarray, str]:
+        model = load_model(path, trust=trust)
+        if len(model.inputs) != 1 or tuple(model.input_shape[1:]) != tuple(x.shape[1:]):
+            raise ConfigError(f"{path} takes {list(model.input_shape)}, the .tflite's inputs are {list(x.shape)}: "
+                              "compare a .tflite with the Keras model it was converted from")
+        dtype = model.inputs[0].dtype
+        feed = np.clip(np.round(x), 0, 255).astype(np.uint8) if str(getattr(dtype, "name", dtype)) == "uint8" else x
+        out = np.concatenate([np.asarray(model(feed[i:i + 64], training=False), np.float32)
+                              for i in range(0, len(x), 64)])
+        return out, str(path)
+
+    return scores

@@ -13,8 +13,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 
@@ -37,46 +35,6 @@ def output_paths(name: str, modes: list[str], out: str | None, default_dir: Path
     if folder.suffix == ".tflite":
         raise ConfigError(f"--out {folder}: several modes write several files; give a directory instead")
     return {m: ensure_writable(folder / f"{name}_{m}.tflite", manifest=True) for m in modes}
-
-
-OLD_RUNTIME_ENV = "RESNET_EDGE_TFLITE_RUNTIME_PYTHON"
-
-
-def tflite_runtime_check(tflite_path: Path, python: str | None = None) -> dict:
-    """Load and run the model in tflite-runtime 2.14 (the last release, common on Raspberry Pis), in a
-    child process so that a crash there cannot take this process down.
-
-    tflite-runtime 2.14 needs numpy < 2, which TensorFlow 2.21's environment does not have: the check
-    runs with ``python`` or ``$RESNET_EDGE_TFLITE_RUNTIME_PYTHON`` (made by
-    ``tools/make_tflite_runtime_env.sh``), else with this interpreter if tflite-runtime works in it.
-    """
-    import os
-
-    python = python or os.environ.get(OLD_RUNTIME_ENV) or sys.executable
-    code = (
-        "import sys, numpy as np\n"
-        "import tflite_runtime, tflite_runtime.interpreter as t\n"
-        "i = t.Interpreter(model_path=sys.argv[1]); i.allocate_tensors()\n"
-        "d = i.get_input_details()[0]\n"
-        "i.set_tensor(d['index'], np.zeros(d['shape'], d['dtype'])); i.invoke()\n"
-        "print(tflite_runtime.__version__)\n"
-    )
-    from resnet_edge import _child
-
-    memory = _child.memory_limit(Path(tflite_path).stat().st_size)
-    try:
-        proc = _child.run([python, "-c", code, str(tflite_path)], timeout=300, memory=memory)
-    except (subprocess.TimeoutExpired, OSError) as exc:
-        return {"runtime": "tflite-runtime", "ok": False, "error": f"could not run {python}: {exc}"}
-    if proc.returncode == 0:
-        return {"runtime": "tflite-runtime", "version": proc.stdout.decode().strip().splitlines()[-1], "ok": True,
-                "python": python}
-    err = proc.stderr.decode("utf-8", errors="replace").strip()
-    if "No module named 'tflite_runtime'" in err or "compiled using NumPy 1.x" in err:
-        return {"runtime": "tflite-runtime", "ok": None,
-                "error": f"not available with {python} (it needs numpy<2): run tools/make_tflite_runtime_env.sh "
-                         f"and set {OLD_RUNTIME_ENV}"}
-    return {"runtime": "tflite-runtime", "ok": False, "error": _child.describe_failure(proc, memory), "python": python}
 
 
 def convert(
@@ -116,6 +74,7 @@ def convert(
     Raises :class:`MaxDropError` (with every manifest) after writing when ``max_drop`` is exceeded (those
     manifests say ``"status": "failed"``).
     """
+    from resnet_edge.runtime import jobs
     from resnet_edge.tflite import metadata as md
     from resnet_edge.tflite import standard as std
     from resnet_edge.tflite.inspect import inspect
@@ -242,7 +201,7 @@ def convert(
             old_runtime = None
             if check_old_runtime:
                 say(f"{mode}: loading it in tflite-runtime 2.14")
-                old_runtime = tflite_runtime_check(tmp_model)
+                old_runtime = jobs.tflite_runtime_check(tmp_model)
             manifest = {
                 "kind": "tflite-model",
                 "name": arch,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_edge.runtime.bench import Setting
+from resnet_edge.runtime.setting import Setting
 from resnet_edge.targets import parse_url
 from resnet_edge.targets.adb import BenchmarkFailed, flags_for, parse_benchmark_output
 from tests.cli_helpers import one_line_error, run

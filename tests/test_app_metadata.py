@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_edge.runtime.bench import Setting, predict
+from resnet_edge.measure.bench import predict
+
+from resnet_edge.runtime.setting import Setting
 from resnet_edge.tflite import metadata as md
 from resnet_edge.tflite import standard as std
 from resnet_edge.tflite.model import read
@@ -386,11 +388,11 @@ def test_decoding_hostile_bytes_never_escapes(app_models):
 
 
 def test_the_readme_snippet_runs_in_mediapipe(app_models, mediapipe_python, digits, tmp_path):
-    """The README's MediaPipe example, as it is written there, on the bundled digit: three classes, named by
+    """The MediaPipe example of docs/apps.md, as it is written there, on the bundled digit: three classes, named by
     the model's labels, the first being our runtime's top-1 for that image."""
     from PIL import Image
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "apps.md").read_text()
     code = readme.split("MediaPipe in Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "runs" / "r20").mkdir(parents=True)
     (tmp_path / "docs").mkdir()

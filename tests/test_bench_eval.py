@@ -12,7 +12,13 @@ from click.testing import CliRunner
 
 from resnet_edge.cli import cli
 from resnet_edge.errors import ConfigError, MissingDependencyError
-from resnet_edge.runtime.bench import HarnessFailed, Setting, bench, parse_setting
+from resnet_edge.measure.bench import bench
+
+#: The fields of a bench record that the README documents: a change here is a change to users' scripts.
+from resnet_edge.runtime.replies import HarnessFailed
+
+#: The fields of a bench record that the README documents: a change here is a change to users' scripts.
+from resnet_edge.runtime.setting import Setting, parse_setting
 
 #: The fields of a bench record that the README documents: a change here is a change to users' scripts.
 RECORD_FIELDS = {
@@ -117,7 +123,7 @@ def test_bench_models_from_elsewhere(foreign):
 
 
 def test_signature_inputs_span_the_quantized_range():
-    from resnet_edge.runtime.harness import signature_input
+    from resnet_edge.harness import signature_input
 
     rng = np.random.default_rng(0)
     q = signature_input({"dtype": "int8", "shape": [1, 64, 64, 3], "scale": 0.5, "zero_point": -3}, rng)
@@ -215,7 +221,7 @@ def test_eval_diff(models):
 def test_eval_foreign_model_options(foreign, digits):
     """A model without our metadata gets raw pixels unless --mean/--std say otherwise; a model whose input
     is not an RGB image, or whose classes differ from the data's, is one line."""
-    from resnet_edge.runtime.evaluation import model_inputs, preprocessing
+    from resnet_edge.measure.evaluation import model_inputs, preprocessing
 
     pre = preprocessing(None, digits)
     assert pre["raw"] and "assumed" in pre["from"]

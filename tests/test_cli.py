@@ -131,7 +131,7 @@ def test_shorten_never_cuts_a_word_or_url():
 def test_summaries_read_well():
     """Issue 10: 'method method magnitude', 15-digit statistics, '1 partitions', options without help,
     shortcut choices shown as [a|b|c]."""
-    from resnet_edge.cli import _method_text, _readiness_line, _short
+    from resnet_edge.cli.render import _method_text, _readiness_line, _short
 
     assert _method_text({"method": "magnitude", "sparsity": 0.5, "skip": ["first"], "lr": 0.01}) == \
         "magnitude: sparsity 0.5, skip first"

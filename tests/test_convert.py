@@ -134,7 +134,7 @@ def test_convert_depth_18_int8_cli(tmp_path):
                                  "--json"])
     assert r.exit_code == 0, r.output
     (m,) = json.loads(r.output)
-    from resnet_edge.cli import _convert_human
+    from resnet_edge.cli.render import _convert_human
 
     human = _convert_human([m])  # untrained: parity by output error only, and the table says why
     assert "n/a" in human and "agreement says nothing" in human and f"{m['parity']['max_abs_diff']:.2e}" in human
@@ -161,7 +161,7 @@ def test_inspect_cli(converted):
 
 
 def test_loads_in_tflite_runtime_2_14(converted, old_runtime_python):
-    from resnet_edge.export import tflite_runtime_check
+    from resnet_edge.runtime.jobs import tflite_runtime_check
 
     out, m = converted
     for mode in ("float32", "float16", "int8"):
@@ -172,7 +172,7 @@ def test_loads_in_tflite_runtime_2_14(converted, old_runtime_python):
 
 def test_latency_kernels_choose_the_delegate(converted):
     """kernels="builtin" really leaves XNNPACK out (no DELEGATE node), "xnnpack" really uses it."""
-    from resnet_edge.runtime.bench import latency
+    from resnet_edge.runtime.runner import latency
     from resnet_edge.runtime.runner import TFLiteModel
 
     out, m = converted

@@ -29,11 +29,12 @@ def test_edge_packages_import_without_tensorflow():
         import resnet_edge, resnet_edge.runtime, resnet_edge.tflite, resnet_edge.targets
         import resnet_edge.arch, resnet_edge.arch.spec, resnet_edge.cli, resnet_edge.io, resnet_edge.ui
         import resnet_edge._child, resnet_edge.tflite.integrity, resnet_edge.tflite.inspect, resnet_edge.tflite.readiness
-        import resnet_edge.runtime.runner, resnet_edge.runtime.bench, resnet_edge.runtime.harness
-        import resnet_edge.runtime.evaluation, resnet_edge.cli_edge
+        import resnet_edge.runtime.runner, resnet_edge.runtime.setting, resnet_edge.runtime.jobs, resnet_edge.harness
+        import resnet_edge.measure, resnet_edge.measure.bench, resnet_edge.targets.local
+        import resnet_edge.measure.evaluation, resnet_edge.cli.edge, resnet_edge.cli.devices, resnet_edge.cli.render
         import resnet_edge.targets.ssh, resnet_edge.targets.adb, resnet_edge.targets.devices
-        import resnet_edge.results, resnet_edge.sweep
-        import resnet_edge.tflite.standard, resnet_edge.tflite.apps, resnet_edge.cli_metadata
+        import resnet_edge.measure.results, resnet_edge.measure.sweep
+        import resnet_edge.tflite.standard, resnet_edge.tflite.apps, resnet_edge.cli.host, resnet_edge.cli.options
         from resnet_edge.runtime import interpreter_class
         interpreter_class()  # a TFLite runtime without TensorFlow
         assert not [m for m in sys.modules if m.split(".")[0] in Block.BLOCKED], "TensorFlow was imported"

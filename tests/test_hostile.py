@@ -226,7 +226,7 @@ def test_reading_another_programs_database_changes_nothing(tmp_path):
 
 
 def test_our_stores_are_marked_and_an_unmarked_one_of_our_tables_is_adopted(tmp_path):
-    from resnet_edge.results import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, Store
+    from resnet_edge.measure.results import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, Store
 
     with Store(str(tmp_path / "new.sqlite")):
         pass
@@ -248,7 +248,7 @@ def test_our_stores_are_marked_and_an_unmarked_one_of_our_tables_is_adopted(tmp_
 
 
 def _store_with_rows(path: Path, rows: list[dict]) -> None:
-    from resnet_edge.results import Store
+    from resnet_edge.measure.results import Store
 
     with Store(str(path)) as s:
         for r in rows:
@@ -293,7 +293,7 @@ def test_a_read_only_store_can_still_be_queried(tmp_path):
 
 def test_a_locked_or_full_store_never_costs_the_figures(model, tmp_path):
     """bench prints its figures first, then one warning; sweep fails each job cleanly; the store stays whole."""
-    from resnet_edge.results import Store
+    from resnet_edge.measure.results import Store
 
     path = tmp_path / "locked.sqlite"
     with Store(str(path)):
@@ -517,7 +517,7 @@ GOOD = {"setting_index": 0, "p50_ms": 1.0, "avg_ms": 1.0, "count": 50, "runs": 5
     ("absurd latency", {"records": [{**GOOD, "p90_ms": 1e30}]}, "p90_ms = 1e+30"),
 ])
 def test_bench_replies_are_checked_against_what_was_asked(sshd, model, tmp_path, monkeypatch, name, result, says):
-    from resnet_edge.results import Store
+    from resnet_edge.measure.results import Store
 
     store = tmp_path / "r.sqlite"
     script = _reply(tmp_path, name.replace(" ", "_"), result)
@@ -654,7 +654,7 @@ def test_the_pixel_bound_runs_before_decoding_in_a_memory_capped_child(tmp_path)
     big = tmp_path / "bomb.png"
     big.write_bytes(bomb())
     code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, (900 << 20, 900 << 20))\n"
-            "from resnet_edge.runtime.harness import BadImage, MAX_PIXELS, open_image\n"
+            "from resnet_edge.harness import BadImage, MAX_PIXELS, open_image\n"
             "assert 8000 * 6000 < MAX_PIXELS\n"
             "try:\n    open_image(sys.argv[1])\nexcept BadImage as e:\n    print('refused', e)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(big)], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install 'resnet-edge[openvino]'")
 
 from resnet_edge.cli import cli  # noqa: E402
-from resnet_edge.runtime.bench import Setting, bench  # noqa: E402
+from resnet_edge.measure.bench import bench  # noqa: E402
+from resnet_edge.runtime.setting import Setting  # noqa: E402
 
 OV = Setting(runtime="openvino", threads=1)
 
@@ -53,7 +54,7 @@ def test_every_mode_we_write_runs_or_is_refused_in_one_line(converted, uint8_mod
 
 @pytest.mark.parametrize("mode", ["int8", "float32"])
 def test_eval_diff_litert_openvino_agree(converted, digits, mode):
-    from resnet_edge.runtime.evaluation import evaluate_tflite
+    from resnet_edge.measure.evaluation import evaluate_tflite
 
     out, manifests = converted
     path = out / manifests[mode]["file"]["path"]
@@ -122,7 +123,7 @@ def test_harness_runs_openvino_as_a_plain_script(converted, tmp_path):
     import subprocess
     import sys
 
-    from resnet_edge.runtime import harness
+    from resnet_edge import harness
 
     out, manifests = converted
     job = {"op": "bench", "models": [str(out / manifests["int8"]["file"]["path"])],
@@ -140,7 +141,7 @@ def test_openvino_session_imports_no_tensorflow(converted):
     import subprocess
     import sys
 
-    from resnet_edge.runtime import harness
+    from resnet_edge import harness
 
     out, manifests = converted
     code = ("import sys, importlib.util; spec = importlib.util.spec_from_file_location('h', sys.argv[1]); "

@@ -56,8 +56,10 @@ def test_device_check_and_bench_on_the_emulated_pi(pi, models):
 
 @pytest.mark.parametrize("mode, exact", [("int8", True), ("float32", False)])
 def test_same_predictions_as_on_x86(pi, models, digits, mode, exact):
-    from resnet_edge.runtime.bench import Setting, check_model, predict
-    from resnet_edge.runtime.evaluation import model_inputs, preprocessing
+    from resnet_edge.measure.bench import predict
+    from resnet_edge.runtime.runner import check_model
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.measure.evaluation import model_inputs, preprocessing
     from resnet_edge.targets import resolve
 
     c = check_model(models[mode])

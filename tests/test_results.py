@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from resnet_edge.results import Store, parse_since
+from resnet_edge.measure.results import Store, parse_since
 from tests.cli_helpers import run
 
 
@@ -104,7 +104,7 @@ def test_store_under_concurrent_writers(tmp_path):
     path = tmp_path / "shared.sqlite"
     writer = textwrap.dedent(f"""
         import sys
-        from resnet_edge.results import Store
+        from resnet_edge.measure.results import Store
         w = int(sys.argv[1])
         with Store({str(path)!r}) as s:
             for i in range(40):

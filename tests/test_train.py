@@ -139,7 +139,7 @@ def test_evaluate_cli(trained):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["n"] == 359 and report["top5"] >= report["top1"]
-    assert len(report["per_class"]) == 10 and np.array(report["confusion"]).sum() == 359
+    assert len(report["per_class"]) == 10 and np.array(report["confusion_matrix"]).sum() == 359
     human = CliRunner().invoke(cli, ["evaluate", str(run / "best.keras")])
     assert "top-1" in human.output and "most confused" in human.output
 
@@ -168,7 +168,7 @@ def test_train_cli_errors(tmp_path):
 
 def test_warmup_line_says_what_happened():
     """A warm-up that never ended ran the whole run at lr/10; 'none' is only for a run without one."""
-    from resnet_edge.cli import _warmup_text
+    from resnet_edge.cli.render import _warmup_text
 
     assert _warmup_text({"warmup_ended_at_step": 12, "recipe": {"warmup": "auto"}}) == "lr/10 for the first 12 steps"
     assert "whole run" in _warmup_text({"warmup_ended_at_step": None, "recipe": {"warmup": "auto"}})

@@ -216,7 +216,9 @@ def test_convert_starts_from_weights(tmp_path):
     .tflite takes raw pixels, with torchvision's normalization inside and said so in its metadata."""
     from safetensors.numpy import save_file
 
-    from resnet_edge.runtime.bench import Setting, predict
+    from resnet_edge.measure.bench import predict
+
+    from resnet_edge.runtime.setting import Setting
     from tests.torchvision_reference import forward, random_state_dict
 
     sd = random_state_dict(18, classes=10)

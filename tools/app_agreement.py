@@ -28,7 +28,9 @@ HERE = Path(__file__).resolve().parent
 def main(argv=None) -> int:
     from PIL import Image
 
-    from resnet_edge.runtime.bench import Setting, predict
+    from resnet_edge.measure.bench import predict
+
+    from resnet_edge.runtime.setting import Setting
     from resnet_edge.tflite.inspect import io_tensors
     from resnet_edge.tflite import standard as std
     from resnet_edge.tflite.model import load_bytes

@@ -106,7 +106,7 @@ def _peak_of(args: list[str], cwd: Path) -> float:
 @click.option("--out", type=click.Path(file_okay=False), default="runs/bench_convert", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def main(only, repeat, threads, runs, out, as_json):
-    from resnet_edge.runtime.harness import machine
+    from resnet_edge.harness import machine
     from resnet_edge.ui import table
 
     out = Path(out).resolve()
@@ -169,7 +169,7 @@ def _latency(out: Path, threads: int, runs: int) -> dict:
     from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resolve
     from resnet_edge.convert import model_samples, to_tflite
     from resnet_edge.data import load
-    from resnet_edge.runtime.bench import latency
+    from resnet_edge.runtime.runner import latency
     from resnet_edge.runtime.runner import TFLiteModel
 
     model = build_model(resolve(18, preprocess=Preprocess(IMAGENET_MEAN, IMAGENET_STD, "float32")))

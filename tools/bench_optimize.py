@@ -50,7 +50,7 @@ def conv_probes() -> dict[str, bytes]:
 def runtimes() -> list[tuple[str, str]]:
     """(runtime, python) pairs to time with: LiteRT here, and tflite-runtime 2.14 where its side
     environment (tools/make_tflite_runtime_env.sh) is named by RESNET_EDGE_TFLITE_RUNTIME_PYTHON."""
-    from resnet_edge.export import OLD_RUNTIME_ENV
+    from resnet_edge.runtime.jobs import OLD_RUNTIME_ENV
 
     found = [("litert", sys.executable)]
     if os.environ.get(OLD_RUNTIME_ENV):
@@ -60,7 +60,8 @@ def runtimes() -> list[tuple[str, str]]:
 
 def latency_matrix(paths: dict[str, Path], threads: list[int], runs: int, rounds: int) -> list[dict]:
     """Median ms of every model per (runtime, kernels, threads), all models of a row timed in turn in one child."""
-    from resnet_edge.runtime.bench import Setting, bench
+    from resnet_edge.measure.bench import bench
+    from resnet_edge.runtime.setting import Setting
 
     matrix = []
     for runtime, _ in runtimes():
@@ -114,7 +115,7 @@ def main(model_path, source, epochs, threads, runs, rounds, out, skip_resnet18, 
     from resnet_edge.optimize.channels import channel_prune, thin
     from resnet_edge.optimize.prune import prune
     from resnet_edge.optimize.qat import qat
-    from resnet_edge.runtime.bench import latency
+    from resnet_edge.runtime.runner import latency
     from resnet_edge.ui import table
 
     out = Path(out)

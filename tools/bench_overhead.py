@@ -47,8 +47,10 @@ print((time.perf_counter() - t0) / runs * 1e3)
 def main(models, threads, runs, rounds, as_json):
     import numpy as np
 
-    from resnet_edge.runtime.bench import Setting, bench
-    from resnet_edge.runtime.harness import machine
+    from resnet_edge.measure.bench import bench
+
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.harness import machine
     from resnet_edge.ui import table
 
     rows = []

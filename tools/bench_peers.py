@@ -184,8 +184,10 @@ def time_onnx(path: Path, threads: int, runs: int, warmup: int) -> list[float]:
 def main(depths, thread_list, runs, rounds, s8s8, aeq, ort, openvino, out):
     import numpy as np
 
-    from resnet_edge.runtime.bench import Setting, bench
-    from resnet_edge.runtime.harness import machine
+    from resnet_edge.measure.bench import bench
+
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.harness import machine
     from resnet_edge.ui import table
 
     out = Path(out).resolve()

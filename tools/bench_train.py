@@ -98,7 +98,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def main(model, source, epochs, kill_after, out, with_breakdown, xla_epochs, as_json):
     import numpy as np
 
-    from resnet_edge.runtime.harness import machine
+    from resnet_edge.harness import machine
     from resnet_edge.ui import table
 
     m = machine()

@@ -50,7 +50,7 @@ def write_folder(root: Path) -> Path:
 @click.option("--epochs", type=int, default=15, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="runs/calibrators", show_default=True)
 def main(epochs, out):
-    from resnet_edge.runtime.harness import machine
+    from resnet_edge.harness import machine
     from resnet_edge.ui import table
 
     out = Path(out).resolve()

@@ -236,7 +236,7 @@ def metadata_cases(w: Path, model: Path, rng: random.Random, variants: int) -> l
 
 
 def store_cases(w: Path, model: Path, rng: random.Random, variants: int) -> list[Case]:
-    from resnet_edge.results import SCHEMA
+    from resnet_edge.measure.results import SCHEMA
 
     cases = []
     folder = w / "store"

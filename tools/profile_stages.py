@@ -39,8 +39,9 @@ def main(depth, threads, runs, rounds, out):
     from resnet_edge.arch.spec import resolve
     from resnet_edge.convert import model_samples
     from resnet_edge.data import load
-    from resnet_edge.runtime.bench import Setting, bench
-    from resnet_edge.runtime.harness import machine
+    from resnet_edge.measure.bench import bench
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.harness import machine
     from resnet_edge.ui import table
 
     out = Path(out).resolve()

@@ -36,7 +36,7 @@ from resnet_edge.ui import safe_text
 # Image suffixes and evaluation resizing (training's pipeline, eval here and eval on a device): below
 # CIFAR_STYLE_BELOW pixels a plain resize, else the shorter side to size / EVAL_CROP and a centered crop.
 # They live in the edge runner, which must stand alone on a device.
-from resnet_edge.runtime.harness import CIFAR_STYLE_BELOW, EVAL_CROP, IMAGE_SUFFIXES  # noqa: F401
+from resnet_edge.harness import CIFAR_STYLE_BELOW, EVAL_CROP, IMAGE_SUFFIXES  # noqa: F401
 
 SPLIT_SEED = 0
 
@@ -277,9 +277,9 @@ FOLDER_LAYOUT = "DIR/<class>/<image>.jpg|.png (one sub-folder per class), option
 
 def _usable(path, strict: bool, skipped: list[str], reasons: dict[str, str], decode: bool = False):
     """The image at ``path`` (decoded when ``decode``; else only checked: type, header, pixel count before
-    decoding, :func:`~resnet_edge.runtime.harness.open_image`), or None when it cannot be used: then it is
+    decoding, :func:`~resnet_edge.harness.open_image`), or None when it cannot be used: then it is
     counted in ``skipped`` with why in ``reasons``, or with ``strict`` refused."""
-    from resnet_edge.runtime.harness import BadImage, open_image
+    from resnet_edge.harness import BadImage, open_image
 
     try:
         img = open_image(str(path), decode=decode)

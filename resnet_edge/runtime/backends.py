@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 
 from resnet_edge.errors import MissingDependencyError
-from resnet_edge.runtime.harness import RUNTIMES, runtime_module
+from resnet_edge.harness import RUNTIMES, runtime_module
 
 BACKENDS = {name: package + ".interpreter" for name, package in RUNTIMES.items()}
 

@@ -1,4 +1,5 @@
-"""Run a ``.tflite`` classifier with a TFLite runtime (edge side: numpy + LiteRT, no TensorFlow).
+"""Run a ``.tflite`` classifier with a TFLite runtime (edge side: numpy + LiteRT, no TensorFlow), and check a
+model before any runtime sees it (:func:`check_model`).
 
 :class:`TFLiteModel` hides the model's input and output types: callers give float pixels as the model's
 Keras source took them (raw 0..255 when normalization is inside the model) and get float scores back.
@@ -10,6 +11,8 @@ Before the runtime sees a model: the checksum of a model of ours is verified (a 
 module is installed, and a model that cannot be verified (one from another tool, or ``verify=False``)
 is first loaded and run once in a child process with memory and time limits (``probe``), so that a
 model that would crash the runtime or make it allocate without bound fails there, in one line.
+
+:func:`latency` is the in-process shortcut the tools use (one model, one setting, figures in ms).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 from resnet_edge._native import quiet_native_stderr
 from resnet_edge.errors import ConfigError, MissingDependencyError
 from resnet_edge.runtime.backends import interpreter_class
-from resnet_edge.runtime.harness import KERNELS, from_model_dtype, interpreter_kwargs, tensor_detail, to_model_dtype
+from resnet_edge import harness
+from resnet_edge.harness import KERNELS, from_model_dtype, interpreter_kwargs, tensor_detail, to_model_dtype
 from resnet_edge.tflite import integrity
 from resnet_edge.tflite.metadata import BadMetadataError, read_info
 from resnet_edge.tflite.model import InvalidModelError, load_bytes, read
@@ -153,3 +157,53 @@ class TFLiteModel:
         for start in range(0, len(x), batch_size):
             out.append(self._from_output(self.invoke_raw(self._to_input(x[start:start + batch_size]))))
         return np.concatenate(out) if out else np.zeros((0,) + tuple(self._output["shape"][1:]), np.float32)
+
+
+def check_model(path: str | os.PathLike, verify: bool = True) -> dict:
+    """Read and check a model before any runtime sees it (:func:`read_checked`), once: the checked model
+    that bench and eval hand down to every run.
+    ``{"path", "integrity": ..., "info": metadata or None, "bytes": n, "inputs": [...], "outputs": [...]}`` (the
+    tensors are None where the schema module is missing). A damaged model of ours raises one line; a
+    foreign one is "unverified"."""
+    content, _, status, info = read_checked(path, verify)
+    try:
+        from resnet_edge.tflite.inspect import io_tensors
+
+        inputs, outputs = io_tensors(content)
+    except MissingDependencyError:  # no flatbuffer schema here (tflite-runtime alone)
+        inputs = outputs = None
+    return {"path": str(path), "integrity": status, "info": info, "bytes": len(content), "inputs": inputs,
+            "outputs": outputs}
+
+
+def takes_raw_pixels(info: dict | None) -> bool:
+    """Whether a model wants 0..255 pixels: ours say so in their metadata; a foreign one is assumed to."""
+    return not (info and str((info.get("input") or {}).get("pixels", "")).startswith("normalized"))
+
+
+def latency(model: str | os.PathLike | bytes, *, runs: int = 50, warmup: int = 5, threads: int | None = None,
+            backend: str = "auto", kernels: str = "xnnpack", seed: int = 0) -> dict:
+    """Time ``runs`` single-batch invocations of ``model`` in this process; figures in milliseconds
+    (``median_ms``, ``mean_ms``, ``p90_ms``, ``min_ms``, ``max_ms``, ``init_ms``).
+
+    ``kernels``: ``xnnpack`` (the runtime's default delegate) or ``builtin`` (TFLite's own kernels).
+    A model that cannot be verified is probed in a limited child first (:class:`TFLiteModel`); that
+    probe is not part of ``init_ms``, which times the checks and the interpreter's creation.
+    """
+    if runs < 1 or warmup < 0:
+        raise ConfigError("runs must be >= 1 and warmup >= 0")
+    runner = TFLiteModel(model, backend=backend, num_threads=threads, kernels=kernels)
+    x = harness.signature_input(harness.tensor_detail(runner._input), np.random.default_rng(seed))
+    interpreter, index = runner.interpreter, runner._input["index"]
+    for _ in range(warmup):
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+    ms = np.empty(runs)
+    for i in range(runs):
+        interpreter.set_tensor(index, x)
+        started = time.perf_counter()
+        interpreter.invoke()
+        ms[i] = (time.perf_counter() - started) * 1e3
+    return {"runs": runs, "warmup": warmup, "threads": threads, "kernels": kernels,
+            "init_ms": round(runner.init_ms, 2), "median_ms": float(np.median(ms)), "mean_ms": float(ms.mean()),
+            "p90_ms": float(np.percentile(ms, 90)), "min_ms": float(ms.min()), "max_ms": float(ms.max())}

@@ -26,7 +26,7 @@ from typing import Callable
 from resnet_edge import _child
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.runtime.replies import clean_record
-from resnet_edge.targets import TargetError, TargetURL
+from resnet_edge.targets.url import TargetError, TargetURL
 from resnet_edge.ui import safe_text
 
 REMOTE_BASE = "/data/local/tmp"
@@ -100,7 +100,7 @@ def parse_benchmark_output(text: str) -> dict:
 
 
 def flags_for(setting, graph: str, runs: int, warmup: int, memory: bool = True) -> list[str]:
-    """benchmark_model's arguments for a :class:`~resnet_edge.runtime.bench.Setting`."""
+    """benchmark_model's arguments for a :class:`~resnet_edge.runtime.setting.Setting`."""
     if setting.runtime == "tflite-runtime" or setting.delegate or setting.weight_cache:
         raise ConfigError("on adb:// targets benchmark_model runs the model: --runtime, --delegate and --weight-cache "
                           "do not apply")

@@ -45,7 +45,7 @@ def load() -> dict[str, dict]:
     """``{name: {"url", "note", "added"}}``; an absent file is empty; a damaged one is one line. An entry
     whose URL is malformed is kept, marked with ``"error"``, so that ``list`` shows it, ``remove`` can remove
     it and using it (:func:`get`) is refused."""
-    from resnet_edge.targets import NAME_RE, parse_url
+    from resnet_edge.targets.url import NAME_RE, parse_url
     from resnet_edge.ui import safe_text
 
     p = path()
@@ -105,7 +105,7 @@ def _write(p: str, devices: dict) -> None:
 
 def add(name: str, url: str, note: str = "", replace: bool = False) -> dict:
     """Save ``name`` for ``url`` (checked as a target URL first)."""
-    from resnet_edge.targets import NAME_RE, parse_url
+    from resnet_edge.targets.url import NAME_RE, parse_url
 
     if not NAME_RE.match(name or ""):
         raise ConfigError(f"bad device name {name!r}: 1-64 letters, digits, . _ - (starting with a letter or digit)")

@@ -31,7 +31,7 @@ import time
 from typing import Callable
 
 from resnet_edge import _child
-from resnet_edge.targets import TargetError, TargetURL
+from resnet_edge.targets.url import TargetError, TargetURL
 from resnet_edge.ui import safe_text
 
 CONFIG_ENV = "RESNET_EDGE_SSH_CONFIG"
@@ -89,6 +89,13 @@ def _last(lines: list[str]) -> str:
 
 class SSHTarget:
     """A device reached with ``ssh``/``scp``; see the module text."""
+
+    #: One run per model: when the link drops, what was measured before is kept.
+    one_model_per_run = True
+
+    def groups(self, settings: list) -> list[list[int]]:
+        """Every setting in one run: the device's Python runs them all."""
+        return [list(range(len(settings)))]
 
     def __init__(self, target: TargetURL, *, connect_timeout: float = 10, timeout: float = 1800):
         self.target, self.connect_timeout, self.timeout = target, connect_timeout, timeout
@@ -229,8 +236,9 @@ class SSHTarget:
         """Run the edge runner with ``job`` (whose file names are those of ``send``, relative to the run's
         folder) on the device; its result (a reply of at most ``reply_bytes``: what the job can need, so a
         hostile reply costs no more to parse) and the ``fetch`` files' bytes (each at most 64 MB)."""
-        from resnet_edge.runtime import harness
-        from resnet_edge.runtime.bench import HarnessFailed, parse_result, wants_gpu
+        from resnet_edge import harness
+        from resnet_edge.runtime.jobs import parse_result, wants_gpu
+        from resnet_edge.runtime.replies import HarnessFailed
 
         timeout = timeout or self.timeout
         gpu = wants_gpu(job)

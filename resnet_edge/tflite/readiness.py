@@ -81,7 +81,7 @@ def cpu_report(model: bytes, num_threads: int = 1, invoke: bool = False) -> dict
     """Load the model with LiteRT's default XNNPACK delegate and read which ops it took (``invoke``: and
     run it once on zeros, to prove the runtime can)."""
     from resnet_edge._native import quiet_native_stderr
-    from resnet_edge.runtime.harness import runtime_module
+    from resnet_edge.harness import runtime_module
 
     runtime, version, module = runtime_module("auto")  # LiteRT, else tflite-runtime (a device may have only that)
     cls = module.Interpreter

@@ -47,7 +47,7 @@ class Job:
     target: TargetURL
     model: str
     sha256: str
-    setting: object  # runtime.bench.Setting
+    setting: object  # runtime.setting.Setting
 
 
 def plan(models: dict[str, str], targets: list[TargetURL], settings: list) -> list[Job]:
@@ -59,7 +59,7 @@ def run(jobs: list[Job], *, store_path: str | None, again: bool, runs: int, warm
         timeout: float | None, events: Callable[[str, Job, dict], None], benchmark_binary: str | None = None) -> dict:
     """Run ``jobs`` (one worker per target); ``events(kind, job, info)`` is called from the main thread
     for ``start``, ``skipped``, ``measured``, ``failed`` and ``waiting``. Returns the lists of each."""
-    from resnet_edge.results import Store
+    from resnet_edge.measure.results import Store
 
     by_target: dict[str, list[Job]] = {}
     for job in jobs:
@@ -67,7 +67,7 @@ def run(jobs: list[Job], *, store_path: str | None, again: bool, runs: int, warm
     inbox: queue.Queue = queue.Queue()
 
     def worker(todo: list[Job]) -> None:
-        from resnet_edge.runtime.bench import bench
+        from resnet_edge.measure.bench import bench
 
         store = None
         down: str | None = None

@@ -1,128 +1,24 @@
-"""The ``resnet-edge`` command line: a thin layer that parses options, calls the library and prints.
+"""The host-side commands: ``models``, ``build``, ``train``, ``evaluate``, ``qat``, ``prune``, ``convert``.
 
-Every user error is a :class:`~resnet_edge.errors.ResnetEdgeError` raised by the library; the group
-below turns it into one line on stderr and exit code 1, without a traceback. Host-side modules
-(TensorFlow) are imported inside the commands that need them, so ``--help``, ``models`` and the
-edge-side commands start fast and run without TensorFlow.
+Each parses its options, calls one library function and prints through :mod:`resnet_edge.cli.render`.
+TensorFlow is imported inside the commands that need it, after every option is checked.
 """
 
 from __future__ import annotations
 
-import math
-import sys
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from resnet_edge import __version__
-from resnet_edge.errors import ConfigError, ResnetEdgeError
-from resnet_edge.ui import safe_text
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class Finite(click.FloatRange):
-    """A float in a range that is also finite: ``nan`` and ``inf`` pass a plain range check."""
-
-    def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
+from resnet_edge.cli.options import (BATCH, CLASSES, DATA_OPTION, DEPTH, EPOCHS, EPOCHS0, LIMIT, SAMPLES, SIZE,
+                                     TRUST_OPTION, Finite, _check_model_file, _floats, _ratio, _triple, _warmup)
+from resnet_edge.cli.render import (_build_human, _channels_human, _convert_human, _echo_json_or, _evaluate_human,
+                                    _prune_human, _qat_human, _train_human)
+from resnet_edge.errors import ConfigError
 
 
-# Every count is bounded by what makes sense, so that a typo fails in a second with one line instead
-# of starting "Epoch 17/99999999999999999999" (the checks run before TensorFlow is imported).
-DEPTH = click.IntRange(1, 10_000)
-SIZE = click.IntRange(1, 8192)
-CLASSES = click.IntRange(1, 1_000_000)
-EPOCHS = click.IntRange(1, 100_000)
-EPOCHS0 = click.IntRange(0, 100_000)  # fine-tuning may be skipped
-BATCH = click.IntRange(1, 65_536)
-LIMIT = click.IntRange(1, 1_000_000_000)
-SAMPLES = click.IntRange(1, 1_000_000)
-
-
-class Group(click.Group):
-    """A click group that reports library errors as one clean line."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ResnetEdgeError as exc:  # messages may quote a file or a device: escaped, bounded, one line
-            raise click.ClickException(safe_text(exc, 2000)) from None
-        except OSError as exc:
-            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            raise click.ClickException(safe_text(f"{exc.strerror or exc}{where}", 2000)) from None
-
-
-def _numbers(counts: tuple[int, ...] | None = (3,)):
-    """Click callback: 'a,b,c' -> a tuple of finite floats, as many as one of ``counts`` (None: any)."""
-    words = {1: "one number", 3: "three numbers (R,G,B)"}
-
-    def parse(ctx, param, value):
-        if value is None:
-            return None
-        try:
-            parts = tuple(float(v) for v in value.split(","))
-        except ValueError:
-            raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
-        if not all(math.isfinite(v) for v in parts):
-            raise click.BadParameter(f"{value!r} holds a number that is not finite")
-        if counts and len(parts) not in counts:
-            raise click.BadParameter(f"expected {' or '.join(words.get(c, f'{c} numbers') for c in counts)}, got {len(parts)}")
-        return parts
-
-    return parse
-
-
-def _triple(name: str):
-    """Click callback: 'a,b,c' -> (a, b, c) floats."""
-    return _numbers((3,))
-
-
-TRUST_OPTION = click.option("--trust", is_flag=True,
-                            help="Load MODEL even if its config carries code (a Lambda layer, ...): only for a file you trust.")
-DATA_OPTION = click.option("--data", "source", default="digits", show_default=True, envvar="RESNET_EDGE_DATA",
-                           help="digits | cifar10:DIR | folder:DIR (env RESNET_EDGE_DATA).")
-
-
-def _check_model_file(model_path, trust: bool) -> None:
-    """Refuse a Keras model file that carries code before TensorFlow and the data load (seconds sooner)."""
-    if model_path is not None:
-        from resnet_edge.keras_files import check_model_file
-
-        check_model_file(model_path, trust=trust)
-
-
-def _echo_json_or(obj, as_json: bool, human) -> None:
-    from resnet_edge.ui import emit
-
-    emit(obj, as_json, human, click.echo)
-
-
-@click.group(cls=Group, context_settings=CONTEXT)
-@click.version_option(__version__, "--version", "-V", prog_name="resnet-edge")
-def cli():
-    """resnet-edge: the ResNets of He et al. (2015), from the paper to Raspberry Pis and phones.
-
-    \b
-    Start with:
-      resnet-edge models                                  the family, with parameters and MACs
-      resnet-edge build --depth 18                        a ResNet-18 as a Keras model
-      resnet-edge train --model resnet20 --out runs/r20   the paper's recipe on the bundled digits
-      resnet-edge convert runs/r20/model.keras --int8     a checked, self-describing .tflite
-      resnet-edge inspect runs/r20/model_int8.tflite      what the .tflite holds and which accelerator runs it
-      resnet-edge metadata other.tflite --labels l.txt    standard metadata, for MediaPipe and the Task Library
-      resnet-edge bench runs/r20/model_int8.tflite        latency and memory (benchmark_model's figures)
-      resnet-edge eval runs/r20/model_int8.tflite         accuracy on the data, per class, against Keras
-      resnet-edge bench m.tflite --target ssh://pi@pi5    the same on a Raspberry Pi (adb://SERIAL: a phone)
-      resnet-edge sweep a.tflite b.tflite --target pi5    many models, many devices, into the results store
-    """
-
-
-@cli.command()
+@click.command()
 @click.option("--family", type=click.Choice(["imagenet", "cifar"]), help="Only this family.")
 @click.option("--plain/--residual", "plain", default=None, help="Only plain nets / only ResNets.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -165,7 +61,7 @@ def models(family, plain, as_json):
     _echo_json_or(rows, as_json, human)
 
 
-@cli.command()
+@click.command()
 @click.option("--depth", "-d", type=DEPTH, help="Network depth: 18/34/50/101/152 (ImageNet) or 6n+2 (CIFAR).")
 @click.option("--model", "-m", "model_name", help="A registry name instead of --depth (see `resnet-edge models`).")
 @click.option("--family", type=click.Choice(["imagenet", "cifar"]), help="Default: ImageNet for Table 1 depths, else CIFAR.")
@@ -260,16 +156,7 @@ def _weights_options(path, depth, model_name, family, plain, variant, classes, r
             new_classifier)
 
 
-def _floats(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
-
-
-@cli.command()
+@click.command()
 @click.option("--model", "-m", "model_name", help="Registry name, e.g. resnet20 or plain56 (see `resnet-edge models`).")
 @click.option("--depth", "-d", type=DEPTH, help="Depth instead of --model (18..152 ImageNet, 6n+2 CIFAR).")
 @click.option("--family", type=click.Choice(["imagenet", "cifar"]), help="Family for --depth.")
@@ -333,7 +220,8 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
     from resnet_edge.arch.spec import spec_from_dict
     from resnet_edge.data import load
     from resnet_edge.io import check_run_folder
-    from resnet_edge.train import Recipe, saved_run, spec_for_data, train as run_training
+    from resnet_edge.train import saved_run, spec_for_data
+    from resnet_edge.train import train as run_training
 
     check_run_folder(out)
     ctx = click.get_current_context()
@@ -444,54 +332,7 @@ def _check_model_choice(model_name, depth, family, plain, input_size, source) ->
                                f"{source} are {size}x{size}: use a CIFAR-family net, --model {fits}")
 
 
-def _warmup(value: str):
-    if value == "auto":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(f"expected auto, 0 or a number of steps, got {value!r}", param_hint="--warmup") from None
-
-
-def _warmup_text(m: dict) -> str:
-    ended = m["warmup_ended_at_step"]
-    if ended is not None:
-        return f"lr/10 for the first {ended} steps"
-    if m["recipe"]["warmup"] == 0:
-        return "none"
-    return "lr/10 for the whole run (training error stayed above 80%)" if m["recipe"]["warmup"] == "auto" else \
-        "lr/10 for the whole run (shorter than --warmup)"
-
-
-def _start_text(m: dict) -> str:
-    from resnet_edge.train import FINE_TUNE_FACTOR, describe_freeze
-
-    r = m["recipe"]
-    text = f"{m['weights']['file']} ({m['weights']['format']}), new classifier"
-    if r["freeze"] == "backbone":
-        return f"{text}; only the classifier trained (--freeze backbone)"
-    tune = r["fine_tune_lr"] if r["fine_tune_lr"] is not None else r["lr"] * FINE_TUNE_FACTOR
-    return (f"{text}; {r['head_epochs']} head epoch(s) at lr {r['lr']:g}, then fine-tuned at {tune:g} "
-            f"({describe_freeze(r['freeze'])})")
-
-
-def _train_human(m: dict) -> str:
-    from resnet_edge.ui import key_values
-
-    f, b = m["final"], m["best"]
-    return key_values([
-        ("model", f"{m['name']} on {m['data']['source']}"),
-        ("epochs", f"{m['epochs_done']} ({f['step']} steps, strategy {m['strategy']['name']} x{m['strategy']['replicas']})"),
-        ("final", f"train acc {f['train_acc']:.2%}, val acc {f['val_acc']:.2%}, loss {f['loss']:.4f}"),
-        ("best", f"val acc {b['val_acc']:.2%} at epoch {b['epoch']} (best.keras)"),
-        *([("start", _start_text(m))] if m.get("weights") else []),
-        ("warm-up", _warmup_text(m)),
-        ("time", f"{m['seconds_total']:.1f} s training, {m['seconds_total'] / max(1, m['epochs_done']):.2f} s per epoch"),
-        ("written", "model.keras, best.keras, history.csv/json, curves.png, checkpoints/"),
-    ])
-
-
-@cli.command()
+@click.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @DATA_OPTION
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
@@ -510,25 +351,7 @@ def evaluate(model_path, source, split, batch_size, limit, strict, trust, as_jso
     _echo_json_or(result, as_json, _evaluate_human)
 
 
-def _evaluate_human(r: dict) -> str:
-    from resnet_edge.ui import key_values, table
-
-    k = r["top_k"]
-    head = key_values([
-        ("model", safe_text(r["model"], 300)),
-        ("data", f"{r['data']} ({r['split']}, {r['n']} images)"),
-        ("top-1", f"{r['top1']:.2%}"),
-        (f"top-{k}", f"{r[f'top{k}']:.2%}"),
-    ])
-    per_class = table(
-        [{**c, "accuracy": "-" if c["accuracy"] is None else f"{c['accuracy']:.1%}"} for c in r["per_class"]],
-        [("class", "class"), ("n", "n"), ("accuracy", "accuracy")], right={"n", "accuracy"},
-    )
-    confused = ", ".join(f"{c['true']}->{c['predicted']} x{c['count']}" for c in r["most_confused"][:5]) or "none"
-    return f"{head}\n\n{per_class}\n\nmost confused (true->predicted): {confused}"
-
-
-@cli.command()
+@click.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @DATA_OPTION
 @click.option("--epochs", type=EPOCHS0, default=2, show_default=True, help="Fine-tuning epochs with fake quantization.")
@@ -555,30 +378,7 @@ def qat(model_path, source, epochs, lr, batch_size, limit, out, trust, as_json):
     _echo_json_or(manifest, as_json, _qat_human)
 
 
-def _qat_human(m: dict) -> str:
-    from resnet_edge.ui import key_values
-
-    a = m["accuracy"]
-    counts = {}
-    for row in m["layers"]:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    left = ", ".join(f"{r['layer']} ({r['why']})" for r in m["left_in_float"]) or "none"
-    return key_values([
-        ("written", m["file"]["path"]),
-        ("val accuracy", f"float {a['float']:.2%} -> QAT Keras {a['qat_keras']:.2%} -> int8 TFLite {a['int8_tflite']:.2%}"),
-        ("int8 TFLite", f"{m['int8_tflite']['bytes']:,} bytes, top-1 agreement with QAT Keras {m['int8_tflite']['top1_agreement']:.2%}"),
-        ("layers", ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))),
-        ("left in float", left),
-    ])
-
-
-def _ratio(ctx, param, value):
-    if value is not None and not 0 < value <= 1:
-        raise click.BadParameter(f"must be in (0, 1], got {value}")
-    return value
-
-
-@cli.command()
+@click.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @DATA_OPTION
 @click.option("--sparsity", type=Finite(0, 1, min_open=True, max_open=True), default=0.5, show_default=True, help="Target share of zero weights (magnitude pruning).")
@@ -634,53 +434,7 @@ def prune(model_path, source, sparsity, schedule, structure, skip, pqat, cluster
     _echo_json_or(manifest, as_json, _prune_human)
 
 
-def _prune_human(m: dict) -> str:
-    from resnet_edge.ui import human_bytes, key_values, table
-
-    a, g = m["accuracy"], m["gzip_bytes"]
-    pairs = [
-        ("written", m["file"]["path"]),
-        ("method", _method_text(m["settings"])),
-        ("sparsity", f"{m['sparsity']:.2%} of the pruned kernels' weights are zero"),
-        ("val accuracy", f"{a['before']:.2%} -> {a['after']:.2%}"),
-        ("gzip float32", f"{human_bytes(g['float32_tflite_before'])} -> {human_bytes(g['float32_tflite_after'])} (raw {human_bytes(g['float32_tflite_raw'])})"),
-    ]
-    if "int8_tflite" in m:
-        t = m["int8_tflite"]
-        pairs.append(("PQAT int8", f"val accuracy {a['int8_tflite']:.2%}; zeros in int8 weights {t['weight_sparsity']['sparsity']:.2%}; gzip {human_bytes(t['gzip_bytes'])}"))
-    rows = [{**r, "sparsity": f"{r['sparsity']:.1%}"} for r in m["layers"]]
-    cols = [("layer", "layer"), ("weights", "weights"), ("sparsity", "sparsity")]
-    if rows and "unique_values" in rows[0]:
-        cols.append(("unique_values", "values"))
-    if rows and "m_by_n_ok" in rows[0]:
-        cols.append(("m_by_n_ok", "M:N ok"))
-    return key_values(pairs) + "\n\n" + table(rows, cols, right={"weights", "sparsity", "unique_values"})
-
-
-def _method_text(settings: dict) -> str:
-    """'magnitude: sparsity 0.5, schedule polynomial, epochs 2' (the method named once, then its settings)."""
-    rest = [f"{k.replace('_', ' ')} {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in settings.items()
-            if k != "method" and v not in (None, [], "") and k not in ("lr", "batch_size", "limit")]
-    return f"{settings.get('method', '?')}: {', '.join(rest)}" if rest else str(settings.get("method", "?"))
-
-
-def _channels_human(m: dict) -> str:
-    from resnet_edge.ui import key_values, si
-
-    a, c = m["accuracy"], m["counts"]
-    return key_values([
-        ("written", f"{m['file']['path']} ({m['name']})"),
-        ("kept", f"{m['settings']['keep']:.0%} of inner channels by {m['settings']['criterion']}"),
-        ("MACs", f"{si(c['before']['macs'])} -> {si(c['after']['macs'])} ({c['mac_ratio']:.2f}x)"),
-        ("parameters", f"{c['before']['trainable_params']:,} -> {c['after']['trainable_params']:,}"),
-        ("val accuracy", f"{a['before']:.2%} -> {a['thinned_before_fine_tune']:.2%} thinned -> "
-                         f"{a['batchnorm_recalibrated']:.2%} BatchNorm re-estimated -> {a['after']:.2%} fine-tuned"),
-        *([("WARNING", f"accuracy is {a['drop_points']:.2f} points below the source: fine-tune longer (--epochs)")]
-          if m.get("status") == "dropped" else []),
-    ])
-
-
-@cli.command()
+@click.command()
 @click.argument("model_path", metavar="[MODEL]", required=False, type=click.Path(dir_okay=False))
 @click.option("--depth", "-d", type=DEPTH, help="Build a fresh model of this depth instead of reading MODEL.")
 @click.option("--model", "-m", "model_name", help="Build this registry model instead of reading MODEL.")
@@ -786,225 +540,5 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     _echo_json_or(manifests, as_json, _convert_human)
 
 
-def _convert_human(manifests: list) -> str:
-    from resnet_edge.ui import human_bytes, table
 
-    rows = []
-    for m in manifests:
-        p = m["parity"] or {}
-        acc = "-" if p.get("tflite_accuracy") is None else f"{p['keras_accuracy']:.2%} -> {p['tflite_accuracy']:.2%}"
-        io = m["quantization"]["inputs"][0]["dtype"] + "/" + m["quantization"]["outputs"][0]["dtype"]
-        rows.append({"file": m["file"]["path"], "mode": m["mode"], "size": human_bytes(m["file"]["bytes"]), "io": io,
-                     "agree": "-" if not p else (f"{p['top1_agreement']:.1%}" if _agreement_means_something(m)
-                                                 else "n/a"),
-                     "maxdiff": "-" if not p else f"{p['max_abs_diff']:.2e}", "acc": acc, "status": m["status"]})
-    text = table(rows, [("file", "file"), ("mode", "mode"), ("size", "size"), ("io", "in/out"), ("agree", "top-1 agree"),
-                        ("maxdiff", "max |diff|"), ("acc", "accuracy keras -> tflite"), ("status", "status")],
-                 right={"size", "agree", "maxdiff"})
-    lines = [text]
-    for m in manifests:
-        for target, r in m["readiness"].items():
-            lines.append(_readiness_line(m["file"]["path"], target, r))
-        c = m["compatibility"]
-        old = c["tflite_runtime_2_14"]
-        old_text = "not checked" if old is None else ("loads and runs" if old["ok"] else
-                                                      (f"not checked: {old['error']}" if old["ok"] is None else f"FAILS: {old['error']}"))
-        lines.append(f"{m['file']['path']}: needs TFLite runtime >= {c['min_runtime_version']}; tflite-runtime 2.14: {old_text}")
-        for problem in (m.get("app_metadata") or {}).get("problems") or []:
-            lines.append(f"{m['file']['path']} in apps: {problem}")
-    if any(m["parity"] and not _agreement_means_something(m) for m in manifests):
-        lines.append("top-1 agree n/a: the source model is untrained (or predicts one class for every test input), so "
-                     "agreement says nothing; max |diff| of the outputs is the measure")
-    for m in manifests:
-        if m.get("written"):
-            lines.append(f"wrote {safe_text(m['written']['model'], 300)} and its manifest {safe_text(m['written']['manifest'], 300)}")
-    if manifests and manifests[0].get("untrained_warning"):
-        lines.append("note: " + manifests[0]["untrained_warning"])
-    return "\n".join(lines)
-
-
-def _agreement_means_something(manifest: dict) -> bool:
-    """Top-1 agreement means something for a trained model whose predictions spread over classes; an
-    untrained net predicts one class, or a few, for every input, and agrees with itself by chance."""
-    return bool(manifest["source"].get("trained")) and manifest["parity"].get("keras_distinct_predictions", 2) > 1
-
-
-def _readiness_line(name: str, target: str, r: dict) -> str:
-    if "error" in r:
-        return f"{name} on {target}: {r['error']}"
-    if r["ready"]:
-        extra = f" ({_plural(r['partitions'], 'XNNPACK partition')} in {r.get('runtime', 'LiteRT')})" if target == "cpu" else ""
-        line = f"{name} on {target}: ready, all {r['ops']} ops{extra}"
-    else:
-        what = ", ".join(f"{b['op']}#{b['index']}" for b in r["blockers"][:6])
-        why = "; ".join(sorted({b["why"] for b in r["blockers"]}))
-        parts = f", {_plural(r['partitions'], 'partition')} in {r.get('runtime', 'LiteRT')}" if target == "cpu" else ""
-        line = f"{name} on {target}: {r['blocked']} of {r['ops']} ops blocked{parts}: {what} ({why})"
-    if r.get("advice"):
-        line += f"; {r['advice']}"
-    return line
-
-
-@cli.command()
-@click.argument("model_path", metavar="MODEL.tflite", type=click.Path(dir_okay=False))
-@click.option("--target", "targets", multiple=True, type=click.Choice(["cpu", "gpu", "nnapi"]),
-              help="Readiness for these accelerators only (default: all three).")
-@click.option("--no-verify", "no_verify", is_flag=True,
-              help="Do not refuse a model of ours whose checksum does not match (look at a damaged file anyway).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def inspect(model_path, targets, no_verify, as_json):
-    """Ops, tensors, quantization, size, sparsity, metadata, signatures and accelerator readiness of a
-    .tflite, read without TensorFlow.
-
-    \b
-    Metadata: resnet-edge's own entry (labels, normalization, recipe) and the standard TFLite Metadata
-    that MediaPipe, the Task Library and Android Studio read, with every place where it disagrees with
-    the model's tensors (PROBLEM lines). A damaged appended zip of associated files is an error.
-
-    \b
-    The checksum that resnet-edge writes into every model is verified first: a damaged model of ours
-    is refused (--no-verify looks anyway); a model from another tool is shown as not verified. The
-    flatbuffer is checked before it is read, and LiteRT loads and runs it in a child process with
-    memory and time limits: a model the runtime cannot load is an error (exit 1).
-    """
-    from resnet_edge.tflite.inspect import inspect as run_inspect
-
-    report = run_inspect(model_path, targets=tuple(targets) or ("cpu", "gpu", "nnapi"), verify=not no_verify)
-    _echo_json_or(report, as_json, lambda r: _inspect_human(model_path, r))
-
-
-def _inspect_human(path: str, r: dict) -> str:
-    from resnet_edge.ui import human_bytes, key_values, safe_text, table
-
-    shown = safe_text(path, 120)
-
-    def io_text(t):
-        q = t["quantization"]
-        qt = "" if not q else (f" scale {q['scale']:.6g} zero {q['zero_point']}" if q["kind"] == "per-tensor" else " per-channel")
-        return f"{t['name']} {t['shape']} {t['dtype']}{qt}"
-
-    meta = r["metadata"] or {}
-    check = r["integrity"]
-    integrity_text = {"verified": "verified (the checksum resnet-edge wrote inside matches)",
-                      "unverified": f"not verified: {check.get('why', '')}"}.get(check["status"], check["status"])
-    pairs = [
-        ("file", f"{shown} ({human_bytes(r['bytes'])}, sha256 {r['sha256'][:12]}...)"),
-        ("integrity", integrity_text),
-    ]
-    if r.get("manifest"):
-        mf = r["manifest"]
-        pairs.append(("manifest", f"{mf['path']} matches" if mf["matches"] else f"{mf['path']} is STALE: {mf['why']}"))
-    pairs += [
-        ("size", f"weights {human_bytes(r['size']['weights'])}, graph and other {human_bytes(r['size']['graph_and_other'])}"),
-        ("input", "; ".join(io_text(t) for t in r["inputs"])),
-        ("output", "; ".join(io_text(t) for t in r["outputs"])),
-        ("tensors", f"{r['tensors']}: " + ", ".join(f"{n} {k}" for k, n in sorted(r["tensor_dtypes"].items()))),
-        ("quantization", f"{r['quantization']['per_channel_tensors']} per-channel, {r['quantization']['per_tensor_tensors']} per-tensor tensors"),
-        ("weight sparsity", f"{r['weight_sparsity']['sparsity']:.1%} zeros in conv/FC weights ({', '.join(r['weight_sparsity']['dtypes']) or '-'})"),
-        ("min runtime", r["min_runtime_version"] or "not recorded"),
-        ("signatures", safe_text("; ".join(f"{s['key']}({', '.join(s['inputs'])}) -> {', '.join(s['outputs'])}"
-                                           for s in r["signatures"]), 400) or "none"),
-        ("metadata", ", ".join(r["metadata_entries"]) or "none"),
-    ]
-    if meta.get("error"):
-        pairs.append(("model", meta["error"]))
-    elif meta:
-        labels = meta.get("labels") if isinstance(meta.get("labels"), list) else None
-        pairs.append(("model", f"{meta.get('name')} ({meta.get('mode')}), {'trained' if meta.get('trained') else 'UNTRAINED'}"))
-        pairs.append(("labels", "none" if not labels else f"{len(labels)}: {', '.join(map(str, labels[:10]))}{' ...' if len(labels) > 10 else ''}"))
-        norm = meta.get("normalization")
-        pairs.append(("normalization", "none (feed normalized input)" if not isinstance(norm, dict) else
-                      f"inside the model: mean {_short(norm.get('mean'))}, std {_short(norm.get('std'))} (feed raw 0..255 pixels)"))
-    pairs += app_metadata_pairs(r.get("app_metadata"))
-    ops = table([{"op": k, "n": v, "version": r["op_versions"][k]} for k, v in r["ops"].items()],
-                [("op", "op"), ("n", "count"), ("version", "version")], right={"n", "version"})
-    ready = "\n".join(_readiness_line(shown, t, rep) for t, rep in r["readiness"].items())
-    return f"{key_values(pairs)}\n\n{ops}\n\n{ready}"
-
-
-def app_metadata_pairs(app: dict | None) -> list[tuple[str, str]]:
-    """The lines of ``inspect`` (and ``metadata``) about the standard metadata that app frameworks read."""
-    if app is None:
-        return [("app metadata", "none: MediaPipe and the Task Library cannot use this model as it is "
-                                 "(add it: resnet-edge metadata MODEL --labels FILE)")]
-    if app.get("error"):
-        return [("app metadata", f"DAMAGED: {app['error']}")]
-    norm, rng = app.get("normalization"), app.get("input_range")
-    labels = app.get("labels")
-    pairs = [
-        ("app metadata", f"TFLITE_METADATA: {app.get('name') or '(no name)'}"
-                         + (f", version {app['version']}" if app.get("version") else "")
-                         + (f", by {app['author']}" if app.get("author") else "")
-                         + (f", license {app['license']}" if app.get("license") else "")),
-        ("  labels", "none (apps show class indices)" if labels is None else
-         f"{labels} in {app.get('labels_file')}: {', '.join(map(str, app.get('first_labels') or []))}"
-         + (" ..." if labels > len(app.get("first_labels") or []) else "")),
-        ("  normalization", "none" if not norm else
-         f"(pixel - {_short(norm.get('mean'))}) / {_short(norm.get('std'))}, {app.get('color_space') or 'UNKNOWN'}"),
-        ("  input range", "not stated" if not rng else f"{_short(rng.get('min'))} .. {_short(rng.get('max'))}"),
-    ]
-    for problem in app.get("problems") or []:
-        pairs.append(("  PROBLEM", problem))
-    return pairs
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _short(values) -> str:
-    """Per-channel statistics with a sensible number of digits: [77.996, 78.0] -> [78.0, 78.0]."""
-    if not isinstance(values, list):
-        return str(values)
-    return "[" + ", ".join(f"{v:.4g}" if isinstance(v, (int, float)) else str(v) for v in values[:8]) + "]"
-
-
-def _build_human(s: dict) -> str:
-    from resnet_edge.ui import human_bytes, key_values, si
-
-    spec, c = s["spec"], s["counts"]
-    shortcut = "none (plain)" if spec["plain"] else spec["shortcut"]
-    stages = "-".join(str(n) for n in s["stages"])
-    size = spec["input_size"]
-    pre = spec.get("preprocess")
-    pairs = [
-        ("model", s["name"]),
-        ("family", f"{spec['family']}, {s['block']} blocks {stages}, shortcut {shortcut}"
-                   + (f", {spec['variant']}" if s["block"] == "bottleneck" else "")),
-        ("input", f"{size}x{size}x3 {s['input']['dtype']}" + (f" raw pixels, normalized inside (mean {pre['mean']}, std {pre['std']})" if pre else "")),
-        ("classes", f"{spec['classes']} ({spec['classifier_activation'] or 'logits'})"),
-        ("parameters", f"{c['trainable_params']:,} trainable, {c['total_params']:,} total"),
-        ("MACs", f"{si(c['macs'])}" + (f"  (paper: {s['paper']})" if s.get("paper") else "")),
-        ("layers", f"{c['conv_layers']} conv + 1 dense; {s['layers']} Keras layers"),
-    ]
-    if "file" in s:
-        f = s["file"]
-        pairs.append(("written", f"{f['path']} ({human_bytes(f['bytes'])}, sha256 {f['sha256'][:12]}...) + manifest"))
-    w = s.get("weights")
-    if w:
-        pairs.append(("weights", f"{w['file']} ({w['format']}): {w['layers']} layers, {w['tensors']} tensors; "
-                                 + ("a new classifier: fine-tune it" if w["classifier"] == "new" else "classifier loaded")))
-    else:
-        pairs.append(("note", "weights are untrained: accuracy means nothing until you train it"))
-    return key_values(pairs)
-
-
-# The edge-side commands live in their own module (they import no TensorFlow).
-from resnet_edge.cli_edge import bench, eval_  # noqa: E402
-from resnet_edge.cli_targets import devices, results, sweep  # noqa: E402
-from resnet_edge.cli_metadata import metadata  # noqa: E402
-
-cli.add_command(bench)
-cli.add_command(eval_)
-cli.add_command(devices)
-cli.add_command(sweep)
-cli.add_command(results)
-
-
-def main(argv=None):
-    """Console-script entry point."""
-    cli.main(args=argv, prog_name="resnet-edge")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+COMMANDS = (models, build, train, evaluate, qat, prune, convert)

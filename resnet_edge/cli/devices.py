@@ -8,7 +8,8 @@ import os
 
 import click
 
-from resnet_edge.cli import _echo_json_or
+from resnet_edge.cli.options import STORE_OPTION, _words
+from resnet_edge.cli.render import _csv_safe, _echo_json_or, _json_or_text
 from resnet_edge.ui import safe_text
 
 
@@ -77,12 +78,7 @@ def devices_check(target_text, timeout, as_json):
     from resnet_edge.ui import key_values
 
     target = resolve(target_text)
-    if target.kind == "local":
-        from resnet_edge.runtime.bench import python_for, run_job
-
-        facts = run_job(python_for("auto"), {"op": "probe"}, memory=1 << 30, timeout=timeout)
-    else:
-        facts = open_target(target).probe(timeout=timeout)
+    facts = open_target(target).probe(timeout=timeout)
     from resnet_edge.runtime.replies import clean
 
     facts = {"name": target.name, "url": target.url, "reachable": True, **clean(facts)}
@@ -94,23 +90,6 @@ def devices_check(target_text, timeout, as_json):
         return key_values(pairs)
 
     _echo_json_or(facts, as_json, human)
-
-
-# --- sweep ---------------------------------------------------------------------------------------------
-
-def _words(allowed: tuple[str, ...]):
-    def parse(ctx, param, value):
-        words = [w.strip().lower() for w in value.split(",") if w.strip()]
-        bad = [w for w in words if w not in allowed]
-        if not words or bad or len(set(words)) != len(words):
-            raise click.BadParameter(f"expected some of {', '.join(allowed)} separated by commas, got {value!r}")
-        return tuple(words)
-    return parse
-
-
-STORE_OPTION = click.option("--store", "store_path", type=click.Path(dir_okay=False),
-                            help="The results file (default: $RESNET_EDGE_RESULTS, else "
-                                 "$XDG_DATA_HOME/resnet-edge/results.sqlite).")
 
 
 @click.command()
@@ -148,12 +127,13 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtimes, preci
     resnet-edge sweep m_int8.tflite --target nuc --runtime litert,openvino --threads 1,4
     resnet-edge results compare m_f32.tflite m_int8.tflite
     """
-    from resnet_edge.cli_edge import _threads, _target
+    from resnet_edge.cli.options import _target, _threads
     from resnet_edge.errors import ConfigError
-    from resnet_edge.runtime.bench import Setting, check_model
     from resnet_edge.io import sha256_file
-    from resnet_edge.results import Store
-    from resnet_edge import sweep as sweeping
+    from resnet_edge.measure import sweep as sweeping
+    from resnet_edge.measure.results import Store
+    from resnet_edge.runtime.runner import check_model
+    from resnet_edge.runtime.setting import Setting
 
     threads = _threads(None, None, threads_text)
     targets = [_target(t) for t in dict.fromkeys(target_texts)]
@@ -184,7 +164,7 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtimes, preci
         models[str(p)] = sha256_file(p)
     jobs = sweeping.plan(models, targets, settings)
     Store(store_path).close()  # a store that cannot be opened is reported before anything runs
-    from resnet_edge.results import path as default_path
+    from resnet_edge.measure.results import path as default_path
 
     where = store_path or default_path()
     bar_state = {"done": 0}
@@ -210,7 +190,7 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtimes, preci
     out["store"] = where
 
     def human(o):
-        from resnet_edge.cli_edge import _ms
+        from resnet_edge.cli.render import _ms
         from resnet_edge.ui import table
 
         rows = [{"model": safe_text(os.path.basename(m["model"]), 50), "target": safe_text(m["target"], 50),
@@ -230,8 +210,6 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtimes, preci
         raise click.ClickException(f"{len(out['failed'])} of {len(jobs)} jobs failed (first: "
                                    f"{safe_text(out['failed'][0]['error'], 300)}); run the same command again to retry them")
 
-
-# --- results ---------------------------------------------------------------------------------------------
 
 @click.group(invoke_without_command=True)
 @click.option("--model", help="A model's file name or the start of its sha256.")
@@ -256,7 +234,7 @@ def results(ctx, model, target, since, limit, store_path, as_json, as_csv):
         return
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    from resnet_edge.results import FIGURES, Store, parse_since
+    from resnet_edge.measure.results import FIGURES, Store, parse_since
 
     if since:
         parse_since(since)
@@ -280,7 +258,7 @@ def results(ctx, model, target, since, limit, store_path, as_json, as_csv):
         r["record"] = _json_or_text(r["record"])
 
     def human(rows):
-        from resnet_edge.cli_edge import _ms
+        from resnet_edge.cli.render import _ms
         from resnet_edge.ui import table
 
         if not rows:
@@ -299,25 +277,6 @@ def results(ctx, model, target, since, limit, store_path, as_json, as_csv):
     _echo_json_or(rows, as_json, human)
 
 
-def _csv_safe(v):
-    """A cell a spreadsheet will not run as a formula and a terminal will not obey (text from a device or a file
-    name: control characters and escape sequences are shown escaped)."""
-    if isinstance(v, str):
-        v = safe_text(v, 10_000)
-        if v[:1] in ("=", "+", "-", "@", "\t", "\r"):
-            return "'" + v
-    return v
-
-
-def _json_or_text(text):
-    import json
-
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return text
-
-
 @results.command("compare")
 @click.argument("a")
 @click.argument("b")
@@ -326,20 +285,24 @@ def _json_or_text(text):
 def results_compare(ctx, a, b, as_json):
     """Ratios B / A of the newest p50 of two models (same target and setting) or two targets (same model
     and setting); A and B are targets when both are, else models (file names or sha256 starts)."""
-    from resnet_edge.results import Store, compare
+    from resnet_edge.measure.results import Store, compare
 
     with Store(ctx.obj.get("store_path"), write=False) as store:
         out = compare(store.query(), a, b)
 
     def human(o):
-        from resnet_edge.cli_edge import _ms
+        from resnet_edge.cli.render import _ms
         from resnet_edge.ui import table
 
         rows = [{"model": safe_text(p["model"], 60), "target": safe_text(p["target"], 60), "setting": p["setting"],
                  "a": _ms(p["a_p50_ms"]), "b": _ms(p["b_p50_ms"]),
                  "ratio": "-" if p["ratio"] is None else f"{p['ratio']:.2f}x"} for p in o["pairs"]]
         return table(rows, [("model", "model"), ("target", "target"), ("setting", "setting"),
-                            ("a", f"A p50 ms"), ("b", f"B p50 ms"), ("ratio", "B / A")], right={"a", "b", "ratio"}) + \
+                            ("a", "A p50 ms"), ("b", "B p50 ms"), ("ratio", "B / A")], right={"a", "b", "ratio"}) + \
             f"\nA = {safe_text(o['a'], 80)}, B = {safe_text(o['b'], 80)} (two {o['kind']}s; newest measurement of each)"
 
     _echo_json_or(out, as_json, human)
+
+
+
+COMMANDS = (devices, sweep, results)
