@@ -91,3 +91,18 @@ def build(spec: ResNetSpec, out: str | Path | None = None, weights=None, new_cla
     if out is not None:
         summary = save_keras(model, out, summary)
     return summary
+
+
+def fresh_spec(depth: int | None = None, model: str | None = None, family: str | None = None,
+               classes: int | None = None, data=None) -> ResNetSpec:
+    """The network ``convert --depth/--model`` builds on the spot: normalization inside, so it takes raw 0..255
+    pixels as an app feeds them, with ``data``'s mean and std when the model is for that data (a CIFAR net of
+    its image size; then its classes too, unless ``classes``), else ImageNet's."""
+    from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resolve
+
+    probe = resolve(depth, model=model, family=family)
+    fits = data is not None and probe.family == "cifar" and data.image_size == probe.input_size
+    pre = Preprocess(tuple(data.mean), tuple(data.std), "float32") if fits else \
+        Preprocess(IMAGENET_MEAN, IMAGENET_STD, "float32")
+    return resolve(depth, model=model, family=family, classes=classes or (data.num_classes if fits else None),
+                   preprocess=pre)

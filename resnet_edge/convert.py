@@ -1,4 +1,13 @@
-"""Keras -> TFLite in every mode the edge needs (host side).
+"""``resnet-edge convert``, the conversion stage: a Keras model -> checked, self-describing ``.tflite`` files
+(host side).
+
+For each mode :func:`convert` converts (:func:`to_tflite`), embeds the app's metadata (labels, normalization,
+recipe; :mod:`resnet_edge.tflite.metadata`, and the standard metadata app frameworks read), measures parity
+against the Keras model on held-out data, reports accelerator readiness and runtime compatibility, and writes
+``NAME_MODE.tflite`` + ``NAME_MODE.json`` atomically. ``max_drop`` turns an accuracy drop into a failure: the
+model is kept, its manifest says ``"status": "failed"``, and the command exits non-zero. The optimization
+stages (QAT, prune) take the same path without writing files (:func:`convert_and_check`): one pipeline
+(:func:`converted`) converts and measures for both, and one place (:func:`check_request`) holds the rules.
 
 Modes:
 
@@ -13,15 +22,50 @@ Modes:
 
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
+import json
+import os
 import warnings
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from resnet_edge.errors import ConfigError
+from resnet_edge import __version__
+from resnet_edge.errors import ConfigError, ResnetEdgeError
+from resnet_edge.io import ensure_writable, manifest_path, read_manifest, replace_together, sha256_file
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("float32", "int8", "uint8")
+#: Who measures the int8 activation ranges: ``resnet-edge`` (XNNPACK on every core, :mod:`resnet_edge.calibrate`)
+#: or ``tensorflow`` (TensorFlow's own calibrator, one image at a time on one core).
+CALIBRATORS = ("resnet-edge", "tensorflow")
+
+
+def check_request(modes: list[str], io: str = "float32", calibrator: str = "resnet-edge", *,
+                  calibration: int | None = None, max_drop: float | None = None, qat: bool | None = None) -> None:
+    """The rules of a conversion, in one place, each broken one said in one line (:class:`ConfigError`):
+    known modes, an ``io`` type only with int8, a known calibrator, at least one calibration image, a
+    non-negative ``max_drop``, and a quantization-aware-trained model (``qat``; None: not known yet) only
+    to int8 or float32. The command checks what it can before the model loads, :func:`to_tflite` again."""
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise ConfigError(f"unknown mode(s) {bad}; valid: {', '.join(MODES)}")
+    if io not in IO_TYPES:
+        raise ConfigError(f"unknown --io {io!r}; valid: {', '.join(IO_TYPES)}")
+    if io != "float32" and "int8" not in modes:
+        raise ConfigError(f"--io {io} sets the int8 model's input/output type: add --int8")
+    if calibrator not in CALIBRATORS:
+        raise ConfigError(f"unknown calibrator {calibrator!r}; valid: {', '.join(CALIBRATORS)}")
+    if calibration is not None and calibration < 1:
+        raise ConfigError(f"--calibration must be at least 1, got {calibration}")
+    if max_drop is not None and max_drop < 0:
+        raise ConfigError(f"--max-drop is the accuracy drop in points that fails the command (>= 0), got {max_drop}")
+    if qat:
+        wrong = [m for m in modes if m not in ("int8", "float32")]
+        if wrong:
+            raise ConfigError(f"a quantization-aware-trained model converts to int8 (or float32), not {', '.join(wrong)}")
 
 
 def is_qat_model(model) -> bool:
@@ -55,11 +99,6 @@ def model_samples(model, data, split: str, n: int | None) -> tuple[np.ndarray, n
 def representative_samples(model, data, n: int) -> np.ndarray:
     """``n`` training images in the form the model takes (raw or normalized), for calibration."""
     return model_samples(model, data, "train", n)[0]  # float32, or uint8 for a model with a uint8 input
-
-
-#: Who measures the int8 activation ranges: ``resnet-edge`` (XNNPACK on every core, :mod:`resnet_edge.calibrate`)
-#: or ``tensorflow`` (TensorFlow's own calibrator, one image at a time on one core).
-CALIBRATORS = ("resnet-edge", "tensorflow")
 
 
 def inference_function(model):
@@ -130,17 +169,8 @@ def to_tflite(
     from resnet_edge._native import release_memory
     from resnet_edge._tf import quiet_native_stderr, tf
 
-    if mode not in MODES:
-        raise ConfigError(f"unknown conversion mode {mode!r}; valid: {', '.join(MODES)}")
-    if io not in IO_TYPES:
-        raise ConfigError(f"unknown --io {io!r}; valid: {', '.join(IO_TYPES)}")
-    if io != "float32" and mode != "int8":
-        raise ConfigError(f"--io {io} applies to --int8 only; {mode} models keep float32 inputs and outputs")
-    if calibrator not in CALIBRATORS:
-        raise ConfigError(f"unknown calibrator {calibrator!r}; valid: {', '.join(CALIBRATORS)}")
     qat = is_qat_model(model)
-    if qat and mode not in ("int8", "float32"):
-        raise ConfigError(f"a quantization-aware-trained model converts to int8 (its ranges were learned), not {mode}")
+    check_request([mode], io, calibrator, qat=qat)
     converter = make_converter(model, mode, representative, io, qat)
     calibrated_here = mode == "int8" and not qat and calibrator == "resnet-edge" and not callable(representative)
     if settings is not None:
@@ -252,13 +282,6 @@ def _as_generator(representative) -> Callable[[], Iterable]:
     return gen
 
 
-def parity(model, tflite: bytes, data, split: str = "test", limit: int | None = None) -> dict:
-    """Run the Keras model and its TFLite conversion on the same samples of ``split`` (see
-    :func:`parity_arrays`)."""
-    x, y, _ = model_samples(model, data, split, limit)
-    return {"split": split, **parity_arrays(model, tflite, x, y)}
-
-
 def batch_for(x: np.ndarray) -> int:
     """Images per batch for a Keras or TFLite pass over ``x``: 64 small images, fewer large ones (16 at
     224x224: a batch of 64 took 1.35 GB for ResNet-18 and was only 15% faster)."""
@@ -277,10 +300,10 @@ def keras_scores(model, x: np.ndarray) -> np.ndarray:
                            for i in range(0, len(x), step)])
 
 
-def held_out(model, data, n: int) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray]:
-    """``n`` test images in the model's form, their labels, whether the data fit as they are, and the
-    Keras model's scores for them: what parity needs from the Keras side, the same for every mode."""
-    x, y, fits = model_samples(model, data, "test", n)
+def held_out(model, data, n: int | None, split: str = "test") -> tuple[np.ndarray, np.ndarray, bool, np.ndarray]:
+    """``n`` images of ``split`` (all when None) in the model's form, their labels, whether the data fit as they
+    are, and the Keras model's scores for them: what parity needs from the Keras side, the same for every mode."""
+    x, y, fits = model_samples(model, data, split, n)
     return x, y, fits, keras_scores(model, x)
 
 
@@ -317,14 +340,65 @@ def parity_arrays(model, tflite: bytes, x: np.ndarray, y: np.ndarray, count_accu
     return out
 
 
+class Converted:
+    """One mode's result from :func:`converted`: the ``.tflite`` bytes, the converter's exact settings, what
+    calibrated it (None where nothing did) and its parity with the Keras model (None without data)."""
+
+    def __init__(self, mode: str, tflite: bytes, settings: dict, calibration: dict | None, parity: dict | None):
+        self.mode, self.tflite, self.settings, self.calibration, self.parity = mode, tflite, settings, calibration, parity
+
+
+def converted(model, modes: list[str], *, data=None, io: str = "float32", calibration: int = 100,
+              calibrator: str = "resnet-edge", parity_split: str = "test", parity_samples: int | None = None,
+              finish: Callable[[str, bytes], bytes] | None = None,
+              progress: Callable[[str], None] | None = None) -> Iterator[Converted]:
+    """The one conversion pipeline, for the convert stage and the optimization stages alike: each of ``modes``
+    converted and checked, in turn (:class:`Converted`).
+
+    The ``calibration`` training images (read once, when a mode needs them and the model is not QAT) and the
+    held-out set (``parity_samples`` images of ``parity_split``, all when None; read and scored by Keras once
+    for every mode) are shared by every mode. ``finish(mode, tflite)`` gives the file as it will be shipped (the
+    convert stage adds its metadata there) before parity is measured on it. ``progress`` gets a line at each
+    step (calibration i/N, parity i/N)."""
+    qat = is_qat_model(model)
+    check_request(modes, io, calibrator, calibration=calibration, qat=qat)
+    say = progress or (lambda text: None)
+    rep = calibrated = None
+    if any(m in ("int8", "int16x8") for m in modes) and not qat:
+        if data is None:
+            raise ConfigError("int8 and int16x8 need calibration images: give data (--data)")
+        say(f"reading {calibration} calibration images")
+        rep, _, fits = model_samples(model, data, "train", calibration)
+        calibrated = {"samples": int(len(rep)), "split": "train", "data": data.name, "resized": not fits}
+    classes_match = data is not None and int(model.output_shape[-1]) == data.num_classes
+    parity_set = None  # computed beside the conversion instead, it measured 4% faster and took 300 MB more
+    for mode in modes:
+        settings: dict = {}
+        say(f"{mode}: converting")
+        quantized = mode in ("int8", "int16x8")
+        tfl = to_tflite(model, mode, representative=rep if quantized else None, io=io if mode == "int8" else "float32",
+                        settings=settings, calibrator=calibrator, progress=lambda text, mode=mode: say(f"{mode}: {text}"))
+        if finish is not None:
+            tfl = finish(mode, tfl)
+        figures = None
+        if data is not None:
+            if parity_set is None:
+                say(f"{mode}: parity: reading {parity_samples or 'every'} {parity_split} images, the Keras model's scores")
+                parity_set = held_out(model, data, parity_samples, parity_split)
+            x, y, fits_as_is, scores = parity_set
+            figures = {"split": parity_split, **parity_arrays(
+                model, tfl, x, y, count_accuracy=classes_match and fits_as_is,
+                progress=lambda text, mode=mode: say(f"{mode}: {text}"), scores=scores)}
+        yield Converted(mode, tfl, settings, calibrated if quantized else None, figures)
+
+
 def convert_and_check(model, data, mode: str = "float32", *, io: str = "float32", split: str = "test",
                       limit: int | None = None, calibration: int = 100) -> tuple[bytes, dict]:
-    """Convert ``model`` (calibrating on ``calibration`` training samples when the mode needs it) and
-    measure :func:`parity` on ``split``. Returns the ``.tflite`` bytes and the figures."""
-    needs = mode in ("int8", "int16x8") and not is_qat_model(model)
-    rep = representative_samples(model, data, calibration) if needs else None
-    tflite = to_tflite(model, mode, representative=rep, io=io)
-    return tflite, {"mode": mode, "io": io, "bytes": len(tflite), **parity(model, tflite, data, split, limit)}
+    """:func:`converted` for one mode, no file written (the QAT and pruning stages' int8 check): the
+    ``.tflite`` bytes and ``{"mode", "io", "bytes", "split", parity figures}`` on ``limit`` images of ``split``."""
+    c = next(converted(model, [mode], data=data, io=io, calibration=calibration, parity_split=split,
+                       parity_samples=limit))
+    return c.tflite, {"mode": mode, "io": io, "bytes": len(c.tflite), **c.parity}
 
 
 #: Ops that read their input's quantization when they are prepared, so the input tensor's scale and zero
@@ -359,3 +433,236 @@ def pixel_input_quantization(tfl: bytes) -> bytes:
     q.scale = np.asarray([1.0], dtype=np.float32)
     q.zeroPoint = np.asarray([zero], dtype=np.int64)
     return pack(m, len(tfl))
+
+
+def output_paths(name: str, modes: list[str], out: str | None, default_dir: Path = Path(".")) -> dict[str, Path]:
+    """One mode: OUT is the file (default ``default_dir``/NAME_MODE.tflite). Several, or an existing
+    directory: OUT is the directory that receives NAME_MODE.tflite files (default ``default_dir``)."""
+    is_dir = bool(out) and (Path(out).is_dir() or str(out).endswith(("/", os.sep)))  # a trailing slash: a directory
+    if len(modes) == 1 and not is_dir:
+        path = Path(out) if out else default_dir / f"{name}_{modes[0]}.tflite"
+        if path.suffix != ".tflite":
+            raise ConfigError(f"--out {path}: use a .tflite file name (e.g. {path.with_suffix('.tflite').name})")
+        return {modes[0]: ensure_writable(path, manifest=True)}
+    folder = Path(out) if out else default_dir
+    if folder.suffix == ".tflite":
+        raise ConfigError(f"--out {folder}: several modes write several files; give a directory instead")
+    return {m: ensure_writable(folder / f"{name}_{m}.tflite", manifest=True) for m in modes}
+
+
+def convert(
+    *,
+    model_path: str | Path | None = None,
+    spec=None,
+    modes: list[str],
+    out: str | None = None,
+    data=None,
+    calibration: int = 100,
+    io: str = "float32",
+    targets: tuple[str, ...] = (),
+    max_drop: float | None = None,
+    parity_samples: int | None = None,
+    check_old_runtime: bool = True,
+    trust: bool = False,
+    author: str = "",
+    license: str = "",
+    weights=None,
+    new_classifier: bool = False,
+    calibrator: str = "resnet-edge",
+    progress=None,
+) -> list[dict]:
+    """Convert a saved model (``model_path``) or a fresh one (``spec``) to every mode in ``modes``.
+
+    ``trust`` loads a model file without checking it for code (see :mod:`resnet_edge.keras_files`).
+    ``author`` and ``license`` go into the standard metadata that app frameworks read. ``weights``: a
+    :class:`~resnet_edge.arch.weights.WeightsFile` loaded into the fresh ``spec`` (``new_classifier``: keep
+    its fresh classifier).
+    ``calibrator`` measures the int8 activation ranges (see :data:`~resnet_edge.convert.CALIBRATORS`).
+    ``progress``, if given, gets a line at each step (calibration i/N, parity i/N, each check).
+    ``parity_samples`` held-out test images (default 500, or 100 when the data must be resized to the
+    model's input, where only agreement and differences mean something) measure parity.
+
+    Side effects: writes ``NAME_MODE.tflite`` (or ``out``) and a ``.json`` manifest beside each, together.
+    Each returned manifest has ``"written"`` (the full paths of both files) beside what the file holds.
+    Raises :class:`MaxDropError` (with every manifest) after writing when ``max_drop`` is exceeded (those
+    manifests say ``"status": "failed"``).
+    """
+    from resnet_edge.runtime import jobs
+    from resnet_edge.tflite import metadata as md
+    from resnet_edge.tflite import standard as std
+    from resnet_edge.tflite.inspect import inspect
+    from resnet_edge.tflite.readiness import report
+
+    modes = list(dict.fromkeys(modes or ["float32"]))
+    check_request(modes, io, calibrator, calibration=calibration, max_drop=max_drop)
+    if (model_path is None) == (spec is None):
+        raise ConfigError("give a MODEL file, or --depth/--model to build one (not both)")
+    # Beside the source model by default (a fresh model: the current directory). Checked before anything loads.
+    name = Path(model_path).stem if model_path is not None else spec.name  # the output files' name
+    paths = output_paths(name, modes, out, Path(model_path).parent if model_path is not None else Path("."))
+    source_manifest = {}
+    if model_path is not None:
+        from resnet_edge.arch.keras_model import load_model
+
+        model = load_model(model_path, trust=trust)
+        source_manifest = read_manifest(model_path)
+        arch = source_manifest.get("name") or (source_manifest.get("spec") or {}).get("name") or model.name
+        source = {"path": str(model_path), "sha256": sha256_file(model_path), "trained": source_manifest.get("trained")}
+    else:
+        from resnet_edge.arch.keras_model import build_model
+
+        model = build_model(spec)
+        arch = spec.name
+        source = {"built": spec.to_dict(), "trained": False}
+        if weights is not None:
+            from resnet_edge.arch.weights import load_into
+
+            loaded = load_into(model, weights, new_classifier=new_classifier)
+            source.update(trained=not new_classifier, sha256=sha256_file(weights.path),
+                          weights={"file": Path(weights.path).name, "format": weights.format, **loaded})
+    qat = is_qat_model(model)
+    check_request(modes, io, calibrator, qat=qat)
+    for p in paths.values():
+        if model_path is not None and manifest_path(p).resolve() == manifest_path(model_path).resolve():
+            raise ConfigError(f"--out {p} would overwrite {manifest_path(p).name}, the manifest of {Path(model_path).name}; "
+                              f"choose another name (e.g. {p.stem}_{next(iter(paths))}.tflite)")
+    classes_match = data is not None and int(model.output_shape[-1]) == data.num_classes
+    recipe = source_manifest.get("spec") or (spec.to_dict() if spec is not None else None)
+    labels = data.classes if classes_match else None
+    norm = source_manifest.get("normalization") or (
+        {"mean": list(recipe["preprocess"]["mean"]), "std": list(recipe["preprocess"]["std"]), "inside_model": True}
+        if recipe and recipe.get("preprocess") else None)
+    fits_as_is = data is None or data.image_size is None or data.image_size == int(model.input_shape[1])
+    # 500 held-out images; 100 when they must be resized (then only agreement and differences count)
+    n = parity_samples or (500 if fits_as_is else 100)
+    results = []
+    failed = []
+    say = progress or (lambda text: None)
+
+    def info_of(mode: str) -> dict:
+        return {
+            "format": "resnet_edge/1",
+            "name": arch,
+            "source_file": Path(model_path).name if model_path is not None else None,
+            "mode": mode,
+            "labels": labels,
+            "normalization": norm,
+            "input": {"size": int(model.input_shape[1]), "channels": 3, "pixels": "raw 0..255 RGB" if norm else "normalized"},
+            "recipe": recipe,
+            "trained": bool(source.get("trained")),
+            "tool": f"resnet-edge {__version__}",
+        }
+
+    def finish(mode: str, tfl: bytes) -> bytes:
+        """The file as shipped: the pixel input's quantization, our metadata and the standard metadata."""
+        if mode == "int8" and io != "float32" and norm:
+            tfl = pixel_input_quantization(tfl)
+        app = app_metadata(tfl, arch=arch, mode=mode, labels=labels, norm=norm, recipe=recipe, source=source,
+                           data_name=data.name if data is not None and classes_match else None, author=author,
+                           license=license)
+        return md.rewrite(tfl, info=info_of(mode), standard=std.encode(app),
+                          files={std.LABELS_FILE: std.labels_file(labels)} if labels is not None else {})
+
+    for done in converted(model, modes, data=data, io=io, calibration=calibration, calibrator=calibrator,
+                          parity_samples=n, finish=finish, progress=progress):
+        mode, tfl, settings, figures = done.mode, done.tflite, done.settings, done.parity
+        info = md.read_info(tfl)  # as embedded: with the content checksum
+        path = paths[mode]
+        status = "ok"
+        if max_drop is not None and figures and figures.get("accuracy_drop_points") is not None:
+            if figures["accuracy_drop_points"] > max_drop:
+                status = "failed"
+                failed.append(f"{path.name}: accuracy fell {figures['accuracy_drop_points']:.2f} points (> --max-drop {max_drop})")
+        say(f"{mode}: inspecting the model")
+        summary = inspect(tfl, targets=(), load_check=False)
+        with replace_together(path, manifest_path(path)) as (tmp_model, tmp_manifest):
+            # every check runs before the commit: a kill at any point leaves the old pair or the new one
+            tmp_model.write_bytes(tfl)
+            readiness = {}
+            for t in targets:
+                say(f"{mode}: {t} readiness")
+                readiness[t] = report(tfl, t)
+            old_runtime = None
+            if check_old_runtime:
+                say(f"{mode}: loading it in tflite-runtime 2.14")
+                old_runtime = jobs.tflite_runtime_check(tmp_model)
+            manifest = {
+                "kind": "tflite-model",
+                "name": arch,
+                "status": status,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "source": source,
+                "mode": mode,
+                "file": {"path": path.name, "bytes": len(tfl), "sha256": hashlib.sha256(tfl).hexdigest(),
+                         "content_sha256": summary["integrity"].get("sha256")},
+                "ops": summary["ops"],
+                "op_versions": summary["op_versions"],
+                "quantization": {**summary["quantization"], "inputs": summary["inputs"], "outputs": summary["outputs"]},
+                "converter_settings": settings,
+                "calibration": done.calibration,
+                "parity": figures,
+                "metadata": info,
+                "app_metadata": summary["app_metadata"],
+                "readiness": readiness,
+                "compatibility": {
+                    "min_runtime_version": summary["min_runtime_version"],
+                    "tflite_runtime_2_14": old_runtime,
+                },
+                "untrained_warning": None if source.get("trained") else
+                    "the source model is untrained: its accuracy (and any accuracy here) means nothing",
+            }
+            tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+        results.append({**manifest, "written": {"model": str(path), "manifest": str(manifest_path(path))}})
+    if failed:
+        raise MaxDropError("; ".join(failed) + " (models kept, manifests marked failed)", results)
+    return results
+
+
+def app_metadata(tfl: bytes, *, arch: str, mode: str, labels: list[str] | None, norm: dict | None, recipe: dict | None,
+                 source: dict, data_name: str | None, author: str = "", license: str = ""):
+    """The standard metadata (:mod:`resnet_edge.tflite.standard`) of a converted model. Our models
+    normalize inside and take raw 0..255 pixels, so the frameworks are told mean 0, std 1: feed the
+    pixels as they are (the training mean and std again would normalize twice). A model built without
+    built-in normalization gets none: what it expects is unknown, and ``inspect`` says so."""
+    from resnet_edge.tflite import standard as std
+    from resnet_edge.tflite.inspect import io_tensors
+
+    inputs, outputs = io_tensors(tfl)
+    size = inputs[0]["shape"][1]
+    classes = outputs[0]["shape"][-1]
+    softmax = (recipe or {}).get("classifier_activation", "softmax") == "softmax"
+    mean = std_ = None
+    lo, hi = [], []
+    if norm:
+        mean, std_ = [0.0], [1.0]
+        lo, hi = std.input_range(inputs[0]["dtype"], mean, std_)
+    trained = f", trained on {data_name}" if source.get("trained") and data_name else ("" if source.get("trained") else
+                                                                                     ", untrained")
+    inside = (f"it normalizes inside (mean {', '.join(f'{v:g}' for v in norm['mean'])}, std "
+              f"{', '.join(f'{v:g}' for v in norm['std'])}): feed raw 0..255 pixels") if norm else \
+        "it takes normalized values (built without --raw-input: the normalization is unknown)"
+    return std.ImageClassifierMetadata(
+        name=f"{arch} ({mode})",
+        description=(f"{arch}: a residual network (He et al., Deep Residual Learning for Image Recognition, 2015) "
+                     f"classifying {size}x{size} RGB images into {classes} classes{trained}; {mode}; converted by "
+                     f"resnet-edge {__version__}."),
+        version=(source.get("sha256") or "")[:12] or "untrained",
+        author=author, license=license,
+        input_description=f"An RGB image of {size}x{size} pixels; {inside}.",
+        mean=mean, std=std_, input_min=lo, input_max=hi,
+        output_name="probability" if softmax else "logits",
+        output_description=f"The {'probabilities' if softmax else 'logits (no softmax)'} of the {classes} classes, "
+                           f"in the order of {std.LABELS_FILE}." if labels is not None else
+                           f"The {'probabilities' if softmax else 'logits (no softmax)'} of the {classes} classes.",
+        labels=labels,
+    )
+
+
+class MaxDropError(ResnetEdgeError):
+    """``--max-drop`` exceeded; ``manifests`` holds every result (the models were written)."""
+
+    def __init__(self, message: str, manifests: list[dict]):
+        super().__init__(message)
+        self.manifests = manifests
+
+

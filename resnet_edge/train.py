@@ -50,6 +50,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from resnet_edge.arch.spec import Preprocess, ResNetSpec, resolve
 from resnet_edge.data.sources import Dataset
@@ -203,6 +204,42 @@ def default_head_epochs(freeze: str, epochs: int) -> int:
     """The head phase's share of the run: all of it for ``backbone``, else a quarter (at least 1) before
     fine-tuning starts, and none for a 1-epoch run."""
     return epochs if freeze == "backbone" else min(max(1, round(epochs / 4)), epochs - 1)
+
+
+def resumed_settings(saved: dict, recipe_args: dict, transfer: dict, given: set[str]) -> tuple[dict, dict]:
+    """``--resume``: the recipe and transfer options of the run saved in its folder, except those ``given`` again
+    (the names of the options the user typed)."""
+    recipe_args = {**saved["recipe"], **{k: v for k, v in recipe_args.items() if k in given}}
+    recipe_args["lr_boundaries"] = tuple(recipe_args["lr_boundaries"]) if recipe_args["lr_boundaries"] else None
+    transfer = {k: transfer[k] if k in given else saved["recipe"].get(k) for k in transfer}
+    return {k: v for k, v in recipe_args.items() if k not in transfer}, transfer
+
+
+def transfer_defaults(recipe_args: dict, given: set[str], train_images: int) -> dict:
+    """A transfer run's recipe where the user did not set it (``given``: the options typed): TRANSFER_LR, no
+    warm-up, and enough epochs for the train set's size (:func:`default_transfer_epochs`)."""
+    out = dict(recipe_args)
+    if "lr" not in given:
+        out["lr"] = TRANSFER_LR
+    if "warmup" not in given:
+        out["warmup"] = 0
+    if "epochs" not in given:
+        out["epochs"] = default_transfer_epochs(train_images, out["batch_size"])
+    return out
+
+
+def transfer_recipe(recipe_args: dict, transfer: dict, tuning: bool, train_images: int | None = None,
+                    classes: int | None = None) -> Recipe:
+    """The run's :class:`Recipe` (``tuning``: a transfer run, with ``transfer``'s freeze, head epochs and
+    fine-tuning rate). Without the data's size (before it loads) the transfer options are only checked; with
+    it, what was not given gets its default (:func:`default_freeze`, :func:`default_head_epochs`)."""
+    if not tuning:
+        return Recipe(**recipe_args)
+    freeze = transfer["freeze"] or (default_freeze(train_images, classes) if train_images is not None else "none")
+    frozen_stages(freeze)  # a bad value is named before the head default is worked out from it
+    head = transfer["head_epochs"]
+    head = default_head_epochs(freeze, recipe_args["epochs"]) if head is None else head
+    return Recipe(**recipe_args, freeze=freeze, head_epochs=head, fine_tune_lr=transfer["fine_tune_lr"])
 
 
 def _stage_of(layer_name: str) -> int | None:
@@ -426,6 +463,7 @@ def train(
     verbose: int | None = None,
     stop_after: int | None = None,
     checkpoint_every: int = 1,
+    progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Train ``spec`` on ``data`` into ``run_dir``; return the final manifest.
 
@@ -435,6 +473,8 @@ def train(
     a resumed run goes on from the newest one and trains the epochs after it again, to the same result.
     ``weights`` (a :class:`~resnet_edge.arch.weights.WeightsFile`, with ``recipe.freeze`` set) starts a
     transfer run from it with a new classifier; a resumed transfer run needs it only to check it.
+    ``progress`` gets the run's own lines (weights loaded, head and fine-tuning phases; default: stderr when
+    ``verbose``); ``verbose`` is Keras's, for its epoch lines.
     Side effects: writes the run directory described in the module docstring; with ``resume`` it
     continues the newest checkpoint there and refuses one made for another model, data, recipe or weights.
     """
@@ -451,6 +491,7 @@ def train(
     data = data.subset(limit)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
+    say = progress if progress is not None else (lambda text: _say(verbose, text))
     if weights is not None and not recipe.transfer:
         raise ConfigError("a run from weights needs a transfer recipe (Recipe.freeze: backbone, none or stages:N)")
     if recipe.transfer and weights is None and not resume:
@@ -496,14 +537,14 @@ def train(
                 identity.update(load_into(model, weights, new_classifier=True))
                 head = model.get_layer("predictions")  # zero-initialized (BiT): uniform predictions at the start
                 head.set_weights([w * 0 for w in head.get_weights()])
-                _say(verbose, f"loaded {identity['layers']} layers of {identity['file']} ({identity['format']}); "
+                say(f"loaded {identity['layers']} layers of {identity['file']} ({identity['format']}); "
                               f"new classifier for {spec.classes} classes")
             if phase:
                 set_phase(model, recipe, phase, flags)
             compile_model(model, recipe, spec)
         _add_weight_decay(model, recipe.weight_decay)  # not serialized: added again on every start
     if phase == "head" and not state:
-        _say(verbose, f"head: {recipe.head_epochs} epoch(s) training the classifier at lr {recipe.lr:g} on a frozen "
+        say(f"head: {recipe.head_epochs} epoch(s) training the classifier at lr {recipe.lr:g} on a frozen "
                       "backbone (BatchNorm in inference mode)")
     start = state["epoch"] if state else 0
     history: list[dict] = state["history"] if state else []
@@ -522,7 +563,7 @@ def train(
                 set_phase(model, recipe, phase, flags)
                 compile_model(model, recipe, spec)
                 model.optimizer.iterations.assign(step)
-            _say(verbose, f"fine-tune from epoch {epoch + 1}: {describe_freeze(recipe.freeze)}; lr {recipe.tune_lr:g}")
+            say(f"fine-tune from epoch {epoch + 1}: {describe_freeze(recipe.freeze)}; lr {recipe.tune_lr:g}")
         train_ds = make_dataset(
             data, "train", input_size=spec.input_size, batch_size=recipe.batch_size, training=True,
             seed=recipe.seed, epoch=epoch,

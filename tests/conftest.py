@@ -68,7 +68,7 @@ def trained_resnet20(digits, tmp_path_factory):
 @pytest.fixture(scope="session")
 def converted(trained_resnet20, digits, tmp_path_factory):
     """All five modes of the trained model, converted in one call (int8 with int8 input/output)."""
-    from resnet_edge.export import convert
+    from resnet_edge.convert import convert
 
     out = tmp_path_factory.mktemp("tfl")
     manifests = convert(model_path=trained_resnet20, modes=["float32", "float16", "dynamic", "int8", "int16x8"], out=str(out),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -46,7 +45,7 @@ def task_library_python():
 def app_models(converted, trained_resnet20, digits, tmp_path_factory):
     """Every mode convert writes, int8 with float, uint8 and int8 input/output (float32, float16, dynamic and
     int8 --io int8 from the session's conversion)."""
-    from resnet_edge.export import convert
+    from resnet_edge.convert import convert
 
     out = tmp_path_factory.mktemp("app")
     folder, _ = converted

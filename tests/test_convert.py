@@ -104,7 +104,7 @@ def test_gpu_incompatible_op_is_reported():
 def test_qat_model_converts_without_representative_data(qat_run, digits, tmp_path):
     import shutil
 
-    from resnet_edge.export import convert
+    from resnet_edge.convert import convert
 
     for name in ("q.h5", "q.json"):  # the shared QAT model and its manifest, in a folder of this test's own
         shutil.copy(qat_run[0].with_name(name), tmp_path / name)
@@ -119,7 +119,7 @@ def test_qat_model_converts_without_representative_data(qat_run, digits, tmp_pat
 
 
 def test_pruned_model_keeps_zeros_in_tflite(pruned_run, digits, tmp_path):
-    from resnet_edge.export import convert
+    from resnet_edge.convert import convert
     from resnet_edge.tflite.inspect import inspect
 
     (m,) = convert(model_path=pruned_run[0], modes=["float32"], out=str(tmp_path / "p_float32.tflite"), data=digits,
@@ -238,7 +238,7 @@ def test_convert_errors(trained, tmp_path):
 
 
 def test_single_mode_into_existing_directory(trained, digits, tmp_path):
-    from resnet_edge.export import convert
+    from resnet_edge.convert import convert
 
     (m,) = convert(model_path=trained, modes=["float16"], out=str(tmp_path), data=digits, parity_samples=20,
                    check_old_runtime=False)
@@ -265,7 +265,7 @@ def test_max_drop_fails_but_keeps_model(trained, digits, tmp_path):
     import dataclasses
 
     from resnet_edge.data.sources import Split
-    from resnet_edge.export import convert
+    from resnet_edge.convert import convert
 
     blank = dataclasses.replace(digits, train=Split(digits.train.y, np.zeros_like(digits.train.x)))
     with pytest.raises(ResnetEdgeError, match="max-drop"):
@@ -278,15 +278,15 @@ def test_max_drop_fails_but_keeps_model(trained, digits, tmp_path):
 
 def test_max_drop_failure_prints_the_table_then_the_error(converted, trained, monkeypatch):
     """The CLI prints the results table and where the files went, then the failure line (exit 1)."""
-    import resnet_edge.export as export
+    import resnet_edge.convert as stage
 
     out, m = converted
     manifests = [m["int8"]]
 
     def failing(**kwargs):
-        raise export.MaxDropError("model_int8.tflite: accuracy fell 5.00 points (> --max-drop 1.0)", manifests)
+        raise stage.MaxDropError("model_int8.tflite: accuracy fell 5.00 points (> --max-drop 1.0)", manifests)
 
-    monkeypatch.setattr(export, "convert", failing)
+    monkeypatch.setattr(stage, "convert", failing)
     r = CliRunner().invoke(cli, ["convert", str(trained), "--int8", "--max-drop", "1"])
     assert r.exit_code == 1
     assert "top-1 agree" in r.stdout and f"wrote {m['int8']['written']['model']}" in r.stdout

@@ -44,7 +44,7 @@ def one_clean_line(proc_or_result, fragment: str) -> None:
 @pytest.fixture(scope="module")
 def ours(trained_resnet20, digits, tmp_path_factory):
     """float32 and dynamic-range models written by `convert` (with their manifests)."""
-    from resnet_edge.export import convert
+    from resnet_edge.convert import convert
 
     out = tmp_path_factory.mktemp("ours")
     convert(model_path=trained_resnet20, modes=["float32", "dynamic"], out=str(out) + "/", data=digits,
@@ -678,7 +678,7 @@ def test_hostile_paths(trained_resnet20, digits, tmp_path):
     assert proc.returncode == 0 and "top-1" in proc.stdout, proc.stderr
     assert "\\udcff\\udcfe model.keras" in proc.stdout  # shown escaped, never as raw bytes
     out = tmp_path / "a $(touch PWNED); 'b\".tflite"
-    from resnet_edge.export import convert
+    from resnet_edge.convert import convert
 
     convert(model_path=trained_resnet20, modes=["float32"], out=str(out), data=digits, parity_samples=10)
     assert out.exists() and not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()

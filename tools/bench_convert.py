@@ -51,7 +51,7 @@ from resnet_edge.data import load
 data = load("digits")
 from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resolve
 from resnet_edge.arch.keras_model import build_model
-from resnet_edge.export import convert
+from resnet_edge.convert import convert
 depth, family, mode, out = int(sys.argv[1]), sys.argv[2] or None, sys.argv[3], sys.argv[4]
 probe = resolve(depth, family=family)
 fits = probe.family == "cifar" and data.image_size == probe.input_size

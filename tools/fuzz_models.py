@@ -321,7 +321,7 @@ def _first_ready(pool, busy) -> int:
 def make_models(folder: Path) -> list[Path]:
     """A ResNet-20 trained briefly on the digits, converted by `resnet-edge convert` in every mode."""
     from resnet_edge.data import load
-    from resnet_edge.export import convert
+    from resnet_edge.convert import convert
     from resnet_edge.train import Recipe, spec_for_data, train
 
     digits = load("digits")

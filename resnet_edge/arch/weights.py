@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_edge.errors import ResnetEdgeError
+from resnet_edge.errors import ConfigError, ResnetEdgeError
 
 #: Keras Applications' caffe preprocessing: these means are subtracted from B, G, R.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -541,6 +541,45 @@ KERAS_FILES = {
     152: ("resnet152", "100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
 }
 TIMM_URL = "https://huggingface.co/timm/resnet{depth}.tv_in1k"
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    """The network a weights file makes: its depth and variant, the classes (the file's unless others are
+    asked for: then the classifier is new), the normalization the weights were trained with, and a warning
+    about the file (a checksum that differs from the published one)."""
+
+    file: WeightsFile
+    depth: int
+    variant: str
+    classes: int
+    preprocess: object  # arch.spec.Preprocess
+    new_classifier: bool
+    warning: str | None = None
+
+
+def choose(path: str | os.PathLike, depth: int | None = None, variant: str | None = None, classes: int | None = None,
+           raw_input: str | None = None) -> WeightsChoice:
+    """The weights at ``path`` (``imagenet``: the published file for ``depth`` and ``variant`` from the weight
+    folders), described and checked tensor by tensor against the network's plan before TensorFlow loads;
+    :class:`ResnetEdgeError` in one line when the file is not for ``depth`` or ``variant``."""
+    from resnet_edge.arch.spec import Preprocess
+
+    warning = None
+    if str(path) == "imagenet":
+        if depth is None:
+            raise ConfigError("--weights imagenet needs --depth (18, 34, 50, 101 or 152)")
+        path, warning = imagenet_file(depth, variant)
+    wf = describe(path)
+    if depth is not None and depth != wf.depth:
+        raise ConfigError(f"{Path(path).name} holds ResNet-{wf.depth} weights, not ResNet-{depth}: "
+                              f"drop --depth or give --depth {wf.depth}")
+    if variant is not None and variant != wf.variant:
+        raise ConfigError(f"{Path(path).name} is a {wf.variant} network ({wf.format}), not {variant}")
+    new_classifier = wf.classes is None or (classes is not None and classes != wf.classes)
+    check_file(wf)  # every tensor against the plan, before TensorFlow loads and before anything is written
+    return WeightsChoice(wf, wf.depth, wf.variant, classes or wf.classes or 1000,
+                         Preprocess(wf.mean, wf.std, raw_input or "float32"), new_classifier, warning)
 
 
 def weight_folders() -> list[Path]:

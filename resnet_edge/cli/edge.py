@@ -122,7 +122,7 @@ def bench(model_paths, runtime, precision, accelerator, fallback, kernels, threa
 
     target = _target(target_text)
     settings = _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, weight_cache,
-                         local=target.kind == "local", precision=precision)
+                         local=target.local, precision=precision)
     _tmp.use_private_tempdir()
     inputs = None
     if source:
@@ -221,7 +221,7 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, precisio
         raise click.BadParameter("eval needs Python on the device (ssh://); on Android, bench measures latency with "
                                  "benchmark_model, which gives no predictions", param_hint="--target")
     base = _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options,
-                     local=target.kind == "local", precision=precision)[0]
+                     local=target.local, precision=precision)[0]
     diff = None
     if diff_spec:
         from resnet_edge.runtime.setting import parse_setting
@@ -230,7 +230,7 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, precisio
         if len(sides) != 2:
             raise click.BadParameter(f"expected two settings separated by a comma (cpu,gpu), got {diff_spec!r}",
                                      param_hint="--diff")
-        diff = [parse_setting(side, base, local=target.kind == "local") for side in sides]
+        diff = [parse_setting(side, base, local=target.local) for side in sides]
     from resnet_edge.measure.evaluation import DEVICE_FOLDER
 
     on_device = (source or "").startswith(DEVICE_FOLDER)

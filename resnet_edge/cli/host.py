@@ -6,7 +6,6 @@ TensorFlow is imported inside the commands that need it, after every option is c
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -15,7 +14,6 @@ from resnet_edge.cli.options import (BATCH, CLASSES, DATA_OPTION, DEPTH, EPOCHS,
                                      TRUST_OPTION, Finite, _check_model_file, _floats, _ratio, _triple, _warmup)
 from resnet_edge.cli.render import (_build_human, _channels_human, _convert_human, _echo_json_or, _evaluate_human,
                                     _prune_human, _qat_human, _train_human)
-from resnet_edge.errors import ConfigError
 
 
 @click.command()
@@ -126,34 +124,23 @@ def build(depth, model_name, family, plain, shortcut, variant, input_size, class
 
 def _weights_options(path, depth, model_name, family, plain, variant, classes, raw_input, normalization_given):
     """Check the options that --weights decides (before TensorFlow is imported); return the weights file's
-    description and the depth, variant, classes, normalization and whether the classifier is new."""
-    from resnet_edge.arch.spec import Preprocess
-    from resnet_edge.arch.weights import describe, imagenet_file
+    description and the depth, variant, classes, normalization and whether the classifier is new
+    (:func:`resnet_edge.arch.weights.choose`)."""
+    from resnet_edge.arch.weights import choose
 
     if model_name or plain or family == "cifar":
         raise click.UsageError("--weights loads an ImageNet ResNet: give --depth (or nothing: the file says), not "
                                "--model, --plain or --family cifar")
-    if path == "imagenet":
-        if depth is None:
-            raise click.UsageError("--weights imagenet needs --depth (18, 34, 50, 101 or 152)")
-        path, warning = imagenet_file(depth, variant)
-        if warning:
-            click.echo(f"warning: {warning}", err=True)
-    wf = describe(path)
-    if depth is not None and depth != wf.depth:
-        raise ConfigError(f"{Path(path).name} holds ResNet-{wf.depth} weights, not ResNet-{depth}: "
-                          f"drop --depth or give --depth {wf.depth}")
-    if variant is not None and variant != wf.variant:
-        raise ConfigError(f"{Path(path).name} is a {wf.variant} network ({wf.format}), not {variant}")
+    if path == "imagenet" and depth is None:
+        raise click.UsageError("--weights imagenet needs --depth (18, 34, 50, 101 or 152)")
+    c = choose(path, depth, variant, classes, raw_input)
     if normalization_given:
+        wf = c.file
         raise click.UsageError(f"--mean/--std: the weights decide the normalization ({wf.format}: mean "
                                f"{', '.join(f'{v:g}' for v in wf.mean)}, std {', '.join(f'{v:g}' for v in wf.std)})")
-    new_classifier = wf.classes is None or (classes is not None and classes != wf.classes)
-    from resnet_edge.arch.weights import check_file
-
-    check_file(wf)  # every tensor against the plan, before TensorFlow loads and before anything is written
-    return (wf, wf.depth, wf.variant, classes or wf.classes or 1000, Preprocess(wf.mean, wf.std, raw_input or "float32"),
-            new_classifier)
+    if c.warning:
+        click.echo(f"warning: {c.warning}", err=True)
+    return c.file, c.depth, c.variant, c.classes, c.preprocess, c.new_classifier
 
 
 @click.command()
@@ -220,7 +207,7 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
     from resnet_edge.arch.spec import spec_from_dict
     from resnet_edge.data import load
     from resnet_edge.io import check_run_folder
-    from resnet_edge.train import saved_run, spec_for_data
+    from resnet_edge.train import resumed_settings, saved_run, spec_for_data, transfer_defaults, transfer_recipe
     from resnet_edge.train import train as run_training
 
     check_run_folder(out)
@@ -231,23 +218,19 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
     saved = saved_run(out) if resume else None
     if resume and not saved:
         raise click.ClickException(f"nothing to resume in {out}: no checkpoint there; drop --resume to start a run")
-    if saved:  # --resume: what was not given again comes from the checkpoint
-        recipe_args = {**saved["recipe"], **{k: v for k, v in recipe_args.items() if k in given}}
-        recipe_args["lr_boundaries"] = tuple(recipe_args["lr_boundaries"]) if recipe_args["lr_boundaries"] else None
-        source = source if "source" in given else saved["data"]
-        limit = limit if "limit" in given else saved["limit"]
     transfer = {"freeze": freeze, "head_epochs": head_epochs, "fine_tune_lr": fine_tune_lr}
     asked = any(v is not None for v in transfer.values())
-    if saved:
-        transfer = {k: transfer[k] if k in given else saved["recipe"].get(k) for k in transfer}
-        recipe_args = {k: v for k, v in recipe_args.items() if k not in transfer}
+    if saved:  # --resume: what was not given again comes from the checkpoint
+        recipe_args, transfer = resumed_settings(saved, recipe_args, transfer, given)
+        source = source if "source" in given else saved["data"]
+        limit = limit if "limit" in given else saved["limit"]
     wf = _train_weights(weights, asked, saved, depth, model_name, family, plain, source)
     depth = wf.depth if wf else depth
     tuning = bool(wf or (saved and saved.get("weights")))
     early = dict(recipe_args)  # checked before the data loads; the defaults that depend on it come after
     if tuning and not saved and "epochs" not in given:
         early["epochs"] = max(early["epochs"], transfer["head_epochs"] or 0)
-    recipe = _transfer_recipe(early, transfer, tuning)
+    recipe = transfer_recipe(early, transfer, tuning)
     model_given = given & {"model_name", "depth", "family", "plain", "shortcut", "input_size"}
     if not saved or model_given:
         _check_model_choice(model_name, depth, family, plain, input_size, source)
@@ -260,16 +243,9 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
         spec = spec_for_data(data, model=model_name, depth=depth, family=family, plain=plain, shortcut=shortcut,
                              input_size=input_size, force=force, weights=wf)
     if wf and not saved:
-        from resnet_edge.train import TRANSFER_LR, default_transfer_epochs
-
         images = min(len(data.train), limit or len(data.train))
-        if "lr" not in given:
-            recipe_args["lr"] = TRANSFER_LR
-        if "warmup" not in given:
-            recipe_args["warmup"] = 0
-        if "epochs" not in given:
-            recipe_args["epochs"] = default_transfer_epochs(images, recipe_args["batch_size"])
-        recipe = _transfer_recipe(recipe_args, transfer, tuning, images, data.num_classes)
+        recipe_args = transfer_defaults(recipe_args, given, images)
+        recipe = transfer_recipe(recipe_args, transfer, tuning, images, data.num_classes)
     if not as_json:
         sizes = f"{min(len(data.train), limit or len(data.train))} train / {min(len(data.val), limit or len(data.val))} val images"
         click.echo(f"{'Resuming' if saved else 'Training'} {spec.name} on {data.name} ({sizes}) in {out}", err=True)
@@ -294,22 +270,6 @@ def _train_weights(weights, asked, saved, depth, model_name, family, plain, sour
     if saved and not saved.get("weights"):
         raise click.UsageError("the run in the --out folder started from scratch: drop --weights to resume it")
     return _weights_options(weights, depth, model_name, family, plain, None, None, None, False)[0]
-
-
-def _transfer_recipe(recipe_args: dict, transfer: dict, tuning: bool, train_images: int | None = None,
-                     classes: int | None = None):
-    """The run's Recipe (``tuning``: a transfer run). Without the data's size (before it loads) the transfer
-    options are only checked; with it, what was not given gets its default (``train.default_freeze``,
-    ``train.default_head_epochs``)."""
-    from resnet_edge.train import Recipe, default_freeze, default_head_epochs, frozen_stages
-
-    if not tuning:
-        return Recipe(**recipe_args)
-    freeze = transfer["freeze"] or (default_freeze(train_images, classes) if train_images is not None else "none")
-    frozen_stages(freeze)  # a bad value is named before the head default is worked out from it
-    head = transfer["head_epochs"]
-    head = default_head_epochs(freeze, recipe_args["epochs"]) if head is None else head
-    return Recipe(**recipe_args, freeze=freeze, head_epochs=head, fine_tune_lr=transfer["fine_tune_lr"])
 
 
 #: Sources whose images always have one size: a model for them can be advised before they load.
@@ -481,9 +441,10 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     (a Lambda layer, ...) before it is loaded: --trust. --weights starts the fresh network from
     published ImageNet weights (see `resnet-edge build --help`).
     """
-    from resnet_edge.arch.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resolve
+    from resnet_edge.arch.spec import resolve
+    from resnet_edge.build import fresh_spec
+    from resnet_edge.convert import convert as run_convert
     from resnet_edge.data import load
-    from resnet_edge.export import convert as run_convert
     from resnet_edge.tflite.standard import check_text
 
     _check_model_file(model_path, trust)
@@ -507,14 +468,7 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
     elif depth is not None or model_name is not None:
         if model_path:
             raise click.UsageError("give a MODEL file or --depth/--model, not both")
-        probe = resolve(depth, model=model_name, family=family)
-        fits = probe.family == "cifar" and data.image_size == probe.input_size
-        # normalization inside, so the model takes raw pixels as an app feeds them: the data's mean and std
-        # when the model is for that data, else ImageNet's
-        pre = Preprocess(tuple(data.mean), tuple(data.std), "float32") if fits else \
-            Preprocess(IMAGENET_MEAN, IMAGENET_STD, "float32")
-        spec = resolve(depth, model=model_name, family=family,
-                       classes=classes or (data.num_classes if fits else None), preprocess=pre)
+        spec = fresh_spec(depth, model_name, family, classes, data)
         if not as_json:
             click.echo(f"Building {spec.name} on the spot (normalization inside: it takes raw 0..255 pixels); its weights "
                        "are untrained, so its accuracy means nothing.", err=True)
@@ -522,7 +476,7 @@ def convert(model_path, depth, model_name, family, classes, want_float32, want_f
         raise click.UsageError("give a MODEL file, or --depth/--model to build one")
     if not as_json:
         click.echo(f"Converting to {', '.join(modes)} ...", err=True)
-    from resnet_edge.export import MaxDropError
+    from resnet_edge.convert import MaxDropError
     from resnet_edge.ui import end_progress, progress_line
 
     show = progress_line(as_json)

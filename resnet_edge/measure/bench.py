@@ -56,7 +56,7 @@ def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int 
         raise ConfigError("give at least one model")
     target = target or LOCAL
     if target.kind != "adb":  # benchmark_model's settings are checked by targets.adb
-        settings = [s.check(local=target.kind == "local") for s in settings]
+        settings = [s.check(local=target.local) for s in settings]
     paths = [str(p) for p in paths]
     if baseline is not None and str(baseline) not in paths:
         paths = [str(baseline)] + paths
@@ -147,7 +147,7 @@ def predict(model, settings: list[Setting], x: np.ndarray, *, verify: bool = Tru
     if target.kind == "adb":
         raise ConfigError(f"{target}: eval runs on an ssh:// target (Python on the device); on Android, bench measures "
                           "latency with benchmark_model, which gives no predictions")
-    local = target.kind == "local"
+    local = target.local
     settings = [s.check(local=local) for s in settings]
     what = "the runtime" if local else str(target)
     runner = open_target(target)

@@ -112,7 +112,7 @@ def add(name: str, url: str, note: str = "", replace: bool = False) -> dict:
     if name == "local":
         raise ConfigError("'local' is this machine already; choose another name")
     target = parse_url(url, name=name)
-    if target.kind == "local":
+    if target.local:
         raise ConfigError("a saved device is ssh://... or adb://...; 'local' needs no name")
     if len(note) > MAX_NOTE or not all(c.isprintable() for c in note):
         raise ConfigError(f"--note is one line of at most {MAX_NOTE} characters")

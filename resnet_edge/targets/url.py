@@ -49,6 +49,11 @@ class TargetURL:
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def local(self) -> bool:
+        """This machine: a delegate's path and the like are checked here, not on a device."""
+        return self.kind == "local"
+
 
 def parse_url(text: str, name: str | None = None) -> TargetURL:
     """``local``, ``ssh://...`` or ``adb://...`` -> :class:`TargetURL`; anything else is a ConfigError."""
