@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from resnet_edge.measure.bench import predict
+from resnet_edge.runtime.runner import check_model
 
 from resnet_edge.runtime.setting import Setting
 from resnet_edge.tflite import metadata as md
@@ -87,7 +88,7 @@ def ours(model: Path, x: np.ndarray) -> np.ndarray:
     """Our runtime's top-1 (each model and input once per session: both clients compare with it)."""
     key = (str(model), hashlib.sha256(x.tobytes()).hexdigest())
     if key not in _OURS:
-        ((scores, _),) = predict(model, [Setting(threads=2)], x.astype(np.float32))
+        ((scores, _),) = predict(check_model(model), [Setting(threads=2)], x.astype(np.float32))
         _OURS[key] = scores.argmax(1)
     return _OURS[key]
 
@@ -152,8 +153,8 @@ def test_integer_input_gets_one_step_per_pixel(trained_resnet20, digits, tmp_pat
     a.write_bytes(raw)
     b.write_bytes(fixed)
     test = np.round(dim[:32])  # pixels both quantizations represent
-    sa = predict(a, [Setting(threads=1)], test, verify=False)[0][0]
-    sb = predict(b, [Setting(threads=1)], test, verify=False)[0][0]
+    sa = predict(check_model(a, verify=False), [Setting(threads=1)], test)[0][0]
+    sb = predict(check_model(b, verify=False), [Setting(threads=1)], test)[0][0]
     assert (sa.argmax(1) == sb.argmax(1)).mean() >= 0.95 and np.abs(sa - sb).max() < 0.1
 
 

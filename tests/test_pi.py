@@ -64,8 +64,8 @@ def test_same_predictions_as_on_x86(pi, models, digits, mode, exact):
 
     c = check_model(models[mode])
     x, _ = model_inputs(digits, "test", c["inputs"], c["outputs"], preprocessing(c["info"], digits), limit=100)
-    [(here, _)] = predict(models[mode], [Setting(threads=1)], x)
-    [(there, described)] = predict(models[mode], [Setting(threads=1)], x, target=resolve(pi), timeout=900)
+    [(here, _)] = predict(c, [Setting(threads=1)], x)
+    [(there, described)] = predict(c, [Setting(threads=1)], x, target=resolve(pi), timeout=900)
     assert there.shape == here.shape
     if exact:
         assert np.array_equal(here, there), f"int8 differs on arm64: max {np.abs(here - there).max()}"

@@ -217,6 +217,7 @@ def test_convert_starts_from_weights(tmp_path):
     from safetensors.numpy import save_file
 
     from resnet_edge.measure.bench import predict
+    from resnet_edge.runtime.runner import check_model
 
     from resnet_edge.runtime.setting import Setting
     from tests.torchvision_reference import forward, random_state_dict
@@ -231,7 +232,7 @@ def test_convert_starts_from_weights(tmp_path):
     assert m["metadata"]["normalization"]["std"] == [58.395, 57.12, 57.375]
     assert m["app_metadata"]["normalization"] == {"mean": [0.0], "std": [1.0]}
     x = photos()[:2]
-    ((scores, _),) = predict(tmp_path / "r18.tflite", [Setting(threads=2)], x)
+    ((scores, _),) = predict(check_model(tmp_path / "r18.tflite"), [Setting(threads=2)], x)
     want = forward(sd, x, 18)
     assert (scores.argmax(1) == want.argmax(1)).all()
     softmax = np.exp(want - want.max(1, keepdims=True))

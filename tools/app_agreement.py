@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     from PIL import Image
 
     from resnet_edge.measure.bench import predict
-
+    from resnet_edge.runtime.runner import check_model
     from resnet_edge.runtime.setting import Setting
     from resnet_edge.tflite.inspect import io_tensors
     from resnet_edge.tflite import standard as std
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
             labels = std.parse_labels(files_in[std.LABELS_FILE], std.LABELS_FILE) if std.LABELS_FILE in files_in else None
             if list(x.shape[1:3]) != list(size):
                 sys.exit(f"the images are {x.shape[1]}x{x.shape[2]}; give images of the model's size {size}")
-            ((scores, _),) = predict(r["model"], [Setting(threads=2)], x)
+            ((scores, _),) = predict(check_model(r["model"]), [Setting(threads=2)], x)
             ours = scores.argmax(1)
             index = np.array([e["index"] for e in r["results"]])
             row.update(images=len(files), top1=float((names == truth).mean()),

@@ -127,7 +127,8 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtimes, preci
     resnet-edge sweep m_int8.tflite --target nuc --runtime litert,openvino --threads 1,4
     resnet-edge results compare m_f32.tflite m_int8.tflite
     """
-    from resnet_edge.cli.options import _target, _threads
+    from resnet_edge.cli.options import _threads
+    from resnet_edge.targets import resolve
     from resnet_edge.errors import ConfigError
     from resnet_edge.io import sha256_file
     from resnet_edge.measure import sweep as sweeping
@@ -136,7 +137,7 @@ def sweep(model_paths, target_texts, accelerators, threads_text, runtimes, preci
     from resnet_edge.runtime.setting import Setting
 
     threads = _threads(None, None, threads_text)
-    targets = [_target(t) for t in dict.fromkeys(target_texts)]
+    targets = [resolve(t) for t in dict.fromkeys(target_texts)]
     for t in targets:
         if "nnapi" in accelerators and t.kind != "adb":
             raise click.BadParameter(f"nnapi runs on Android only ({t} is not adb://)", param_hint="--accelerator")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import click
 
-from resnet_edge.cli.options import (TRUST_OPTION, Finite, _check_model_file, _load_data, _numbers, _settings, _target,
+from resnet_edge.cli.options import (TRUST_OPTION, Finite, _check_model_file, _load_data, _numbers, _settings,
                                      _triple, runtime_options, target_options)
 from resnet_edge.cli.render import _bench_human, _echo_json_or, _eval_human, _inspect_human, _metadata_human
 from resnet_edge.errors import ConfigError, ResnetEdgeError
+from resnet_edge.targets import resolve
 from resnet_edge.ui import end_progress, progress_line
 
 
@@ -120,7 +121,7 @@ def bench(model_paths, runtime, precision, accelerator, fallback, kernels, threa
     from resnet_edge import _tmp
     from resnet_edge.measure.bench import bench as run_bench
 
-    target = _target(target_text)
+    target = resolve(target_text)
     settings = _settings(runtime, accelerator, fallback, kernels, threads, delegate, delegate_options, weight_cache,
                          local=target.local, precision=precision)
     _tmp.use_private_tempdir()
@@ -216,7 +217,7 @@ def eval_(model_path, source, split, limit, resize, mean, std, runtime, precisio
     """
     if len(threads) > 1:
         raise click.BadParameter("eval takes one thread count", param_hint="--threads")
-    target = _target(target_text)
+    target = resolve(target_text)
     if target.kind == "adb":
         raise click.BadParameter("eval needs Python on the device (ssh://); on Android, bench measures latency with "
                                  "benchmark_model, which gives no predictions", param_hint="--target")

@@ -192,13 +192,6 @@ def target_options(f):
                              "or a saved device's name (resnet-edge devices).")(f)
 
 
-def _target(text):
-    """The parsed target (no connection yet): a malformed URL or unknown name fails here, in one line."""
-    from resnet_edge.targets import resolve
-
-    return resolve(text)
-
-
 def _load_data(source: str, need: bool = True):
     from resnet_edge.data import load
 

@@ -30,11 +30,6 @@ from resnet_edge.targets import LOCAL, open_target
 from resnet_edge.ui import safe_text
 
 
-def _checked(model, verify: bool) -> dict:
-    """``model``: a path, or what :func:`check_model` returned for it (checked once, handed down)."""
-    return model if isinstance(model, dict) else check_model(model, verify)
-
-
 def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int = 50, warmup: int = 5,
           rounds: int = 1, samples: dict[str, np.ndarray] | None = None, baseline: str | os.PathLike | None = None,
           measure_memory: bool = True, keep_times: bool = False, verify: bool = True,
@@ -136,13 +131,11 @@ def _with_baseline(result: dict, paths: list[str], baseline) -> dict:
             "records": records}
 
 
-def predict(model, settings: list[Setting], x: np.ndarray, *, verify: bool = True,
-            progress: Callable[[str], None] | None = None, target=None,
-            timeout: float | None = None) -> list[tuple[np.ndarray, dict]]:
+def predict(checked: dict, settings: list[Setting], x: np.ndarray, *, progress: Callable[[str], None] | None = None,
+            target=None, timeout: float | None = None) -> list[tuple[np.ndarray, dict]]:
     """Scores (float32, dequantized) of ``x`` (float, in the model's form) with each setting, and each
-    setting's description and per-image latency figures. ``model``: a path, or :func:`check_model`'s
-    result for it; ``target``: where it runs (this machine by default, or an ssh:// device)."""
-    checked = _checked(model, verify)
+    setting's description and per-image latency figures. ``checked``: :func:`check_model`'s result for the
+    model (checked once, handed down); ``target``: where it runs (this machine by default, or an ssh:// device)."""
     target = target or LOCAL
     if target.kind == "adb":
         raise ConfigError(f"{target}: eval runs on an ssh:// target (Python on the device); on Android, bench measures "
@@ -152,7 +145,6 @@ def predict(model, settings: list[Setting], x: np.ndarray, *, verify: bool = Tru
     what = "the runtime" if local else str(target)
     runner = open_target(target)
     memory = _child.memory_limit(checked["bytes"]) + int(x.nbytes) * 3
-    classes = _classes(checked)
     out = []
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
         xin = os.path.join(tmp, "x.npy")
@@ -162,27 +154,19 @@ def predict(model, settings: list[Setting], x: np.ndarray, *, verify: bool = Tru
                    "outputs": ["y.npy"]}
             result, files = runner.run(job, {"m.tflite": checked["path"], "x.npy": xin}, ("y.npy",), memory=memory,
                                        timeout=timeout, progress=progress, reply_bytes=reply_limit(1))
-            scores = read_scores(io.BytesIO(files["y.npy"]), len(x), classes, what)
+            scores = read_scores(io.BytesIO(files["y.npy"]), len(x), checked["classes"], what)
             out.append((scores, {"setting": s.label(), **device_setting(result, 0, 1, what)}))
     return out
 
 
-def _classes(checked: dict) -> int | None:
-    """How many scores a model gives per image (None: unknown without the schema)."""
-    outputs = checked.get("outputs")
-    if outputs and len(outputs) == 1 and outputs[0]["shape"]:
-        return int(outputs[0]["shape"][-1])
-    return None
-
-
-def predict_folder(model, settings: list[Setting], folder: str, pre: dict, *, target, limit: int | None = None,
-                   verify: bool = True, timeout: float | None = None, progress=None, max_pixels: int | None = None):
+def predict_folder(checked: dict, settings: list[Setting], folder: str, pre: dict, *, target, limit: int | None = None,
+                   timeout: float | None = None, progress=None, max_pixels: int | None = None):
     """Scores of the images in ``folder`` on the ssh ``target`` (data that lives on the device), with each
-    setting: ``(results as predict's, labels, class names, images skipped as unreadable, the first skipped
-    files named: "PATH (why)")``. ``max_pixels``: the runner's bound on an image before it decodes it."""
+    setting, for the model :func:`check_model` checked: ``(results as predict's, labels, class names, images
+    skipped as unreadable, the first skipped files named: "PATH (why)")``. ``max_pixels``: the runner's bound on
+    an image before it decodes it."""
     if target is None or target.kind != "ssh":
         raise ConfigError("device-folder: data is read by the runner on an ssh:// target; give --target ssh://...")
-    checked = _checked(model, verify)
     settings = [s.check(local=False) for s in settings]
     runner = open_target(target)
     outputs = [f"y{i}.npy" for i in range(len(settings))]
@@ -199,7 +183,7 @@ def predict_folder(model, settings: list[Setting], folder: str, pre: dict, *, ta
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or not 2 <= len(classes) <= 100_000 \
             or labels.min() < 0 or labels.max() >= len(classes) or result.get("images") not in (None, len(labels)):
         raise BadReply(f"{target}: the device's reply about {safe_text(folder, 120)} is malformed")
-    out = [(read_scores(io.BytesIO(files[outputs[i]]), len(labels), _classes(checked), str(target)),
+    out = [(read_scores(io.BytesIO(files[outputs[i]]), len(labels), checked["classes"], str(target)),
             {"setting": s.label(), **device_setting(result, i, len(settings), str(target))})
            for i, s in enumerate(settings)]
     skipped = result.get("skipped")

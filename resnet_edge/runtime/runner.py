@@ -162,8 +162,8 @@ class TFLiteModel:
 def check_model(path: str | os.PathLike, verify: bool = True) -> dict:
     """Read and check a model before any runtime sees it (:func:`read_checked`), once: the checked model
     that bench and eval hand down to every run.
-    ``{"path", "integrity": ..., "info": metadata or None, "bytes": n, "inputs": [...], "outputs": [...]}`` (the
-    tensors are None where the schema module is missing). A damaged model of ours raises one line; a
+    ``{"path", "integrity": ..., "info": metadata or None, "bytes": n, "inputs": [...], "outputs": [...],
+    "classes": scores per image}`` (the tensors and the classes are None where the schema module is missing). A damaged model of ours raises one line; a
     foreign one is "unverified"."""
     content, _, status, info = read_checked(path, verify)
     try:
@@ -172,8 +172,9 @@ def check_model(path: str | os.PathLike, verify: bool = True) -> dict:
         inputs, outputs = io_tensors(content)
     except MissingDependencyError:  # no flatbuffer schema here (tflite-runtime alone)
         inputs = outputs = None
+    classes = int(outputs[0]["shape"][-1]) if outputs and len(outputs) == 1 and outputs[0]["shape"] else None
     return {"path": str(path), "integrity": status, "info": info, "bytes": len(content), "inputs": inputs,
-            "outputs": outputs}
+            "outputs": outputs, "classes": classes}
 
 
 def takes_raw_pixels(info: dict | None) -> bool:
