@@ -179,6 +179,27 @@ def test_eval_accuracy_equals_converts_manifest(models, mode):
     assert j["preprocessing"]["raw"] is True and j["integrity"] == "verified"
 
 
+def test_evaluate_and_eval_report_the_same_figures_with_the_same_keys(models, trained_resnet20):
+    """One evaluation module: `evaluate` (the Keras model) and `eval` (its float32 .tflite) on the same 200 test
+    images report the same figures under the same keys, each equal to what convert's parity measured."""
+    paths, m = models
+    keras = CliRunner().invoke(cli, ["evaluate", str(trained_resnet20), "--limit", "200", "--json"])
+    tfl = CliRunner().invoke(cli, ["eval", str(paths["float32"]), "--limit", "200", "--json"])
+    assert keras.exit_code == 0 and tfl.exit_code == 0, keras.output + tfl.output
+    keras, tfl = json.loads(keras.output), json.loads(tfl.output)
+    figures = {"n", "top1", "top5", "top_k", "per_class", "confusions", "confusion_matrix"}
+    assert figures <= set(keras) and figures <= set(tfl)
+    assert keras["n"] == tfl["n"] == 200 and keras["top_k"] == tfl["top_k"] == 5
+    assert keras["top1"] == m["float32"]["parity"]["keras_accuracy"]
+    assert tfl["top1"] == m["float32"]["parity"]["tflite_accuracy"]
+    assert [(c["class"], c["n"]) for c in keras["per_class"]] == [(c["class"], c["n"]) for c in tfl["per_class"]]
+    assert [sum(row) for row in keras["confusion_matrix"]] == [sum(row) for row in tfl["confusion_matrix"]]
+    for r in (keras, tfl):  # the named confusions are the matrix's largest off-diagonal cells, at most five
+        cells = sorted((n for i, row in enumerate(r["confusion_matrix"]) for j, n in enumerate(row) if i != j and n),
+                       reverse=True)[:5]
+        assert [c["count"] for c in r["confusions"]] == cells
+
+
 def test_eval_human_output_and_gates(models):
     paths, m = models
     r = CliRunner().invoke(cli, ["eval", str(paths["int8"]), "--limit", "200", "--max-drop", "5"])
