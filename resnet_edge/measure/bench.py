@@ -21,8 +21,7 @@ import numpy as np
 
 from resnet_edge import _child
 from resnet_edge.errors import ConfigError, ResnetEdgeError
-from resnet_edge.runtime.jobs import read_npy, read_scores
-from resnet_edge.runtime.replies import (OURS, BadReply, bad_field, clean, clean_machine, device_records,
+from resnet_edge.runtime.replies import (OURS, BadReply, HarnessFailed, bad_field, clean, clean_machine, device_records,
                                          device_setting, reply_limit)
 from resnet_edge.runtime.runner import check_model, takes_raw_pixels
 from resnet_edge.runtime.setting import Setting
@@ -154,7 +153,7 @@ def predict(checked: dict, settings: list[Setting], x: np.ndarray, *, progress: 
                    "outputs": ["y.npy"]}
             result, files = runner.run(job, {"m.tflite": checked["path"], "x.npy": xin}, ("y.npy",), memory=memory,
                                        timeout=timeout, progress=progress, reply_bytes=reply_limit(1))
-            scores = read_scores(io.BytesIO(files["y.npy"]), len(x), checked["classes"], what)
+            scores = _read_scores(io.BytesIO(files["y.npy"]), len(x), checked["classes"], what)
             out.append((scores, {"setting": s.label(), **device_setting(result, 0, 1, what)}))
     return out
 
@@ -176,14 +175,14 @@ def predict_folder(checked: dict, settings: list[Setting], folder: str, pre: dic
     result, files = runner.run(job, {"m.tflite": checked["path"]}, (*outputs, "labels.npy"),
                                memory=_child.memory_limit(checked["bytes"]), timeout=timeout, progress=progress,
                                reply_bytes=reply_limit(len(settings), extra=24 << 20))
-    labels = read_npy(io.BytesIO(files["labels.npy"]), np.int64, None, 0)
+    labels = _read_npy(io.BytesIO(files["labels.npy"]), np.int64, None, 0)
     classes = result.get("classes")
     if not len(labels):
         raise BadReply(f"{target}: the device found no images in {safe_text(folder, 120)} (its labels are empty): refused")
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or not 2 <= len(classes) <= 100_000 \
             or labels.min() < 0 or labels.max() >= len(classes) or result.get("images") not in (None, len(labels)):
         raise BadReply(f"{target}: the device's reply about {safe_text(folder, 120)} is malformed")
-    out = [(read_scores(io.BytesIO(files[outputs[i]]), len(labels), checked["classes"], str(target)),
+    out = [(_read_scores(io.BytesIO(files[outputs[i]]), len(labels), checked["classes"], str(target)),
             {"setting": s.label(), **device_setting(result, i, len(settings), str(target))})
            for i, s in enumerate(settings)]
     skipped = result.get("skipped")
@@ -192,3 +191,35 @@ def predict_folder(checked: dict, settings: list[Setting], folder: str, pre: dic
     named = [f"{f.get('path')} ({f.get('why')})" for f in clean(result.get("skipped_files") or [])[:20]
              if isinstance(f, dict)] if isinstance(result.get("skipped_files"), list) else []
     return out, labels, [safe_text(c, 200) for c in classes], skipped, named
+
+
+def _read_npy(f, dtype, n: int | None, max_row: int) -> np.ndarray:
+    """A .npy from a child or a device, read without pickles and bounded: ``dtype``, ``n`` rows (any number up
+    to 10M when None) of at most ``max_row`` values (0: one dimension)."""
+    try:
+        with f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, got = read_header(f)
+            rows_ok = bool(shape) and (shape[0] == n if n is not None else shape[0] <= 10_000_000)
+            row_ok = len(shape) == 1 if max_row == 0 else int(np.prod(shape[1:])) <= max_row
+            if got != dtype or not rows_ok or not row_ok:
+                raise ValueError(f"an array of shape {shape} and type {got}")
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise HarnessFailed(f"the runtime's results are unreadable ({exc})") from None
+
+
+def _read_scores(path, n: int, classes: int | None = None, what: str = "the runtime") -> np.ndarray:
+    """Scores a child or a device wrote, without pickles: ``n`` rows of ``classes`` float32 values (at most 1M
+    when unknown), two dimensions, every value finite (NaN scores would count as a class)."""
+    scores = _read_npy(open(path, "rb") if isinstance(path, (str, os.PathLike)) else path, np.float32, n, 1_000_000)
+    if scores.ndim != 2 or (classes is not None and scores.shape[1] != classes):
+        raise BadReply(f"{what} returned scores of shape {scores.shape} for {n} images of "
+                       f"{classes if classes is not None else 'some'} classes: refused")
+    bad = int(np.count_nonzero(~np.isfinite(scores)))
+    if bad:
+        raise BadReply(f"{what} returned {bad:,} scores that are NaN or infinite ({bad / scores.size:.0%}): the model or "
+                       "the runtime is broken; no accuracy can be computed")
+    return scores

@@ -1,5 +1,5 @@
-"""Running the device harness in a child Python here, and reading what a harness (here or on a device) gives
-back: its result line, its ``.npy`` files (bounded, no pickles). Edge side: stdlib and numpy.
+"""Running the device harness in a child Python here, and reading its result line (bounded, never evaluated).
+Edge side: stdlib and numpy.
 
 The child is this Python, or for ``runtime="tflite-runtime"`` where this Python cannot import it, the side
 environment of ``tools/make_tflite_runtime_env.sh`` (``$RESNET_EDGE_TFLITE_RUNTIME_PYTHON`` or
@@ -15,11 +15,9 @@ import subprocess
 import sys
 from typing import Callable
 
-import numpy as np
-
 from resnet_edge import _child, harness
 from resnet_edge.errors import MissingDependencyError
-from resnet_edge.runtime.replies import BadReply, HarnessFailed
+from resnet_edge.runtime.replies import HarnessFailed
 from resnet_edge.ui import safe_text
 
 OLD_RUNTIME_ENV = "RESNET_EDGE_TFLITE_RUNTIME_PYTHON"
@@ -102,38 +100,6 @@ def parse_result(returncode: int, got: "_child.Collected", crashed: Callable) ->
     if not isinstance(result, dict):
         raise HarnessFailed("the measurement gave no result")
     return result
-
-
-def read_npy(f, dtype, n: int | None, max_row: int) -> np.ndarray:
-    """A .npy from a child or a device, read without pickles and bounded: ``dtype``, ``n`` rows (any number up
-    to 10M when None) of at most ``max_row`` values (0: one dimension)."""
-    try:
-        with f:
-            version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, got = read_header(f)
-            rows_ok = bool(shape) and (shape[0] == n if n is not None else shape[0] <= 10_000_000)
-            row_ok = len(shape) == 1 if max_row == 0 else int(np.prod(shape[1:])) <= max_row
-            if got != dtype or not rows_ok or not row_ok:
-                raise ValueError(f"an array of shape {shape} and type {got}")
-            f.seek(0)
-            return np.load(f, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise HarnessFailed(f"the runtime's results are unreadable ({exc})") from None
-
-
-def read_scores(path, n: int, classes: int | None = None, what: str = "the runtime") -> np.ndarray:
-    """Scores a child or a device wrote, without pickles: ``n`` rows of ``classes`` float32 values (at most 1M
-    when unknown), two dimensions, every value finite (NaN scores would count as a class)."""
-    scores = read_npy(open(path, "rb") if isinstance(path, (str, os.PathLike)) else path, np.float32, n, 1_000_000)
-    if scores.ndim != 2 or (classes is not None and scores.shape[1] != classes):
-        raise BadReply(f"{what} returned scores of shape {scores.shape} for {n} images of "
-                       f"{classes if classes is not None else 'some'} classes: refused")
-    bad = int(np.count_nonzero(~np.isfinite(scores)))
-    if bad:
-        raise BadReply(f"{what} returned {bad:,} scores that are NaN or infinite ({bad / scores.size:.0%}): the model or "
-                       "the runtime is broken; no accuracy can be computed")
-    return scores
 
 
 def tflite_runtime_check(tflite_path: str | os.PathLike, python: str | None = None) -> dict:
