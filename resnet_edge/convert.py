@@ -470,6 +470,7 @@ def convert(
     new_classifier: bool = False,
     calibrator: str = "resnet-edge",
     progress=None,
+    name: str | None = None,
 ) -> list[dict]:
     """Convert a saved model (``model_path``) or a fresh one (``spec``) to every mode in ``modes``.
 
@@ -479,6 +480,7 @@ def convert(
     its fresh classifier).
     ``calibrator`` measures the int8 activation ranges (see :data:`~resnet_edge.convert.CALIBRATORS`).
     ``progress``, if given, gets a line at each step (calibration i/N, parity i/N, each check).
+    ``name`` names the files (default: the model file's name, or the built network's).
     ``parity_samples`` held-out test images (default 500, or 100 when the data must be resized to the
     model's input, where only agreement and differences mean something) measure parity.
 
@@ -498,7 +500,8 @@ def convert(
     if (model_path is None) == (spec is None):
         raise ConfigError("give a MODEL file, or --depth/--model to build one (not both)")
     # Beside the source model by default (a fresh model: the current directory). Checked before anything loads.
-    name = Path(model_path).stem if model_path is not None else spec.name  # the output files' name
+    if name is None:  # the output files' name: NAME_MODE.tflite
+        name = Path(model_path).stem if model_path is not None else spec.name
     paths = output_paths(name, modes, out, Path(model_path).parent if model_path is not None else Path("."))
     source_manifest = {}
     if model_path is not None:

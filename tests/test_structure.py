@@ -12,65 +12,21 @@ dependency: it only moves the moment it is paid). Three rules are held:
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "resnet_edge"
+from resnet_edge._imports import graph as read_graph
+from resnet_edge._imports import imports as _imports
+from resnet_edge._imports import reached
+
 EDGE_ROOMS = ("measure", "targets", "runtime", "tflite", "harness")
 TF_TOPS = {"tensorflow", "tf_keras", "keras", "tensorflow_model_optimization"}
 
 
-def _modules() -> dict[str, Path]:
-    out = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out[".".join(parts)] = path
-    return out
-
-
-def _imports(path: Path, name: str, modules: dict[str, Path]) -> tuple[set[str], set[str]]:
-    """The package modules `name` imports (module and function level) and the outside top-level packages."""
-    tree = ast.parse(path.read_text(), str(path))
-    is_package = path.name == "__init__.py"
-    inside, outside = set(), set()
-
-    def add(target: str) -> None:
-        if target.split(".")[0] != "resnet_edge":
-            outside.add(target.split(".")[0])
-            return
-        while target not in modules and "." in target:
-            target = target.rsplit(".", 1)[0]
-        if target != name:
-            inside.add(target)
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                add(alias.name)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".") if is_package else name.split(".")[:-1]
-                base = base[: len(base) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module
-            for alias in node.names:
-                sub = f"{module}.{alias.name}"
-                add(sub if sub in modules else module)
-    return inside, outside
-
-
 @pytest.fixture(scope="module")
 def graph():
-    modules = _modules()
-    edges, outside = {}, {}
-    for name, path in modules.items():
-        edges[name], outside[name] = _imports(path, name, modules)
-    return edges, outside
+    return read_graph()
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -124,6 +80,7 @@ def test_the_reader_sees_the_imports_it_must(tmp_path):
     assert inside == {"resnet_edge.b", "resnet_edge.pkg.c"}
     assert outside == {"os", "tensorflow"}
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _chain({"a": {"b"}, "b": {"c"}, "c": set()}, "a", "c") == ["a", "b", "c"]
 
 
 def test_no_import_circle_between_files(graph):
@@ -148,26 +105,29 @@ def test_no_import_circle_between_rooms(graph):
         ", ".join(ties[(a, b)] for a in c for b in rooms[a] if b in c) for c in found)
 
 
+def _chain(edges, start: str, end: str) -> list[str]:
+    """One chain of imports from ``start`` to ``end`` (breadth first)."""
+    came, todo = {start: None}, [start]
+    while todo:
+        v = todo.pop(0)
+        for w in sorted(edges[v]):
+            if w not in came:
+                came[w] = v
+                todo.append(w)
+    chain = [end]
+    while came[chain[-1]] is not None:
+        chain.append(came[chain[-1]])
+    return chain[::-1]
+
+
 def test_the_edge_side_reaches_nothing_of_tensorflow(graph):
     edges, outside = graph
     host = {m for m, tops in outside.items() if tops & TF_TOPS}
     assert "resnet_edge._tf" in host  # the reader found the one place TensorFlow is imported
     for start in sorted(m for m in edges if _room(m) in EDGE_ROOMS):
-        seen, todo, came = {start}, [start], {start: None}
-        while todo:
-            v = todo.pop()
-            for w in edges[v]:
-                if w not in seen:
-                    seen.add(w)
-                    came[w] = v
-                    todo.append(w)
-        bad = sorted(seen & host)
+        bad = sorted(reached(edges, start) & host)
         if bad:
-            chain, v = [], bad[0]
-            while v:
-                chain.append(v)
-                v = came[v]
-            pytest.fail(f"{start} reaches TensorFlow: {' -> '.join(reversed(chain))}")
+            pytest.fail(f"{start} reaches TensorFlow: {' -> '.join(_chain(edges, start, bad[0]))}")
 
 
 def test_the_device_harness_imports_nothing_of_the_package(graph):

@@ -440,3 +440,26 @@ def _json_or_text(text):
     except (TypeError, ValueError):
         return text
 
+
+def _run_human(r: dict) -> str:
+    """``run``'s table: one row per variant, mode and target setting, then the gates' verdict."""
+    from resnet_edge.ui import table
+
+    def ms(v):
+        return "-" if v is None else f"{v:.3g}"
+
+    rows = [{"variant": x["variant"], "mode": x["mode"], "size": f"{x['bytes'] / 1e3:.1f} kB",
+             "top1": f"{100 * x['top1']:.2f}%", "drop": "-" if x["drop_points"] is None else f"{x['drop_points']:+.2f}",
+             "agree": f"{100 * x['agreement']:.1f}%", "where": f"{x['target']} {x['setting'] or ''}".strip()
+             if x.get("target") else "-", "p50": ms(x["p50_ms"]), "p90": ms(x["p90_ms"]),
+             "speedup": "-" if x["speedup"] is None else f"{x['speedup']:.2f}x",
+             "gates": "pass" if not x["failed"] else "FAIL: " + "; ".join(x["failed"])}
+            for x in r["rows"]]
+    text = table(rows, [("variant", "variant"), ("mode", "mode"), ("size", "size"), ("top1", "top-1"),
+                        ("drop", "drop"), ("agree", "agree"), ("where", "where"), ("p50", "p50 ms"),
+                        ("p90", "p90 ms"), ("speedup", "vs f32"), ("gates", "gates")],
+                 right={"size", "top1", "drop", "agree", "p50", "p90", "speedup"})
+    passing = ", ".join(" ".join(p) for p in r["passing"]) or "none"
+    ran = f"{len(r['ran'])} stage(s) ran" if r["ran"] else "every stage was up to date"
+    return f"{text}\nmeets every gate: {passing}; {ran}; folder {safe_text(r['folder'], 200)}"
+

@@ -1,0 +1,415 @@
+"""``resnet-edge run``: every stage of a recipe (:mod:`resnet_edge.recipe`), each skipped when nothing it depends
+on has changed (host side: it trains and converts).
+
+The stages are the codebase's own stage functions, the ones the commands call: ``train`` (:func:`resnet_edge.train.
+train`), the float model's ``reference`` accuracy (:func:`resnet_edge.evaluate.evaluate`), per variant ``optimize``
+(:mod:`resnet_edge.optimize`), ``convert`` (:func:`resnet_edge.convert.convert`) and per mode ``validate`` (the
+accuracy and agreement with the float model by :func:`resnet_edge.measure.evaluation.evaluate_tflite`, the latency
+on every target by :func:`resnet_edge.measure.bench.bench`).
+
+A stage's key is the sha256 of its inputs' sha256, its settings and the code it runs (the source of its module and
+of every module that one imports: :func:`resnet_edge._imports.code_digest`). Each stage writes its files
+atomically, then ``stage.json`` (the key, what went in, the sha256 of every output, its result): a stage whose
+record matches its key and whose outputs are intact is skipped; otherwise it runs, and the line says why (never
+run, settings, an input or the code changed, an output deleted or damaged). So a changed setting reruns exactly
+the stages downstream of it, and a run killed at any moment continues when run again: training resumes from its
+checkpoint, a stage cut off before its record runs again. One run at a time holds the run folder's lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from resnet_edge.errors import ConfigError, ResnetEdgeError
+from resnet_edge.io import atomic_write_bytes, exclusive, sha256_file
+
+
+@dataclass
+class Stage:
+    """One step of a run: its name, its folder, the sha256 of what goes in, its settings, the modules whose
+    code it runs, the files it must leave, and the function that makes them (``work(stage) -> result``)."""
+
+    name: str
+    folder: Path
+    inputs: dict[str, str]
+    settings: dict
+    code: tuple[str, ...]
+    outputs: tuple[str, ...]
+    work: Callable[["Stage"], dict]
+    after: tuple[str, ...] = ()
+    result: dict | None = None
+    why: str = ""
+    ran: bool = False
+
+    def key(self) -> str:
+        from resnet_edge._imports import code_digest
+
+        body = {"stage": self.name, "inputs": self.inputs, "settings": self.settings, "code": code_digest(*self.code)}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def record_path(self) -> Path:
+        return self.folder / "stage.json"
+
+    def record(self) -> dict | None:
+        try:
+            with open(self.record_path, "rb") as f:
+                raw = f.read(16 << 20)
+            record = json.loads(raw)
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def stale(self) -> str:
+        """Why this stage must run ("" when what is on disk is its result)."""
+        record = self.record()
+        if record is None:
+            return "never run" if not self.record_path.exists() else "its record is unreadable"
+        if record.get("key") != self.key():
+            if record.get("settings") != json.loads(json.dumps(self.settings, default=str)):
+                old, new = record.get("settings") or {}, self.settings
+                changed = sorted(k for k in set(old) | set(new) if json.dumps(old.get(k), default=str, sort_keys=True)
+                                 != json.dumps(new.get(k), default=str, sort_keys=True))
+                return f"settings changed ({', '.join(changed) or 'their form'})"
+            if record.get("inputs") != self.inputs:
+                changed = sorted(k for k in set(record.get("inputs") or {}) | set(self.inputs)
+                                 if (record.get("inputs") or {}).get(k) != self.inputs.get(k))
+                return f"its input changed ({', '.join(changed)})"
+            return "its code changed"
+        for name in self.outputs:
+            path = self.folder / name
+            if not path.exists():
+                return f"{name} was deleted"
+            if sha256_file(path) != (record.get("outputs") or {}).get(name):
+                return f"{name} was changed or damaged"
+        return ""
+
+    def output(self, name: str) -> Path:
+        return self.folder / name
+
+
+@dataclass
+class Run:
+    """A recipe's stages in order, the folder they live in, and what they share: the data (read once), its
+    digest, and the weights a pretrained start loads."""
+
+    recipe: dict
+    folder: Path
+    stages: list[Stage] = field(default_factory=list)
+    data: object = None
+    data_digest: str = ""
+    weights: object = None
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def data_digest(data) -> str:
+    """What identifies a data set's content: the arrays of an in-memory source; an image folder's files by path,
+    size and modification time (reading every image would cost more than the stage it guards)."""
+    h = hashlib.sha256(json.dumps({"name": data.name, "classes": data.classes}).encode())
+    for split in ("train", "val", "test"):
+        part = data.split(split)
+        h.update(split.encode())
+        h.update(part.y.tobytes() if hasattr(part.y, "tobytes") else json.dumps(list(map(int, part.y))).encode())
+        if part.x is not None:
+            h.update(part.x.tobytes())
+        for f in part.files or []:
+            st = os.stat(f)
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambda text: None) -> Run:
+    """The stages of ``recipe`` in ``folder`` (nothing runs yet; the data is read to key the first stage)."""
+    from resnet_edge.data import load
+
+    folder = Path(folder)
+    run = Run(recipe, folder)
+    for v in recipe["variants"]:
+        if v.get("input_size") is not None:
+            raise ConfigError(f"variants: {v['name']}: input_size (a resolution of its own) is in the schema for the "
+                              "search to come and not built yet: leave it out (the model's own size is used)")
+    data = load(recipe["data"])
+    run.data = data
+    run.data_digest = data_digest(data)
+    weights_sha = None
+    if recipe.get("weights"):
+        from resnet_edge.arch.weights import choose
+
+        m = recipe.get("model") or {}
+        run.weights = choose(recipe["weights"], m.get("depth"))
+        weights_sha = sha256_file(run.weights.file.path)
+    else:
+        run.weights = None
+    train = Stage("train", folder / "train", {"data": run.data_digest, **({"weights": weights_sha} if weights_sha else {})},
+                  {"model": recipe.get("model"), "train": recipe["train"], "data": recipe["data"]},
+                  ("resnet_edge.train",), ("model.keras",), lambda st: _train(run, st, say))
+    run.stages.append(train)
+    reference = Stage("reference", folder / "reference", {"model": "train/model.keras", "data": run.data_digest},
+                      {"split": recipe["validate"]["split"], "limit": recipe["validate"]["limit"]},
+                      ("resnet_edge.evaluate",), (), lambda st: _reference(run, st), after=("train",))
+    run.stages.append(reference)
+    for v in recipe["variants"]:
+        base, made_by = "train/model.keras", "train"
+        if v.get("optimize"):
+            (method, settings), = v["optimize"].items()
+            out = "model.h5" if method == "qat" or (method == "prune" and settings.get("pqat")) else "model.keras"
+            opt = Stage(f"optimize:{v['name']}", folder / "variants" / v["name"] / "optimize",
+                        {"model": base, "data": run.data_digest}, {method: settings, "limit": recipe["train"]["limit"]},
+                        (_OPT_MODULES[method],), (out,), lambda st, m=method, s=settings: _optimize(run, st, m, s, say),
+                        after=("train",))
+            run.stages.append(opt)
+            base, made_by = f"variants/{v['name']}/optimize/{out}", opt.name
+        files = tuple(f"{v['name']}_{mode}.tflite" for mode in v["modes"])
+        conv = Stage(f"convert:{v['name']}", folder / "variants" / v["name"] / "convert",
+                     {"model": base, "data": run.data_digest},
+                     {"modes": v["modes"], "io": v["io"], "calibration": v["calibration"]},
+                     ("resnet_edge.convert",), files, lambda st, v=v, base=base: _convert(run, st, v, base, say),
+                     after=(made_by,))
+        run.stages.append(conv)
+        for mode, file in zip(v["modes"], files):
+            val = Stage(f"validate:{v['name']}:{mode}", folder / "variants" / v["name"] / f"validate_{mode}",
+                        {"model": f"variants/{v['name']}/convert/{file}", "float": "train/model.keras",
+                         "data": run.data_digest},
+                        {**{k: recipe["validate"][k] for k in ("split", "limit", "runs", "warmup", "targets")},
+                         "runtime": v["runtime"]},
+                        ("resnet_edge.measure.evaluation", "resnet_edge.measure.bench", "resnet_edge.evaluate"),
+                        (), lambda st, v=v, mode=mode, file=file: _validate(run, st, v, mode, file, say),
+                        after=(conv.name, "train"))
+            run.stages.append(val)
+    return run
+
+
+_OPT_MODULES = {"qat": "resnet_edge.optimize.qat", "prune": "resnet_edge.optimize.prune",
+                "channels": "resnet_edge.optimize.channels"}
+
+
+def _resolve_inputs(run: Run, stage: Stage) -> None:
+    """Input files named by their place in the run -> their sha256 now (after the stages before have run)."""
+    for k, v in list(stage.inputs.items()):
+        if isinstance(v, str) and v.endswith((".keras", ".h5", ".tflite")):
+            path = run.folder / v
+            stage.inputs[k] = sha256_file(path) if path.exists() else f"missing:{v}"
+
+
+def execute(run: Run, *, dry_run: bool = False, progress: Callable[[str], None] = lambda text: None) -> list[Stage]:
+    """Run (or with ``dry_run`` only say) every stage that is stale, in order; return the stages with
+    ``ran``, ``why`` and ``result`` set. The run folder's lock is held throughout."""
+    run.folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with exclusive(run.folder, wait=0):
+        would: set[str] = set()  # the stages a dry run says would run
+        for i, stage in enumerate(run.stages, 1):
+            _resolve_inputs(run, stage)
+            why = stage.stale()
+            before = [a for a in stage.after if a in would]
+            if dry_run and before and (not why or why.startswith("its input changed")):
+                why = f"{before[0]} runs first, so its input may change"
+            stage.why = why
+            head = f"[{i}/{len(run.stages)}] {stage.name}"
+            if not why:
+                stage.result = stage.record().get("result")
+                progress(f"{head}: up to date, skipped")
+                continue
+            if dry_run:
+                progress(f"{head}: would run ({why})")
+                would.add(stage.name)
+                continue
+            progress(f"{head}: running ({why}); {time.monotonic() - started:.0f} s so far")
+            t0 = time.monotonic()
+            stage.folder.mkdir(parents=True, exist_ok=True)
+            stage.result = stage.work(stage) or {}
+            stage.ran = True
+            record = {"stage": stage.name, "key": stage.key(), "inputs": stage.inputs,
+                      "settings": json.loads(json.dumps(stage.settings, default=str)),
+                      "outputs": {n: sha256_file(stage.output(n)) for n in stage.outputs},
+                      "seconds": round(time.monotonic() - t0, 2), "result": stage.result}
+            atomic_write_bytes(stage.record_path, (json.dumps(record, indent=2, default=str) + "\n").encode())
+            progress(f"{head}: done in {record['seconds']:.1f} s")
+    return run.stages
+
+
+# --- the stages ---------------------------------------------------------------------------------------------
+
+
+def _fresh(stage: Stage) -> None:
+    """A stage that reruns for another key starts from an empty folder (a killed attempt with the same key keeps
+    what it left: training resumes from its checkpoint)."""
+    attempt = stage.folder / "attempt.json"
+    key = stage.key()
+    try:
+        same = json.loads(attempt.read_text()).get("key") == key
+    except (OSError, ValueError):
+        same = False
+    if not same and stage.folder.exists():
+        for child in stage.folder.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    stage.folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(attempt, json.dumps({"key": key}).encode())
+
+
+def _train(run: Run, stage: Stage, say) -> dict:
+    from resnet_edge.train import saved_run, spec_for_data, train, transfer_defaults, transfer_recipe
+
+    _fresh(stage)
+    r, m = run.recipe["train"], run.recipe.get("model") or {}
+    args = {k: r[k] for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "seed")}
+    args["lr_boundaries"] = tuple(r["lr_boundaries"]) if r["lr_boundaries"] else None
+    args["warmup"] = {"auto": "auto", "off": 0}.get(r["warmup"], r["warmup"])
+    weights = run.weights.file if run.weights else None
+    spec = spec_for_data(run.data, model=m.get("name"), depth=m.get("depth") or (run.weights.depth if run.weights else None),
+                         family=m.get("family"), plain=m.get("plain") or None, shortcut=m.get("shortcut"),
+                         input_size=m.get("input_size"), weights=weights)
+    transfer = {k: r[k] for k in ("freeze", "head_epochs", "fine_tune_lr")}
+    if weights is not None:
+        images = min(len(run.data.train), r["limit"] or len(run.data.train))
+        given = set(run.recipe["_source"].get("train_given", ()))  # what the recipe (or --set) says itself
+        recipe = transfer_recipe(transfer_defaults(args, given, images), transfer, True, images, run.data.num_classes)
+    else:
+        recipe = transfer_recipe(args, transfer, False)
+    resume = saved_run(stage.folder) is not None
+    if resume:
+        say(f"train: resuming from the checkpoint in {stage.folder}")
+    manifest = train(spec, run.data, stage.folder, recipe, weights=weights, resume=resume, limit=r["limit"],
+                     verbose=0, checkpoint_every=r["checkpoint_every"], progress=say)
+    return {"name": manifest.get("name"), "final": manifest.get("final"), "best": manifest.get("best"),
+            "epochs": manifest.get("epochs_done")}
+
+
+def _reference(run: Run, stage: Stage) -> dict:
+    from resnet_edge.evaluate import evaluate
+
+    v = run.recipe["validate"]
+    report = evaluate(run.folder / "train" / "model.keras", run.data, v["split"], limit=v["limit"])
+    return {k: report[k] for k in ("n", "top1", "top5", "top_k", "per_class", "confusions", "confusion_matrix")}
+
+
+def _optimize(run: Run, stage: Stage, method: str, s: dict, say) -> dict:
+    source = run.folder / "train" / "model.keras"
+    out = stage.output(stage.outputs[0])
+    common = {"epochs": s["epochs"], "batch_size": s["batch_size"], "limit": run.recipe["train"]["limit"], "verbose": 0}
+    if s.get("lr") is not None:
+        common["lr"] = s["lr"]
+    say(f"{stage.name}: {method}")
+    if method == "qat":
+        from resnet_edge.optimize.qat import qat
+
+        manifest = qat(source, run.data, out, scheme=s["scheme"], **common)
+    elif method == "prune":
+        from resnet_edge.optimize.prune import prune
+
+        manifest = prune(source, run.data, out, sparsity=s["sparsity"], structure=s["structure"],
+                         skip=tuple(x for x in s["skip"].split(",") if x), pqat=s["pqat"], clusters=s["clusters"],
+                         **common)
+    else:
+        from resnet_edge.optimize.channels import channel_prune
+
+        keep = s["keep"]
+        if isinstance(keep, list):
+            raise ConfigError(f"{stage.name}: channels.keep per stage (a list) is in the schema for the search to come "
+                              "and not built yet: give one ratio")
+        manifest = channel_prune(source, run.data, out, keep=keep, criterion=s["criterion"], **common)
+    return {"accuracy": manifest.get("accuracy")}
+
+
+def _convert(run: Run, stage: Stage, v: dict, base: str, say) -> dict:
+    from resnet_edge.convert import convert
+
+    manifests = convert(model_path=run.folder / base, modes=v["modes"], out=str(stage.folder) + os.sep, data=run.data,
+                        calibration=v["calibration"], io=v["io"], check_old_runtime=False, name=v["name"],
+                        progress=lambda text: say(f"{stage.name}: {text}"))
+    return {m["mode"]: {"bytes": m["file"]["bytes"], "parity": m["parity"], "status": m["status"]} for m in manifests}
+
+
+def _validate(run: Run, stage: Stage, v: dict, mode: str, file: str, say) -> dict:
+    from resnet_edge.evaluate import keras_reference
+    from resnet_edge.measure.bench import bench
+    from resnet_edge.measure.evaluation import evaluate_tflite
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.targets import resolve
+
+    val = run.recipe["validate"]
+    path = run.folder / "variants" / v["name"] / "convert" / file
+    runtime = {"litert": "litert"}.get(v["runtime"], v["runtime"])
+    say(f"{stage.name}: accuracy on {run.data.name}")
+    report = evaluate_tflite(path, run.data, split=val["split"], limit=val["limit"],
+                             setting=Setting(runtime=runtime, threads=1),
+                             reference=keras_reference(run.folder / "train" / "model.keras"))
+    out = {"bytes": path.stat().st_size, "top1": report["top1"], "n": report["n"],
+           "agreement": report["compare"]["top1_agreement"], "float_top1": report["compare"]["keras_top1"],
+           "per_class": report["per_class"], "confusion_matrix": report["confusion_matrix"], "latency": []}
+    for t in val["targets"]:
+        target = resolve(t["target"])
+        settings = [Setting(runtime=runtime, threads=n, accelerator=t["accelerator"]) for n in (t["threads"] or [None])]
+        say(f"{stage.name}: latency on {target}")
+        try:
+            result = bench([path], settings, runs=val["runs"], warmup=val["warmup"], target=target)
+        except ResnetEdgeError as exc:
+            out["latency"].append({"target": str(target), "error": str(exc)})
+            continue
+        for r in result["records"]:
+            out["latency"].append({"target": str(target), "setting": r["setting"], "p50_ms": r["p50_ms"],
+                                   "p90_ms": r["p90_ms"], "init_ms": r["init_ms"], "machine": result.get("machine")})
+    return out
+
+
+# --- the table and the gates --------------------------------------------------------------------------------
+
+
+def rows(run: Run) -> list[dict]:
+    """One row per variant x mode x target setting: size, top-1, drop against the float model, agreement with it,
+    p50/p90, speed-up over the float variant's float32 on the same target and setting, and the gates' verdict."""
+    reference = next(s for s in run.stages if s.name == "reference").result or {}
+    float_top1 = reference.get("top1")
+    gates = run.recipe["gates"]
+    out = []
+    for stage in run.stages:
+        if not stage.name.startswith("validate:") or not stage.result:
+            continue
+        _, variant, mode = stage.name.split(":")
+        r = stage.result
+        latency = r.get("latency") or [{}]
+        for lat in latency:
+            row = {"variant": variant, "mode": mode, "bytes": r["bytes"], "top1": r["top1"],
+                   "drop_points": None if float_top1 is None else 100 * (float_top1 - r["top1"]),
+                   "agreement": r["agreement"], "target": lat.get("target"), "setting": lat.get("setting"),
+                   "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "error": lat.get("error")}
+            out.append(row)
+    for row in out:
+        base = next((x for x in out if x["mode"] == "float32" and x["target"] == row["target"]
+                     and x["setting"] == row["setting"] and x["p50_ms"]), None)
+        row["speedup"] = base["p50_ms"] / row["p50_ms"] if base and row["p50_ms"] else None
+        row["failed"] = _gate(row, out, gates)
+    return out
+
+
+def _gate(row: dict, rows_: list[dict], gates: dict) -> list[str]:
+    """The gates ``row``'s variant and mode miss, each with by how much ([] = it passes every gate)."""
+    same = [x for x in rows_ if x["variant"] == row["variant"] and x["mode"] == row["mode"]]
+    failed = []
+    if gates.get("max_drop") is not None and row["drop_points"] is not None and row["drop_points"] > gates["max_drop"]:
+        failed.append(f"accuracy drop {row['drop_points']:.2f} points > {gates['max_drop']:g}")
+    if gates.get("min_top1") is not None and 100 * row["top1"] < gates["min_top1"]:
+        failed.append(f"top-1 {100 * row['top1']:.2f}% < {gates['min_top1']:g}%")
+    if gates.get("max_bytes") is not None and row["bytes"] > gates["max_bytes"]:
+        failed.append(f"size {row['bytes']:,} B > {gates['max_bytes']:,} B")
+    lat = gates.get("latency")
+    if lat:
+        on = [x for x in same if x["target"] == lat["target"] and x["p50_ms"] is not None]
+        if not on:
+            failed.append(f"no latency measured on {lat['target']}")
+        else:
+            best = min(on, key=lambda x: x["p50_ms"])  # the variant meets the budget if one setting does
+            for key in ("p50_ms", "p90_ms"):
+                if lat.get(key) is not None and best[key] is not None and best[key] > lat[key]:
+                    failed.append(f"{key[:3]} {best[key]:.3g} ms on {lat['target']} > {lat[key]:g} ms")
+    return failed
