@@ -71,7 +71,9 @@ class Stage:
         """Why this stage must run ("" when what is on disk is its result)."""
         record = self.record()
         if record is None:
-            return "never run" if not self.record_path.exists() else "its record is unreadable"
+            if self.record_path.exists():
+                return "its record is unreadable"
+            return "its last attempt stopped before the end" if (self.folder / "attempt.json").exists() else "never run"
         if record.get("key") != self.key():
             if record.get("settings") != json.loads(json.dumps(self.settings, default=str)):
                 old, new = record.get("settings") or {}, self.settings
@@ -226,7 +228,7 @@ def execute(run: Run, *, dry_run: bool = False, progress: Callable[[str], None] 
                 continue
             progress(f"{head}: running ({why}); {time.monotonic() - started:.0f} s so far")
             t0 = time.monotonic()
-            stage.folder.mkdir(parents=True, exist_ok=True)
+            _fresh(stage)
             stage.result = stage.work(stage) or {}
             stage.ran = True
             record = {"stage": stage.name, "key": stage.key(), "inputs": stage.inputs,
@@ -242,8 +244,9 @@ def execute(run: Run, *, dry_run: bool = False, progress: Callable[[str], None] 
 
 
 def _fresh(stage: Stage) -> None:
-    """A stage that reruns for another key starts from an empty folder (a killed attempt with the same key keeps
-    what it left: training resumes from its checkpoint)."""
+    """A stage that runs for another key than its last attempt's starts from an empty folder; one that continues
+    an attempt with the same key (killed before its record) keeps what it left: training resumes from its
+    checkpoint. ``attempt.json`` says which key the folder's files are for."""
     attempt = stage.folder / "attempt.json"
     key = stage.key()
     try:
@@ -260,7 +263,6 @@ def _fresh(stage: Stage) -> None:
 def _train(run: Run, stage: Stage, say) -> dict:
     from resnet_edge.train import saved_run, spec_for_data, train, transfer_defaults, transfer_recipe
 
-    _fresh(stage)
     r, m = run.recipe["train"], run.recipe.get("model") or {}
     args = {k: r[k] for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "seed")}
     args["lr_boundaries"] = tuple(r["lr_boundaries"]) if r["lr_boundaries"] else None

@@ -1,0 +1,211 @@
+"""resnet-edge run: a tiny recipe end to end, then what a second run skips, what a change reruns, what a deleted
+or damaged file rebuilds, a run killed with -9 and continued, two runs on one folder, and the gates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from resnet_edge.cli import cli
+
+TINY = """\
+recipe_version: 1
+name: tiny
+model: {depth: 8, family: cifar}
+data: digits
+train: {epochs: 2, batch_size: 64, limit: 192}
+variants:
+  - name: float
+    modes: [float32, int8]
+  - name: thin
+    optimize:
+      channels: {keep: 0.5, epochs: 1, batch_size: 64}
+    modes: [int8]
+validate:
+  limit: 64
+  runs: 3
+  warmup: 1
+  targets:
+    - {target: local, threads: [1]}
+gates:
+  max_bytes: 1000000
+"""
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(recipe: Path, out: Path, *extra: str):
+    r = CliRunner().invoke(cli, ["run", str(recipe), "--out", str(out), "--json", *extra])
+    return r, (json.loads(r.stdout) if r.stdout.strip().startswith("{") else None)
+
+
+@pytest.fixture(scope="module")
+def recipe_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("recipe") / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def done(recipe_file, tmp_path_factory) -> Path:
+    """One finished run of the tiny recipe (tests copy it before changing anything)."""
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    r, j = run(recipe_file, out)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture
+def copy(done, tmp_path) -> Path:
+    dest = tmp_path / "tiny"
+    shutil.copytree(done, dest)
+    return dest
+
+
+def test_a_tiny_recipe_end_to_end(recipe_file, done):
+    r, j = run(recipe_file, done)  # the same command again: nothing runs
+    assert r.exit_code == 0, r.output
+    assert j["ran"] == []
+    rows = {(x["variant"], x["mode"]): x for x in j["rows"]}
+    assert set(rows) == {("float", "float32"), ("float", "int8"), ("thin", "int8")}
+    for x in rows.values():
+        assert 0 <= x["top1"] <= 1 and 0 <= x["agreement"] <= 1 and x["p50_ms"] > 0 and x["p90_ms"] >= x["p50_ms"]
+        assert x["bytes"] == (done / "variants" / x["variant"] / "convert" / f"{x['variant']}_{x['mode']}.tflite").stat().st_size
+        assert x["failed"] == [] and x["target"] == "local"
+    assert rows[("float", "float32")]["speedup"] == 1.0 and rows[("float", "float32")]["agreement"] == 1.0
+    assert rows[("thin", "int8")]["bytes"] < rows[("float", "int8")]["bytes"] < rows[("float", "float32")]["bytes"]
+    reference = json.loads((done / "reference" / "stage.json").read_text())["result"]
+    float32 = json.loads((done / "variants/float/validate_float32/stage.json").read_text())["result"]
+    assert float32["float_top1"] == reference["top1"]  # the float model's accuracy, on the same images
+    for stage in done.rglob("stage.json"):  # every record names its key and the sha256 of what it wrote
+        record = json.loads(stage.read_text())
+        for name, digest in record["outputs"].items():
+            assert sha(stage.parent / name) == digest
+
+
+def test_the_human_table_and_progress(recipe_file, done):
+    r = CliRunner().invoke(cli, ["run", str(recipe_file), "--out", str(done)])
+    assert r.exit_code == 0, r.output
+    assert "variant" in r.stdout and "vs f32" in r.stdout and "every stage was up to date" in r.stdout
+    assert "[1/8] train: up to date, skipped" in r.stderr and "[8/8] validate:thin:int8: up to date" in r.stderr
+
+
+def test_a_new_convert_mode_reruns_conversion_and_validation_only(recipe_file, copy):
+    model = copy / "train" / "model.keras"
+    before = (sha(model), model.stat().st_mtime_ns)
+    r, j = run(recipe_file, copy, "--set", "variants.0.modes=[float32,float16,int8]")
+    assert r.exit_code == 0, r.output
+    assert "convert:float" in j["ran"] and "validate:float:float16" in j["ran"]
+    assert not {"train", "reference", "optimize:thin", "convert:thin", "validate:thin:int8"} & set(j["ran"])
+    assert (sha(model), model.stat().st_mtime_ns) == before
+    assert ("float", "float16") in {(x["variant"], x["mode"]) for x in j["rows"]}
+
+
+def test_dry_run_says_what_would_run_and_runs_nothing(recipe_file, copy):
+    r = CliRunner().invoke(cli, ["run", str(recipe_file), "--out", str(copy), "--dry-run",
+                                 "--set", "train.epochs=3"])
+    assert r.exit_code == 0, r.output
+    assert "[1/8] train: would run (settings changed (train))" in r.stderr
+    assert "[2/8] reference: would run (train runs first, so its input may change)" in r.stderr
+    assert json.loads((copy / "train" / "stage.json").read_text())["settings"]["train"]["epochs"] == 2
+
+
+def test_a_deleted_or_damaged_artifact_is_rebuilt(recipe_file, copy):
+    tfl = copy / "variants" / "float" / "convert" / "float_int8.tflite"
+    good = sha(tfl)
+    tfl.unlink()
+    r = CliRunner().invoke(cli, ["run", str(recipe_file), "--out", str(copy)])
+    assert r.exit_code == 0, r.output
+    assert "convert:float: running (float_int8.tflite was deleted)" in r.stderr
+    assert sha(tfl) == good  # the same bytes again: validation is skipped
+    assert "validate:float:int8: up to date" in r.stderr
+    with open(tfl, "ab") as f:
+        f.write(b"\0")
+    r = CliRunner().invoke(cli, ["run", str(recipe_file), "--out", str(copy)])
+    assert "convert:float: running (float_int8.tflite was changed or damaged)" in r.stderr and sha(tfl) == good
+
+
+def test_the_gates_name_the_variant_and_by_how_much(recipe_file, copy):
+    r, j = run(recipe_file, copy, "--set", "gates.max_bytes=200000", "--set", "gates.min_top1=100")
+    assert r.exit_code == 1 and j["ran"] == [] and j["passing"] == []
+    assert "no variant meets every gate" in r.stderr and "float float32: " in r.stderr
+    assert "size " in r.stderr and "> 200,000 B" in r.stderr and "< 100%" in r.stderr
+    fails = {(x["variant"], x["mode"]): x["failed"] for x in j["rows"]}
+    assert any("size" in f for f in fails[("float", "float32")])
+    r, j = run(recipe_file, copy, "--set", "gates.latency={target: local, p50_ms: 100000}")
+    assert r.exit_code == 0 and j["passing"]
+    r, j = run(recipe_file, copy, "--set", "gates.latency={target: elsewhere, p50_ms: 1}")
+    assert r.exit_code == 1 and all("no latency measured on elsewhere" in x["failed"] for x in j["rows"])
+
+
+def test_killed_with_9_mid_training_then_continued_to_the_same_result(recipe_file, done, tmp_path):
+    """A run killed with -9 after its first checkpoint, while a second run of the same folder is refused,
+    then run again: training resumes from the checkpoint and ends with the weights of the uninterrupted run."""
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_edge", "run", str(recipe_file), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((out / "train" / "checkpoints").glob("*/state.json")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+        second = CliRunner().invoke(cli, ["run", str(recipe_file), "--out", str(out)])
+        assert second.exit_code == 1 and "\n" not in second.stderr.strip() and "lock" in second.stderr.lower()
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    assert not (out / "train" / "model.keras").exists()
+    r = CliRunner().invoke(cli, ["run", str(recipe_file), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "[1/8] train: running (its last attempt stopped before the end)" in r.stderr
+    from resnet_edge.arch.keras_model import load_model
+
+    a, b = load_model(out / "train" / "model.keras"), load_model(done / "train" / "model.keras")
+    assert all((x == y).all() for x, y in zip(a.get_weights(), b.get_weights()))
+    from resnet_edge.runtime.runner import TFLiteModel  # the files differ (the source's sha256 is inside): not the scores
+
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    here, there = (TFLiteModel(str(d / "variants/float/convert/float_float32.tflite")).predict(x) for d in (out, done))
+    assert (here == there).all()
+
+
+def test_killed_with_9_mid_conversion_then_continued(recipe_file, done, tmp_path):
+    out = tmp_path / "killed"
+    shutil.copytree(done, out)
+    shutil.rmtree(out / "variants")
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_edge", "run", str(recipe_file), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "variants" / "float" / "convert").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.02)
+        time.sleep(0.5)  # inside the conversion
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (out / "variants" / "float" / "convert" / "stage.json").exists()
+    r, j = run(recipe_file, out)
+    assert r.exit_code == 0, r.output
+    assert "train" not in j["ran"] and "convert:float" in j["ran"]
+    for name in ("float_float32.tflite", "float_int8.tflite"):
+        assert sha(out / "variants/float/convert" / name) == sha(done / "variants/float/convert" / name)
