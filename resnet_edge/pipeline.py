@@ -19,6 +19,7 @@ checkpoint, a stage cut off before its record runs again. One run at a time hold
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -44,6 +45,8 @@ class Stage:
     outputs: tuple[str, ...]
     work: Callable[["Stage"], dict]
     after: tuple[str, ...] = ()
+    #: The function of this module that does the work: its own source is part of the key too.
+    fn: Callable | None = None
     result: dict | None = None
     why: str = ""
     ran: bool = False
@@ -51,7 +54,9 @@ class Stage:
     def key(self) -> str:
         from resnet_edge._imports import code_digest
 
-        body = {"stage": self.name, "inputs": self.inputs, "settings": self.settings, "code": code_digest(*self.code)}
+        own = hashlib.sha256(inspect.getsource(self.fn).encode()).hexdigest() if self.fn else ""
+        body = {"stage": self.name, "inputs": self.inputs, "settings": self.settings,
+                "code": code_digest(*self.code) + own}
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
@@ -154,11 +159,12 @@ def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambd
         run.weights = None
     train = Stage("train", folder / "train", {"data": run.data_digest, **({"weights": weights_sha} if weights_sha else {})},
                   {"model": recipe.get("model"), "train": recipe["train"], "data": recipe["data"]},
-                  ("resnet_edge.train",), ("model.keras",), lambda st: _train(run, st, say))
+                  ("resnet_edge.train",), ("model.keras",), lambda st: _train(run, st, say), fn=_train)
     run.stages.append(train)
     reference = Stage("reference", folder / "reference", {"model": "train/model.keras", "data": run.data_digest},
                       {"split": recipe["validate"]["split"], "limit": recipe["validate"]["limit"]},
-                      ("resnet_edge.evaluate",), (), lambda st: _reference(run, st), after=("train",))
+                      ("resnet_edge.evaluate",), (), lambda st: _reference(run, st), after=("train",),
+                      fn=_reference)
     run.stages.append(reference)
     for v in recipe["variants"]:
         base, made_by = "train/model.keras", "train"
@@ -168,7 +174,7 @@ def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambd
             opt = Stage(f"optimize:{v['name']}", folder / "variants" / v["name"] / "optimize",
                         {"model": base, "data": run.data_digest}, {method: settings, "limit": recipe["train"]["limit"]},
                         (_OPT_MODULES[method],), (out,), lambda st, m=method, s=settings: _optimize(run, st, m, s, say),
-                        after=("train",))
+                        after=("train",), fn=_optimize)
             run.stages.append(opt)
             base, made_by = f"variants/{v['name']}/optimize/{out}", opt.name
         files = tuple(f"{v['name']}_{mode}.tflite" for mode in v["modes"])
@@ -176,7 +182,7 @@ def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambd
                      {"model": base, "data": run.data_digest},
                      {"modes": v["modes"], "io": v["io"], "calibration": v["calibration"]},
                      ("resnet_edge.convert",), files, lambda st, v=v, base=base: _convert(run, st, v, base, say),
-                     after=(made_by,))
+                     after=(made_by,), fn=_convert)
         run.stages.append(conv)
         for mode, file in zip(v["modes"], files):
             val = Stage(f"validate:{v['name']}:{mode}", folder / "variants" / v["name"] / f"validate_{mode}",
@@ -186,7 +192,7 @@ def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambd
                          "runtime": v["runtime"]},
                         ("resnet_edge.measure.evaluation", "resnet_edge.measure.bench", "resnet_edge.evaluate"),
                         (), lambda st, v=v, mode=mode, file=file: _validate(run, st, v, mode, file, say),
-                        after=(conv.name, "train"))
+                        after=(conv.name, "train"), fn=_validate)
             run.stages.append(val)
     return run
 
@@ -359,8 +365,10 @@ def _validate(run: Run, stage: Stage, v: dict, mode: str, file: str, say) -> dic
             out["latency"].append({"target": str(target), "error": str(exc)})
             continue
         for r in result["records"]:
-            out["latency"].append({"target": str(target), "setting": r["setting"], "p50_ms": r["p50_ms"],
-                                   "p90_ms": r["p90_ms"], "init_ms": r["init_ms"], "machine": result.get("machine")})
+            out["latency"].append({"target": str(target), "setting": r["setting"], "machine": result.get("machine"),
+                                   **{k: r.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "avg_ms", "std_ms", "min_ms",
+                                                            "init_ms", "first_inference_ms", "runtime",
+                                                            "runtime_version", "threads", "peak_rss_overall_mb")}})
     return out
 
 
@@ -415,3 +423,32 @@ def _gate(row: dict, rows_: list[dict], gates: dict) -> list[str]:
                 if lat.get(key) is not None and best[key] is not None and best[key] > lat[key]:
                     failed.append(f"{key[:3]} {best[key]:.3g} ms on {lat['target']} > {lat[key]:g} ms")
     return failed
+
+
+def finish(run: Run, stages: list[Stage]) -> dict:
+    """Write ``results.json`` (the table, the gates' verdict, the resolved recipe) and the report beside it,
+    each whole or not at all; return the results. The variant chosen for the report's per-class view is the
+    most accurate one that meets every gate (the fastest of equals), else the most accurate."""
+    import datetime as _dt
+
+    from resnet_edge import __version__
+    from resnet_edge.recipe import dump
+
+    table = rows(run)
+    passing = sorted({(x["variant"], x["mode"]) for x in table if not x["failed"]})
+    pool = [x for x in table if (x["variant"], x["mode"]) in passing] or table
+    best = min(pool, key=lambda x: (-x["top1"], x["p50_ms"] if x["p50_ms"] is not None else float("inf")), default=None)
+    reference = next(s for s in run.stages if s.name == "reference").result or {}
+    results = {"recipe": {k: v for k, v in run.recipe.items() if not k.startswith("_")},
+               "source": run.recipe.get("_source"), "recipe_yaml": dump(run.recipe), "folder": str(run.folder),
+               "rows": table, "passing": [list(p) for p in passing],
+               "chosen": [best["variant"], best["mode"]] if best else None, "float_top1": reference.get("top1"),
+               "ran": [s.name for s in stages if s.ran], "version": __version__,
+               "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    atomic_write_bytes(run.folder / "results.json", (json.dumps(results, indent=2, default=str) + "\n").encode())
+    from resnet_edge.report.page import write
+
+    html, md = write(run.folder)
+    results["report"] = {"html": str(html), "markdown": str(md)}
+    return results
+

@@ -209,3 +209,65 @@ def test_killed_with_9_mid_conversion_then_continued(recipe_file, done, tmp_path
     assert "train" not in j["ran"] and "convert:float" in j["ran"]
     for name in ("float_float32.tflite", "float_int8.tflite"):
         assert sha(out / "variants/float/convert" / name) == sha(done / "variants/float/convert" / name)
+
+
+# --- the report ------------------------------------------------------------------------------------------
+
+
+def test_the_report_is_written_with_the_verdict_first(done):
+    html = (done / "report.html").read_text()
+    md = (done / "report.md").read_text()
+    assert html.index("Verdict") < html.index("Every variant") < html.index("Where it ran") < html.index("Reproduce")
+    assert "Ship " in html and html.count("data:image/png;base64,") >= 3
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert "| variant | mode |" in md and "float32" in md and "## Reproduce" in md
+    results = json.loads((done / "results.json").read_text())
+    for x in results["rows"]:
+        assert f"<td>{x['variant']}</td><td>{x['mode']}</td>" in html
+    for path, digest in ((p, d) for s in done.rglob("stage.json")
+                         for p, d in json.loads(s.read_text())["outputs"].items()):
+        assert digest in html  # every artifact's sha256, to reproduce
+
+
+def test_the_report_from_the_records_alone(done, tmp_path):
+    """Made again from results.json and the stages' records: no model needed, nothing run."""
+    dest = tmp_path / "records"
+    shutil.copytree(done, dest, ignore=shutil.ignore_patterns("*.keras", "*.h5", "*.tflite", "checkpoints"))
+    (dest / "report.html").unlink()
+    r = CliRunner().invoke(cli, ["report", str(dest), str(done), "--out", str(tmp_path / "two.html")])
+    assert r.exit_code == 0, r.output
+    two = (tmp_path / "two.html").read_text()
+    assert "Beside tiny" in two and (tmp_path / "two.md").exists()
+    r = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert r.exit_code == 1 and "holds no finished run" in r.stderr
+
+
+def test_the_report_in_a_real_browser(done, tmp_path):
+    """Debian's chromium, driven by Playwright: the page loads with no request leaving the file and no console
+    error, and reads at 1280 px and at a phone's 390 px (nothing wider than the screen but inside a scroller)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("no chromium here (Debian's package chromium; .ci/run installs it)")
+    sync = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
+    page_url = (done / "report.html").resolve().as_uri()
+    with sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            for width in (1280, 390):
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                requests, errors = [], []
+                page.on("request", lambda req: requests.append(req.url))
+                page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(page_url)
+                page.wait_for_load_state("load")
+                assert [u for u in requests if u != page_url and not u.startswith("data:")] == []
+                assert errors == []
+                assert page.evaluate("document.documentElement.scrollWidth") <= width
+                images = page.evaluate("[...document.images].map(i => [i.naturalWidth, i.getBoundingClientRect().right])")
+                assert images and all(w > 0 and right <= width for w, right in images)
+                page.screenshot(path=str(tmp_path / f"report-{width}.png"), full_page=True)
+                page.close()
+        finally:
+            browser.close()
+    assert (tmp_path / "report-390.png").stat().st_size > 10_000

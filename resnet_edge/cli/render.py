@@ -461,5 +461,6 @@ def _run_human(r: dict) -> str:
                  right={"size", "top1", "drop", "agree", "p50", "p90", "speedup"})
     passing = ", ".join(" ".join(p) for p in r["passing"]) or "none"
     ran = f"{len(r['ran'])} stage(s) ran" if r["ran"] else "every stage was up to date"
-    return f"{text}\nmeets every gate: {passing}; {ran}; folder {safe_text(r['folder'], 200)}"
+    report = f"; report {safe_text(r['report']['html'], 200)}" if r.get("report") else ""
+    return f"{text}\nmeets every gate: {passing}; {ran}; folder {safe_text(r['folder'], 200)}{report}"
 

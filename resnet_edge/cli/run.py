@@ -1,5 +1,6 @@
 """``resnet-edge run``: every stage of a recipe, each skipped when nothing it depends on has changed, then one
-table of every variant and the gates' verdict (:mod:`resnet_edge.pipeline`)."""
+table of every variant and the gates' verdict (:mod:`resnet_edge.pipeline`); ``resnet-edge report``: the page of a
+finished run (:mod:`resnet_edge.report.page`)."""
 
 from __future__ import annotations
 
@@ -61,14 +62,32 @@ def run(recipe_path, out, overrides, show, dry_run, as_json):
         if as_json:
             _echo_json_or([{"stage": s.name, "runs": bool(s.why), "why": s.why} for s in stages], True, None)
         return
-    table = pipeline.rows(plan)
-    passing = sorted({(x["variant"], x["mode"]) for x in table if not x["failed"]})
-    result = {"recipe": r["_source"], "folder": str(folder), "rows": table, "passing": [list(p) for p in passing],
-              "ran": [s.name for s in stages if s.ran]}
+    result = pipeline.finish(plan, stages)
+    result["folder"] = str(folder)
     _echo_json_or(result, as_json, _run_human)
+    passing = result["passing"]
     if not passing:
-        failed = sorted({f"{x['variant']} {x['mode']}: {'; '.join(x['failed'])}" for x in table if x["failed"]})
+        failed = sorted({f"{x['variant']} {x['mode']}: {'; '.join(x['failed'])}" for x in result["rows"] if x["failed"]})
         raise click.ClickException("no variant meets every gate: " + " | ".join(failed))
 
 
-COMMANDS = (run,)
+@click.command("report")
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.argument("other", metavar="[RUN2]", required=False, type=click.Path(file_okay=False))
+@click.option("--out", "-o", type=click.Path(dir_okay=False),
+              help="The HTML file; the Markdown goes beside it (.md). Default: RUN/report.html.")
+def report(run_dir, other, out):
+    """Write the report of a finished run (resnet-edge run writes it at its end): one self-contained HTML page,
+    plots inlined, nothing fetched, and the same as Markdown. RUN2: a second run beside it.
+
+    \b
+    resnet-edge report runs/resnet20-digits
+    resnet-edge report runs/resnet20-digits runs/resnet56-digits-compact --out compare.html
+    """
+    from resnet_edge.report.page import write
+
+    html, md = write(run_dir, out, other)
+    click.echo(f"wrote {html} and {md}")
+
+
+COMMANDS = (run, report)

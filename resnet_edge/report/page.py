@@ -1,0 +1,252 @@
+"""The report of a run: one self-contained HTML page (plots inlined as PNG, CSS inline, no script, nothing
+fetched) and the same content as Markdown, made from the run folder's files alone (``results.json`` and the
+stages' records), so it can be made again, or for an older run, without running anything.
+
+The verdict comes first (which variants meet every gate, with file, size, accuracy and latency; why the others
+fail), then accuracy against latency for every variant and target, the accuracy ladder across modes, the chosen
+variant's per-class accuracy and confusion matrix, training curves, each target's fingerprint and latency
+distribution, and how to reproduce the run (the resolved recipe, the toolkit's version, every artifact's sha256).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+from resnet_edge.errors import ResnetEdgeError
+from resnet_edge.io import atomic_write_bytes
+
+MODE_ORDER = ["float32", "float16", "dynamic", "int8", "int16x8"]
+COLOURS = {"float32": "#1f77b4", "float16": "#17becf", "dynamic": "#9467bd", "int8": "#d62728", "int16x8": "#ff7f0e"}
+
+
+def collect(folder: str | Path) -> dict:
+    """What the report shows, read from the run folder: results.json, the stages' records, the training
+    history. Raises one line when the folder holds no finished run."""
+    folder = Path(folder)
+    try:
+        results = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        raise ResnetEdgeError(f"{folder} holds no finished run (no readable results.json): run `resnet-edge run` "
+                              "there first") from None
+    stages = {}
+    for record in sorted(folder.rglob("stage.json")):
+        try:
+            r = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        stages[r.get("stage", str(record.parent))] = {**r, "folder": str(record.parent.relative_to(folder))}
+    try:
+        history = json.loads((folder / "train" / "history.json").read_text())
+    except (OSError, ValueError):
+        history = []
+    return {"folder": str(folder), "results": results, "stages": stages, "history": history}
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both latency (lower) and accuracy (higher), by latency."""
+    front, best = [], -1.0
+    for lat, acc in sorted(points):
+        if acc > best:
+            front.append((lat, acc))
+            best = acc
+    return front
+
+
+def figures(ctx: dict, other: dict | None = None) -> dict[str, str]:
+    """The plots as base64 PNGs: ``tradeoff``, ``ladder``, ``confusion``, ``curves`` (those the data allows)."""
+    from resnet_edge.report.plots import _pyplot
+
+    plt = _pyplot()
+    rows = [x for x in ctx["results"]["rows"] if x.get("p50_ms")]
+    gates = ctx["results"]["recipe"].get("gates") or {}
+    out = {}
+    if rows:
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        biggest = max(x["bytes"] for x in rows)
+        for run_ctx, marker, label in ((ctx, "o", ""), (other, "s", " (B)")):
+            if not run_ctx:
+                continue
+            these = [x for x in run_ctx["results"]["rows"] if x.get("p50_ms")]
+            for i, x in enumerate(sorted(these, key=lambda x: x["p50_ms"])):
+                ax.errorbar(x["p50_ms"], 100 * x["top1"], xerr=[[0], [max(0, (x["p90_ms"] or x["p50_ms"]) - x["p50_ms"])]],
+                            fmt=marker, ms=6 + 18 * (x["bytes"] / biggest) ** 0.5, color=COLOURS.get(x["mode"], "gray"),
+                            alpha=0.8, ecolor="gray", capsize=3)
+                ax.annotate(f"{x['variant']} {x['mode']}{label}", (x["p50_ms"], 100 * x["top1"]), fontsize=7,
+                            xytext=(8, 10 if i % 2 else -14), textcoords="offset points")
+            front = _pareto([(x["p50_ms"], 100 * x["top1"]) for x in these])
+            ax.plot([p[0] for p in front], [p[1] for p in front], "-", color="black", lw=1, alpha=0.5,
+                    label=f"Pareto front{label}")
+        lat = gates.get("latency") or {}
+        if lat.get("p50_ms"):
+            ax.axvline(lat["p50_ms"], color="red", ls="--", lw=1, label=f"p50 budget on {lat['target']}")
+        if gates.get("min_top1") is not None:
+            ax.axhline(gates["min_top1"], color="orange", ls=":", lw=1, label="minimum top-1")
+        for mode, colour in COLOURS.items():
+            if any(x["mode"] == mode for x in rows):
+                ax.plot([], [], "o", color=colour, label=mode)
+        ax.set_xscale("log")
+        from matplotlib.ticker import FormatStrFormatter
+
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.set(xlabel="latency p50 (ms, batch 1, log scale; whisker to p90)", ylabel="top-1 (%)",
+               title="accuracy against latency (marker area: file size)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        out["tradeoff"] = _png(fig)
+    per_variant = {}
+    for x in ctx["results"]["rows"]:
+        per_variant.setdefault((x["variant"], x["mode"]), x)
+    if per_variant:
+        ordered = sorted(per_variant.values(), key=lambda x: (x["variant"] != "float", x["variant"],
+                                                              MODE_ORDER.index(x["mode"]) if x["mode"] in MODE_ORDER else 9))
+        fig, ax = plt.subplots(figsize=(7.5, 3.2))
+        labels = [f"{x['variant']}\n{x['mode']}" for x in ordered]
+        ax.bar(range(len(ordered)), [100 * x["top1"] for x in ordered],
+               color=[COLOURS.get(x["mode"], "gray") for x in ordered])
+        reference = ctx["results"].get("float_top1")
+        if reference is not None:
+            ax.axhline(100 * reference, color="black", ls="--", lw=1, label="float Keras model")
+            ax.legend(fontsize=7, loc="lower right")
+        low = min([100 * x["top1"] for x in ordered] + ([100 * reference] if reference is not None else []))
+        ax.set_ylim(max(0, low - 5), 100.5)
+        ax.set_xticks(range(len(ordered)), labels, fontsize=7)
+        ax.set(ylabel="top-1 (%)", title="the accuracy ladder across modes and variants")
+        ax.grid(alpha=0.3, axis="y")
+        out["ladder"] = _png(fig)
+    chosen = ctx["results"].get("chosen")
+    stage = ctx["stages"].get(f"validate:{chosen[0]}:{chosen[1]}") if chosen else None
+    matrix = (stage or {}).get("result", {}).get("confusion_matrix")
+    if matrix:
+        import numpy as np
+
+        m = np.asarray(matrix)
+        classes = [c["class"] for c in stage["result"]["per_class"]]
+        fig, ax = plt.subplots(figsize=(4.8, 4.2))
+        ax.imshow(m, cmap="Blues")
+        for i in range(len(m)):
+            for j in range(len(m)):
+                if m[i, j]:
+                    ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if m[i, j] > m.max() / 2 else "black")
+        ticks = range(len(classes)) if len(classes) <= 30 else []
+        ax.set_xticks(ticks, [classes[i] for i in ticks], fontsize=6)
+        ax.set_yticks(ticks, [classes[i] for i in ticks], fontsize=6)
+        ax.set(xlabel="predicted", ylabel="true", title=f"confusion matrix: {chosen[0]} {chosen[1]}")
+        out["confusion"] = _png(fig)
+    history = ctx["history"]
+    if history:
+        fig, ax = plt.subplots(figsize=(7.5, 3.2))
+        epochs = [h["epoch"] for h in history]
+        ax.plot(epochs, [100 * h["train_error"] for h in history], label="training error")
+        ax.plot(epochs, [100 * (1 - h["val_acc"]) for h in history], "--", label="validation error")
+        ax.set(xlabel="epoch", ylabel="error (%)", title="training")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        out["curves"] = _png(fig)
+    return out
+
+
+def _template():
+    try:
+        import jinja2
+    except ImportError:  # pragma: no cover - in the host extra
+        raise ResnetEdgeError("the report needs Jinja2: pip install jinja2 (or 'resnet-edge[host]')") from None
+    env = jinja2.Environment(loader=jinja2.PackageLoader("resnet_edge.report", "templates"),
+                             autoescape=jinja2.select_autoescape(["html.j2"], default=False), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.2f}%"
+    env.filters["ms"] = lambda v: "-" if v is None else f"{v:.3g}"
+    env.filters["kb"] = lambda v: "-" if v is None else f"{v / 1e3:,.1f} kB"
+    return env
+
+
+def view(ctx: dict, other: dict | None = None) -> dict:
+    """The values the templates show (the same for HTML and Markdown)."""
+    r = ctx["results"]
+    rows = r["rows"]
+    passing = [tuple(p) for p in r["passing"]]
+    verdict = []
+    for variant, mode in passing:
+        mine = [x for x in rows if (x["variant"], x["mode"]) == (variant, mode)]
+        best = min((x for x in mine if x.get("p50_ms")), key=lambda x: x["p50_ms"], default=mine[0])
+        verdict.append({**best, "file": f"variants/{variant}/convert/{variant}_{mode}.tflite"})
+    verdict.sort(key=lambda x: (-(x["top1"] or 0), x.get("p50_ms") or 1e9))
+    failing = {}
+    for x in rows:
+        if x["failed"]:
+            failing.setdefault((x["variant"], x["mode"]), x["failed"])
+    machines = {}
+    for s in ctx["stages"].values():
+        for lat in (s.get("result") or {}).get("latency") or []:
+            if lat.get("machine"):
+                machines.setdefault(lat["target"], {"machine": lat["machine"], "runtime": lat.get("runtime"),
+                                                    "runtime_version": lat.get("runtime_version")})
+    distributions = []
+    for name, s in sorted(ctx["stages"].items()):
+        if name.startswith("validate:"):
+            for lat in (s.get("result") or {}).get("latency") or []:
+                if lat.get("p50_ms") is not None:
+                    cv = lat["std_ms"] / lat["avg_ms"] if lat.get("std_ms") is not None and lat.get("avg_ms") else None
+                    shown = {k: lat.get(k) for k in ("target", "setting", "init_ms", "first_inference_ms", "min_ms",
+                                                     "p50_ms", "p90_ms", "p99_ms", "peak_rss_overall_mb")}
+                    distributions.append({"stage": name.split(":", 1)[1], **shown, "cv": cv})
+    artifacts = sorted((f"{s['folder']}/{n}", d) for s in ctx["stages"].values() for n, d in (s.get("outputs") or {}).items())
+    return {"name": r["recipe"].get("name"), "description": r["recipe"].get("description"), "rows": rows,
+            "verdict": verdict, "failing": sorted(failing.items()), "chosen": r.get("chosen"),
+            "float_top1": r.get("float_top1"), "machines": machines, "distributions": distributions,
+            "recipe_yaml": r.get("recipe_yaml", ""), "version": r.get("version"), "finished": r.get("finished"),
+            "artifacts": artifacts, "gates": _gates_text(r["recipe"].get("gates") or {}),
+            "other": None if other is None else {"name": other["results"]["recipe"].get("name"),
+                                                 "folder": other["folder"], "rows": other["results"]["rows"]},
+            "per_class": ((ctx["stages"].get(f"validate:{r['chosen'][0]}:{r['chosen'][1]}") or {}).get("result") or {})
+            .get("per_class", []) if r.get("chosen") else []}
+
+
+def _gates_text(gates: dict) -> list[str]:
+    """The recipe's gates as a reader says them."""
+    out = []
+    if gates.get("max_drop") is not None:
+        out.append(f"top-1 at most {gates['max_drop']:g} points below the float model")
+    if gates.get("min_top1") is not None:
+        out.append(f"top-1 at least {gates['min_top1']:g}%")
+    lat = gates.get("latency") or {}
+    for key in ("p50_ms", "p90_ms"):
+        if lat.get(key) is not None:
+            out.append(f"{key[:3]} at most {lat[key]:g} ms on {lat.get('target', 'local')}")
+    if gates.get("max_bytes") is not None:
+        out.append(f"a file of at most {gates['max_bytes']:,} bytes")
+    return out
+
+
+def render(ctx: dict, other: dict | None = None) -> tuple[str, str]:
+    """The report as HTML (plots inlined) and as Markdown (the same tables; plots named, not drawn)."""
+    env = _template()
+    v = view(ctx, other)
+    html = env.get_template("report.html.j2").render(**v, figures=figures(ctx, other))
+    md = env.get_template("report.md.j2").render(**v)
+    return html, md
+
+
+def write(folder: str | Path, out: str | Path | None = None, other: str | Path | None = None) -> tuple[Path, Path]:
+    """Write the report of the run in ``folder`` (with ``other``: two runs side by side) to ``out`` (default
+    ``folder/report.html``) and the Markdown beside it; each file whole or not at all."""
+    ctx = collect(folder)
+    html, md = render(ctx, collect(other) if other else None)
+    out = Path(out) if out else Path(folder) / "report.html"
+    atomic_write_bytes(out, html.encode())
+    atomic_write_bytes(out.with_suffix(".md"), md.encode())
+    return out, out.with_suffix(".md")
