@@ -523,8 +523,6 @@ def convert(
             loaded = load_into(model, weights, new_classifier=new_classifier)
             source.update(trained=not new_classifier, sha256=sha256_file(weights.path),
                           weights={"file": Path(weights.path).name, "format": weights.format, **loaded})
-    qat = is_qat_model(model)
-    check_request(modes, io, calibrator, qat=qat)
     for p in paths.values():
         if model_path is not None and manifest_path(p).resolve() == manifest_path(model_path).resolve():
             raise ConfigError(f"--out {p} would overwrite {manifest_path(p).name}, the manifest of {Path(model_path).name}; "

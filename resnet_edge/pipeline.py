@@ -55,9 +55,8 @@ class Stage:
         from resnet_edge._imports import code_digest
 
         own = hashlib.sha256(inspect.getsource(self.fn).encode()).hexdigest() if self.fn else ""
-        body = {"stage": self.name, "inputs": self.inputs, "settings": self.settings,
-                "code": code_digest(*self.code) + own}
-        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        return _digest({"stage": self.name, "inputs": self.inputs, "settings": self.settings,
+                        "code": code_digest(*self.code) + own})
 
     @property
     def record_path(self) -> Path:
@@ -80,7 +79,7 @@ class Stage:
                 return "its record is unreadable"
             return "its last attempt stopped before the end" if (self.folder / "attempt.json").exists() else "never run"
         if record.get("key") != self.key():
-            if record.get("settings") != json.loads(json.dumps(self.settings, default=str)):
+            if record.get("settings") != _plain(self.settings):
                 old, new = record.get("settings") or {}, self.settings
                 changed = sorted(k for k in set(old) | set(new) if json.dumps(old.get(k), default=str, sort_keys=True)
                                  != json.dumps(new.get(k), default=str, sort_keys=True))
@@ -113,10 +112,18 @@ class Run:
     data: object = None
     data_digest: str = ""
     weights: object = None
+    #: The float Keras model's scores for a set of inputs, computed once per run (every validate stage compares
+    #: its .tflite with it on the same images).
+    float_scores: dict = field(default_factory=dict)
 
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _plain(obj):
+    """``obj`` as its JSON record holds it (tuples as lists, anything else as text), to compare with a record."""
+    return json.loads(json.dumps(obj, default=str))
 
 
 def data_digest(data) -> str:
@@ -145,6 +152,9 @@ def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambd
         if v.get("input_size") is not None:
             raise ConfigError(f"variants: {v['name']}: input_size (a resolution of its own) is in the schema for the "
                               "search to come and not built yet: leave it out (the model's own size is used)")
+        if isinstance(((v.get("optimize") or {}).get("channels") or {}).get("keep"), list):
+            raise ConfigError(f"variants: {v['name']}: channels.keep per stage (a list) is in the schema for the search "
+                              "to come and not built yet: give one ratio")
     data = load(recipe["data"])
     run.data = data
     run.data_digest = data_digest(data)
@@ -238,7 +248,7 @@ def execute(run: Run, *, dry_run: bool = False, progress: Callable[[str], None] 
             stage.result = stage.work(stage) or {}
             stage.ran = True
             record = {"stage": stage.name, "key": stage.key(), "inputs": stage.inputs,
-                      "settings": json.loads(json.dumps(stage.settings, default=str)),
+                      "settings": _plain(stage.settings),
                       "outputs": {n: sha256_file(stage.output(n)) for n in stage.outputs},
                       "seconds": round(time.monotonic() - t0, 2), "result": stage.result}
             atomic_write_bytes(stage.record_path, (json.dumps(record, indent=2, default=str) + "\n").encode())
@@ -321,11 +331,7 @@ def _optimize(run: Run, stage: Stage, method: str, s: dict, say) -> dict:
     else:
         from resnet_edge.optimize.channels import channel_prune
 
-        keep = s["keep"]
-        if isinstance(keep, list):
-            raise ConfigError(f"{stage.name}: channels.keep per stage (a list) is in the schema for the search to come "
-                              "and not built yet: give one ratio")
-        manifest = channel_prune(source, run.data, out, keep=keep, criterion=s["criterion"], **common)
+        manifest = channel_prune(source, run.data, out, keep=s["keep"], criterion=s["criterion"], **common)
     return {"accuracy": manifest.get("accuracy")}
 
 
@@ -339,7 +345,6 @@ def _convert(run: Run, stage: Stage, v: dict, base: str, say) -> dict:
 
 
 def _validate(run: Run, stage: Stage, v: dict, mode: str, file: str, say) -> dict:
-    from resnet_edge.evaluate import keras_reference
     from resnet_edge.measure.bench import bench
     from resnet_edge.measure.evaluation import evaluate_tflite
     from resnet_edge.runtime.setting import Setting
@@ -347,11 +352,11 @@ def _validate(run: Run, stage: Stage, v: dict, mode: str, file: str, say) -> dic
 
     val = run.recipe["validate"]
     path = run.folder / "variants" / v["name"] / "convert" / file
-    runtime = {"litert": "litert"}.get(v["runtime"], v["runtime"])
+    runtime = v["runtime"]
     say(f"{stage.name}: accuracy on {run.data.name}")
     report = evaluate_tflite(path, run.data, split=val["split"], limit=val["limit"],
                              setting=Setting(runtime=runtime, threads=1),
-                             reference=keras_reference(run.folder / "train" / "model.keras"))
+                             reference=lambda x: _float_reference(run, x))
     out = {"bytes": path.stat().st_size, "top1": report["top1"], "n": report["n"],
            "agreement": report["compare"]["top1_agreement"], "float_top1": report["compare"]["keras_top1"],
            "per_class": report["per_class"], "confusion_matrix": report["confusion_matrix"], "latency": []}
@@ -373,6 +378,16 @@ def _validate(run: Run, stage: Stage, v: dict, mode: str, file: str, say) -> dic
 
 
 # --- the table and the gates --------------------------------------------------------------------------------
+
+
+def _float_reference(run: Run, x) -> tuple:
+    """The float model's scores for ``x`` and its name, computed the first time these inputs are seen."""
+    from resnet_edge.evaluate import keras_reference
+
+    key = hashlib.sha256(x.tobytes() + str(x.shape).encode()).hexdigest()
+    if key not in run.float_scores:
+        run.float_scores[key] = keras_reference(run.folder / "train" / "model.keras")(x)
+    return run.float_scores[key]
 
 
 def rows(run: Run) -> list[dict]:
@@ -437,7 +452,9 @@ def finish(run: Run, stages: list[Stage]) -> dict:
     table = rows(run)
     passing = sorted({(x["variant"], x["mode"]) for x in table if not x["failed"]})
     pool = [x for x in table if (x["variant"], x["mode"]) in passing] or table
-    best = min(pool, key=lambda x: (-x["top1"], x["p50_ms"] if x["p50_ms"] is not None else float("inf")), default=None)
+    from resnet_edge.report.page import rank, write
+
+    best = min(pool, key=rank, default=None)
     reference = next(s for s in run.stages if s.name == "reference").result or {}
     results = {"recipe": {k: v for k, v in run.recipe.items() if not k.startswith("_")},
                "source": run.recipe.get("_source"), "recipe_yaml": dump(run.recipe), "folder": str(run.folder),
@@ -446,8 +463,6 @@ def finish(run: Run, stages: list[Stage]) -> dict:
                "ran": [s.name for s in stages if s.ran], "version": __version__,
                "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     atomic_write_bytes(run.folder / "results.json", (json.dumps(results, indent=2, default=str) + "\n").encode())
-    from resnet_edge.report.page import write
-
     html, md = write(run.folder)
     results["report"] = {"html": str(html), "markdown": str(md)}
     return results

@@ -22,6 +22,17 @@ MODE_ORDER = ["float32", "float16", "dynamic", "int8", "int16x8"]
 COLOURS = {"float32": "#1f77b4", "float16": "#17becf", "dynamic": "#9467bd", "int8": "#d62728", "int16x8": "#ff7f0e"}
 
 
+def rank(row: dict) -> tuple:
+    """How variants are ranked for the verdict: the most accurate first, the fastest of equals."""
+    return (-(row["top1"] or 0), row["p50_ms"] if row.get("p50_ms") is not None else float("inf"))
+
+
+def _chosen_result(ctx: dict) -> dict:
+    """The validate record of the variant the run chose (empty when none was)."""
+    chosen = ctx["results"].get("chosen")
+    return ((ctx["stages"].get(f"validate:{chosen[0]}:{chosen[1]}") or {}).get("result") or {}) if chosen else {}
+
+
 def collect(folder: str | Path) -> dict:
     """What the report shows, read from the run folder: results.json, the stages' records, the training
     history. Raises one line when the folder holds no finished run."""
@@ -127,14 +138,12 @@ def figures(ctx: dict, other: dict | None = None) -> dict[str, str]:
         ax.set(ylabel="top-1 (%)", title="the accuracy ladder across modes and variants")
         ax.grid(alpha=0.3, axis="y")
         out["ladder"] = _png(fig)
-    chosen = ctx["results"].get("chosen")
-    stage = ctx["stages"].get(f"validate:{chosen[0]}:{chosen[1]}") if chosen else None
-    matrix = (stage or {}).get("result", {}).get("confusion_matrix")
-    if matrix:
+    chosen, result = ctx["results"].get("chosen"), _chosen_result(ctx)
+    if result.get("confusion_matrix"):
         import numpy as np
 
-        m = np.asarray(matrix)
-        classes = [c["class"] for c in stage["result"]["per_class"]]
+        m = np.asarray(result["confusion_matrix"])
+        classes = [c["class"] for c in result["per_class"]]
         fig, ax = plt.subplots(figsize=(4.8, 4.2))
         ax.imshow(m, cmap="Blues")
         for i in range(len(m)):
@@ -184,7 +193,7 @@ def view(ctx: dict, other: dict | None = None) -> dict:
         mine = [x for x in rows if (x["variant"], x["mode"]) == (variant, mode)]
         best = min((x for x in mine if x.get("p50_ms")), key=lambda x: x["p50_ms"], default=mine[0])
         verdict.append({**best, "file": f"variants/{variant}/convert/{variant}_{mode}.tflite"})
-    verdict.sort(key=lambda x: (-(x["top1"] or 0), x.get("p50_ms") or 1e9))
+    verdict.sort(key=rank)
     failing = {}
     for x in rows:
         if x["failed"]:
@@ -212,8 +221,7 @@ def view(ctx: dict, other: dict | None = None) -> dict:
             "artifacts": artifacts, "gates": _gates_text(r["recipe"].get("gates") or {}),
             "other": None if other is None else {"name": other["results"]["recipe"].get("name"),
                                                  "folder": other["folder"], "rows": other["results"]["rows"]},
-            "per_class": ((ctx["stages"].get(f"validate:{r['chosen'][0]}:{r['chosen'][1]}") or {}).get("result") or {})
-            .get("per_class", []) if r.get("chosen") else []}
+            "per_class": _chosen_result(ctx).get("per_class", [])}
 
 
 def _gates_text(gates: dict) -> list[str]:
