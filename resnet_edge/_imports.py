@@ -77,12 +77,17 @@ def reached(edges: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
+@lru_cache(maxsize=1)
+def _this_package() -> tuple[dict[str, set[str]], dict[str, Path]]:
+    """This package's graph and modules, read once per process (every stage key needs them)."""
+    return graph()[0], modules()
+
+
 @lru_cache(maxsize=None)
 def code_digest(*names: str) -> str:
     """The sha256 of the source of ``names`` and of every package module they reach: what a stage's key
     holds, so that changing code a stage runs reruns it, and changing other code does not."""
-    edges, _ = graph()
-    known = modules()
+    edges, known = _this_package()
     files = sorted({m for name in names for m in reached(edges, name)})
     h = hashlib.sha256()
     for m in files:
