@@ -131,6 +131,29 @@ def machine() -> dict:
             "emulated": under_qemu}
 
 
+def temperatures(root: str = "/sys/class/thermal", zones: int = 16) -> dict:
+    """``{zone type: degrees C}`` of the machine's thermal zones (Linux sysfs: a Pi's ``cpu-thermal``, a
+    phone's ``cpu-*``), the first ``zones`` of them; {} where the system exposes none (a container, a VM).
+    Heat alone has moved a phone's latency by 40%: a bench records it before and after."""
+    out: dict = {}
+    try:
+        names = sorted((n for n in os.listdir(root) if n.startswith("thermal_zone") and n[12:].isdigit()),
+                       key=lambda n: int(n[12:]))[:zones]
+    except OSError:
+        return out
+    for name in names:
+        try:
+            with open(os.path.join(root, name, "temp"), encoding="ascii", errors="replace") as f:
+                milli = int(f.read(32).strip())
+            with open(os.path.join(root, name, "type"), encoding="utf-8", errors="replace") as f:
+                kind = f.read(64).strip() or name
+        except (OSError, ValueError):
+            continue
+        if -50_000 <= milli <= 200_000:
+            out[f"{kind} ({name})" if kind in out else kind] = milli / 1000
+    return out
+
+
 def emulated(flags: set) -> bool:
     """Whether this Python runs under qemu user-mode emulation (an Arm system on an x86 machine): the
     kernel's CPU flags are x86's, or the kernel runs Arm binaries through qemu. Latencies then mean nothing."""
@@ -701,6 +724,7 @@ def bench(job: dict) -> dict:
         raise HarnessError("runs and rounds must be >= 1 and warmup >= 0")
     inputs = job.get("inputs") or {}
     raw = job.get("raw_pixels") or {}
+    heat_before = temperatures()
     records = []
     total = len(models) * len(settings)
     for m, path in enumerate(models):
@@ -755,7 +779,8 @@ def bench(job: dict) -> dict:
             _progress(f"memory {k + 1}/{len(out)}")
             record.update(_memory_in_child(record["model"], settings[record["setting_index"]],
                                            raw.get(record["model"], True)))
-    return {"machine": machine(), "records": out}
+    return {"machine": {**machine(), "temperature_c": {"before": heat_before, "after": temperatures()}},
+            "records": out}
 
 
 def predict(job: dict) -> dict:

@@ -47,6 +47,9 @@ class Stage:
     after: tuple[str, ...] = ()
     #: The function of this module that does the work: its own source is part of the key too.
     fn: Callable | None = None
+    #: Called before the stage is keyed, when the stages before it have run: for a stage whose settings come
+    #: from their results (the per-stage latency of the variant the run chose).
+    prepare: Callable[["Stage"], None] | None = None
     result: dict | None = None
     why: str = ""
     ran: bool = False
@@ -89,7 +92,8 @@ class Stage:
                                  if (record.get("inputs") or {}).get(k) != self.inputs.get(k))
                 return f"its input changed ({', '.join(changed)})"
             return "its code changed"
-        for name in self.outputs:
+        recorded = record.get("outputs") or {}
+        for name in list(self.outputs) + sorted(set(recorded) - set(self.outputs)):  # and what the stage left
             path = self.folder / name
             if not path.exists():
                 return f"{name} was deleted"
@@ -204,7 +208,29 @@ def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambd
                         (), lambda st, v=v, mode=mode, file=file: _validate(run, st, v, mode, file, say),
                         after=(conv.name, "train"), fn=_validate)
             run.stages.append(val)
+        qat = "qat" in (v.get("optimize") or {}) or ((v.get("optimize") or {}).get("prune") or {}).get("pqat")
+        if recipe["validate"]["layer_errors"] and "int8" in v["modes"] and not qat:
+            run.stages.append(Stage(f"layers:{v['name']}", folder / "variants" / v["name"] / "layers",
+                                    {"model": base, "data": run.data_digest},
+                                    {"calibration": v["calibration"], "images": recipe["validate"]["layer_error_images"]},
+                                    ("resnet_edge.diagnose",), ("layer_errors.csv",),
+                                    lambda st, base=base: _layers(run, st, base, say), after=(made_by,), fn=_layers))
+    if recipe["validate"]["stage_latency"]:
+        run.stages.append(Stage("stage_latency", folder / "stage_latency", {}, {}, ("resnet_edge.diagnose",
+                                "resnet_edge.measure.bench"), (), lambda st: _stage_latency(run, st, say),
+                                after=tuple(s.name for s in run.stages if s.name.startswith("validate:")),
+                                fn=_stage_latency, prepare=lambda st: _prepare_stage_latency(run, st)))
     return run
+
+
+def _base_model(recipe: dict, variant: str) -> str:
+    """The Keras model a variant's files are converted from, by its place in the run folder."""
+    v = next(x for x in recipe["variants"] if x["name"] == variant)
+    if not v.get("optimize"):
+        return "train/model.keras"
+    (method, settings), = v["optimize"].items()
+    out = "model.h5" if method == "qat" or (method == "prune" and settings.get("pqat")) else "model.keras"
+    return f"variants/{variant}/optimize/{out}"
 
 
 _OPT_MODULES = {"qat": "resnet_edge.optimize.qat", "prune": "resnet_edge.optimize.prune",
@@ -227,11 +253,13 @@ def execute(run: Run, *, dry_run: bool = False, progress: Callable[[str], None] 
     with exclusive(run.folder, wait=0):
         would: set[str] = set()  # the stages a dry run says would run
         for i, stage in enumerate(run.stages, 1):
+            if stage.prepare:
+                stage.prepare(stage)
             _resolve_inputs(run, stage)
             why = stage.stale()
             before = [a for a in stage.after if a in would]
-            if dry_run and before and (not why or why.startswith("its input changed")):
-                why = f"{before[0]} runs first, so its input may change"
+            if dry_run and before and (not why or why.startswith("its input changed") or stage.prepare):
+                why = f"{before[0]} runs first, so its input may change"  # (or its settings, for a prepared one)
             stage.why = why
             head = f"[{i}/{len(run.stages)}] {stage.name}"
             if not why:
@@ -377,6 +405,94 @@ def _validate(run: Run, stage: Stage, v: dict, mode: str, file: str, say) -> dic
     return out
 
 
+def _layers(run: Run, stage: Stage, base: str, say) -> dict:
+    import csv
+    import io as _io
+
+    from resnet_edge.arch.keras_model import load_model
+    from resnet_edge.diagnose import layer_errors
+
+    say(f"{stage.name}: the int8 error of each layer")
+    split = "val" if len(run.data.split("val")) else "train"
+    errors = layer_errors(load_model(run.folder / base), run.data, calibration=stage.settings["calibration"],
+                          samples=stage.settings["images"], split=split)
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(errors[0]) if errors else ["layer"])
+    writer.writeheader()
+    writer.writerows(errors)
+    atomic_write_bytes(stage.output("layer_errors.csv"), buf.getvalue().encode())
+    return {"split": split, "images": stage.settings["images"], "layers": errors}
+
+
+def chosen(run: Run) -> tuple[str, str] | None:
+    """The variant and mode the run ships: the most accurate that meets every gate (the fastest of equals),
+    else the most accurate; None before anything was validated."""
+    from resnet_edge.report.page import rank
+
+    table = rows(run)
+    passing = {(x["variant"], x["mode"]) for x in table if not x["failed"]}
+    best = min([x for x in table if (x["variant"], x["mode"]) in passing] or table, key=rank, default=None)
+    return (best["variant"], best["mode"]) if best else None
+
+
+def _prepare_stage_latency(run: Run, stage: Stage) -> None:
+    """Key the per-stage latency on what it measures: the chosen variant and the float model's float32."""
+    pick = chosen(run)
+    val = run.recipe["validate"]
+    stage.settings = {"chosen": list(pick) if pick else None, "targets": val["targets"], "runs": val["runs"],
+                      "warmup": val["warmup"],
+                      "runtime": next((v["runtime"] for v in run.recipe["variants"] if pick and v["name"] == pick[0]),
+                                      "litert")}
+    stage.inputs = {"model": _base_model(run.recipe, pick[0]), "float": "train/model.keras"} if pick else {}
+    stage.outputs = ()
+
+
+def _stage_latency(run: Run, stage: Stage, say) -> dict:
+    from resnet_edge.arch.keras_model import load_model
+    from resnet_edge.diagnose import per_stage, stage_models
+    from resnet_edge.measure.bench import bench
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.targets import resolve
+
+    pick = stage.settings["chosen"]
+    if not pick:
+        return {"skipped": "no variant was validated"}
+    variant, mode = pick
+    v = next(x for x in run.recipe["variants"] if x["name"] == variant)
+    models = [(f"{variant} {mode}", _base_model(run.recipe, variant), mode, v["calibration"])]
+    if (variant, mode) != ("float", "float32"):
+        models.append(("float float32", "train/model.keras", "float32", v["calibration"]))
+    files: dict[str, list[tuple[str, Path]]] = {}
+    for label, base, m, calibration in models:
+        say(f"{stage.name}: {label} cut after each stage, converting")
+        keras_model = load_model(run.folder / base)
+        for part, tfl in stage_models(keras_model, m, run.data, calibration=calibration):
+            path = stage.output(f"{label.replace(' ', '_')}_{part}.tflite")
+            atomic_write_bytes(path, tfl)
+            files.setdefault(label, []).append((part, path))
+    stage.outputs = tuple(p.name for parts in files.values() for _, p in parts)
+    paths = [str(p) for parts in files.values() for _, p in parts]
+    out = {"models": list(files), "targets": []}
+    for t in stage.settings["targets"]:
+        target = resolve(t["target"])
+        settings = [Setting(runtime=stage.settings["runtime"], threads=n, accelerator=t["accelerator"])
+                    for n in (t["threads"] or [None])]
+        say(f"{stage.name}: timing {len(paths)} prefixes on {target}")
+        try:
+            result = bench(paths, settings, runs=stage.settings["runs"], warmup=stage.settings["warmup"],
+                           target=target, measure_memory=False)
+        except ResnetEdgeError as exc:
+            out["targets"].append({"target": str(target), "error": str(exc)})
+            continue
+        for setting in {r["setting"] for r in result["records"]}:
+            p50 = {r["model"]: r["p50_ms"] for r in result["records"] if r["setting"] == setting}
+            parts = {label: per_stage({part: p50.get(str(path)) or 0.0 for part, path in files[label]})
+                     for label in files}
+            out["targets"].append({"target": str(target), "setting": setting, "ms": parts,
+                                   "total_ms": {label: p50.get(str(files[label][-1][1])) for label in files}})
+    return out
+
+
 # --- the table and the gates --------------------------------------------------------------------------------
 
 
@@ -449,17 +565,16 @@ def finish(run: Run, stages: list[Stage]) -> dict:
     from resnet_edge import __version__
     from resnet_edge.recipe import dump
 
+    from resnet_edge.report.page import write
+
     table = rows(run)
     passing = sorted({(x["variant"], x["mode"]) for x in table if not x["failed"]})
-    pool = [x for x in table if (x["variant"], x["mode"]) in passing] or table
-    from resnet_edge.report.page import rank, write
-
-    best = min(pool, key=rank, default=None)
+    best = chosen(run)
     reference = next(s for s in run.stages if s.name == "reference").result or {}
     results = {"recipe": {k: v for k, v in run.recipe.items() if not k.startswith("_")},
                "source": run.recipe.get("_source"), "recipe_yaml": dump(run.recipe), "folder": str(run.folder),
                "rows": table, "passing": [list(p) for p in passing],
-               "chosen": [best["variant"], best["mode"]] if best else None, "float_top1": reference.get("top1"),
+               "chosen": list(best) if best else None, "float_top1": reference.get("top1"),
                "ran": [s.name for s in stages if s.ran], "version": __version__,
                "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     atomic_write_bytes(run.folder / "results.json", (json.dumps(results, indent=2, default=str) + "\n").encode())

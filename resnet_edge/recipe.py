@@ -123,6 +123,12 @@ SCHEMA = _obj({
                         "items": {"type": "integer", "minimum": 1, "maximum": 256}, "default": None},
             "accelerator": {"enum": [None, "cpu", "gpu"], "default": None},
         }, ("target",)), "default": [{"target": "local"}]},
+        "layer_errors": {"type": "boolean", "default": True,
+                         "description": "per-layer int8 error of each calibrated int8 variant (the report's table)"},
+        "layer_error_images": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 32},
+        "stage_latency": {"type": "boolean", "default": True,
+                          "description": "latency per stage (stem, each residual stage, head) of the chosen "
+                                         "variant against float32 on every target"},
     }, default={}),
     "gates": _obj({
         "max_drop": {"type": ["number", "null"], "minimum": 0, "maximum": 100, "default": None,

@@ -83,6 +83,10 @@ def test_bench_interpreter_and_compiled_model(models):
     settings = [Setting(threads=1), Setting(threads=2), Setting(accelerator="cpu", threads=1)]
     r = bench([paths["float32"], paths["int8"]], settings, runs=4, warmup=1, rounds=2, baseline=paths["float32"])
     assert len(r["records"]) == 6 and r["machine"]["cpu"] and r["machine"]["cores"] >= 1
+    from resnet_edge.harness import temperatures
+
+    assert set(r["machine"]["temperature_c"]) == {"before", "after"}  # {} each where no thermal zone is exposed
+    assert set(r["machine"]["temperature_c"]["after"]) == set(temperatures())
     for rec in r["records"]:
         _consistent(rec)
         assert rec["integrity"] == "verified" and rec["input_source"] == "signature"

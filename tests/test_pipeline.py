@@ -96,11 +96,57 @@ def test_a_tiny_recipe_end_to_end(recipe_file, done):
             assert sha(stage.parent / name) == digest
 
 
+def test_each_int8_layers_own_error(done):
+    """The per-layer int8 error of each calibrated int8 variant: one row per quantized op of the model, every
+    convolution there, largest first, in quantization steps near rounding noise for most layers; the CSV beside
+    it holds the same rows."""
+    import csv
+
+    from resnet_edge.arch.keras_model import load_model
+
+    for variant, model in (("float", "train/model.keras"), ("thin", "variants/thin/optimize/model.keras")):
+        stage = json.loads((done / "variants" / variant / "layers" / "stage.json").read_text())
+        layers = stage["result"]["layers"]
+        convs = [layer.name for layer in load_model(done / model).layers if type(layer).__name__ == "Conv2D"]
+        assert sorted(x["layer"] for x in layers if x["op"] == "CONV_2D") == sorted(convs)
+        steps = [x["rmse_scale"] for x in layers]
+        assert steps == sorted(steps, reverse=True) and all(0 <= v < 20 for v in steps)
+        assert 0.1 < float(np.median(steps)) < 1.0  # 1/sqrt(12) = 0.29 for rounding alone
+        with open(done / "variants" / variant / "layers" / "layer_errors.csv") as f:
+            assert [r["layer"] for r in csv.DictReader(f)] == [x["layer"] for x in layers]
+
+
+def test_where_the_time_goes(done):
+    """The chosen variant and float32, cut after the stem and each of the three stages: each prefix ends on that
+    stage's feature map, the parts add up to the whole model's p50, and the report shows them."""
+    from resnet_edge.tflite.inspect import io_tensors
+
+    stage = json.loads((done / "stage_latency" / "stage.json").read_text())
+    results = json.loads((done / "results.json").read_text())
+    chosen = " ".join(results["chosen"])
+    assert stage["settings"]["chosen"] == results["chosen"] and stage["result"]["models"][0] == chosen
+    assert set(stage["result"]["models"]) == {chosen, "float float32"}
+    shapes = {"stem": [1, 32, 32, 16], "conv2": [1, 32, 32, 16], "conv3": [1, 16, 16, 32], "conv4": [1, 8, 8, 64],
+              "head": [1, 10]}
+    label = "float_float32"
+    for part, shape in shapes.items():
+        _, outputs = io_tensors((done / "stage_latency" / f"{label}_{part}.tflite").read_bytes())
+        assert list(outputs[0]["shape"]) == shape, part
+    (t,) = stage["result"]["targets"]
+    for model in stage["result"]["models"]:
+        assert list(t["ms"][model]) == list(shapes) and all(v >= 0 for v in t["ms"][model].values())
+        assert sum(t["ms"][model].values()) >= t["total_ms"][model] * 0.999
+    html = (done / "report.html").read_text()
+    assert html.index("Which layers lose accuracy") < html.index("Where the time goes") < html.index("Where it ran")
+    assert "## Where the time goes" in (done / "report.md").read_text()
+
+
 def test_the_human_table_and_progress(recipe_file, done):
     r = CliRunner().invoke(cli, ["run", str(recipe_file), "--out", str(done)])
     assert r.exit_code == 0, r.output
     assert "variant" in r.stdout and "vs f32" in r.stdout and "every stage was up to date" in r.stdout
-    assert "[1/8] train: up to date, skipped" in r.stderr and "[8/8] validate:thin:int8: up to date" in r.stderr
+    assert "[1/11] train: up to date, skipped" in r.stderr and "[9/11] validate:thin:int8: up to date" in r.stderr
+    assert "[11/11] stage_latency: up to date" in r.stderr
 
 
 def test_a_new_convert_mode_reruns_conversion_and_validation_only(recipe_file, copy):
@@ -109,7 +155,8 @@ def test_a_new_convert_mode_reruns_conversion_and_validation_only(recipe_file, c
     r, j = run(recipe_file, copy, "--set", "variants.0.modes=[float32,float16,int8]")
     assert r.exit_code == 0, r.output
     assert "convert:float" in j["ran"] and "validate:float:float16" in j["ran"]
-    assert not {"train", "reference", "optimize:thin", "convert:thin", "validate:thin:int8"} & set(j["ran"])
+    assert not {"train", "reference", "optimize:thin", "convert:thin", "validate:thin:int8", "layers:float",
+                "layers:thin"} & set(j["ran"])
     assert (sha(model), model.stat().st_mtime_ns) == before
     assert ("float", "float16") in {(x["variant"], x["mode"]) for x in j["rows"]}
 
@@ -118,8 +165,9 @@ def test_dry_run_says_what_would_run_and_runs_nothing(recipe_file, copy):
     r = CliRunner().invoke(cli, ["run", str(recipe_file), "--out", str(copy), "--dry-run",
                                  "--set", "train.epochs=3"])
     assert r.exit_code == 0, r.output
-    assert "[1/8] train: would run (settings changed (train))" in r.stderr
-    assert "[2/8] reference: would run (train runs first, so its input may change)" in r.stderr
+    assert "[1/11] train: would run (settings changed (train))" in r.stderr
+    assert "[2/11] reference: would run (train runs first, so its input may change)" in r.stderr
+    assert "[11/11] stage_latency: would run (validate:float:float32 runs first" in r.stderr
     assert json.loads((copy / "train" / "stage.json").read_text())["settings"]["train"]["epochs"] == 2
 
 
@@ -156,7 +204,8 @@ def test_killed_with_9_mid_training_then_continued_to_the_same_result(recipe_fil
     then run again: training resumes from the checkpoint and ends with the weights of the uninterrupted run."""
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    only = ("--set", "variants=[{name: float, modes: [float32]}]")  # training's key does not depend on them
+    only = ("--set", "variants=[{name: float, modes: [float32]}]",  # training's key does not depend on them
+            "--set", "validate.stage_latency=false")
     proc = subprocess.Popen([sys.executable, "-m", "resnet_edge", "run", str(recipe_file), "--out", str(out), *only],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
     try:
@@ -191,7 +240,8 @@ def test_killed_with_9_mid_conversion_then_continued(recipe_file, done, tmp_path
     out = tmp_path / "killed"
     shutil.copytree(done, out)
     shutil.rmtree(out / "variants")
-    only = ("--set", "variants=[{name: float, modes: [float32, int8]}]")
+    only = ("--set", "variants=[{name: float, modes: [float32, int8]}]", "--set", "validate.stage_latency=false",
+            "--set", "validate.layer_errors=false")
     proc = subprocess.Popen([sys.executable, "-m", "resnet_edge", "run", str(recipe_file), "--out", str(out), *only],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -286,7 +336,7 @@ def test_the_cifar10_recipe_runs_two_steps_on_batches_in_the_cifar_layout(tmp_pa
                "--set", "model.name=resnet20",
                "--set", "train.batch_size=32", "--set", "variants=[{name: float, modes: [float32]}]",
                "--set", "validate.limit=8", "--set", "validate.runs=2", "--set", "validate.warmup=0",
-               "--set", "gates.min_top1=null", "--set", "gates.max_drop=null")
+               "--set", "gates.min_top1=null", "--set", "gates.max_drop=null", "--set", "validate.stage_latency=false")
     assert r.exit_code == 0, r.output
     train = json.loads((tmp_path / "run" / "train" / "stage.json").read_text())
     assert train["result"]["name"] == "resnet20" and train["result"]["final"]["step"] == 2

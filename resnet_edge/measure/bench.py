@@ -97,7 +97,10 @@ def bench(paths: list[str | os.PathLike], settings: list[Setting], *, runs: int 
                         raise
                     incomplete = f"{exc} (after {len(records)} of {len(paths) * len(settings)} records)"
                     break
+                heat = (machine or {}).get("temperature_c")  # before the first run, after the last
                 machine = clean_machine(result.get("machine"))
+                if heat and machine.get("temperature_c"):
+                    machine["temperature_c"]["before"] = heat.get("before", {})
                 for p in batch:  # what we asked and know comes last: the device cannot override it
                     for j, r in enumerate(mine[p]):
                         records.append({**{k: v for k, v in r.items() if k not in OURS}, "model": p,

@@ -156,6 +156,38 @@ def figures(ctx: dict, other: dict | None = None) -> dict[str, str]:
         ax.set_yticks(ticks, [classes[i] for i in ticks], fontsize=6)
         ax.set(xlabel="predicted", ylabel="true", title=f"confusion matrix: {chosen[0]} {chosen[1]}")
         out["confusion"] = _png(fig)
+    layers = _layer_view(ctx)
+    if layers:
+        shown = layers[0]  # the chosen variant's when it was calibrated, else the first
+        top = shown["rows"][:15][::-1]
+        fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.28 * len(top)))
+        ax.barh(range(len(top)), [x["rmse_scale"] or 0 for x in top], color="#d62728", alpha=0.8)
+        ax.axvline(12 ** -0.5, color="black", ls="--", lw=1, label="rounding alone (0.29 steps)")
+        ax.set_yticks(range(len(top)), [f"{x['layer']} ({x['op']})" for x in top], fontsize=7)
+        ax.set(xlabel="rmse / scale (error in int8 steps, each layer on its own input)",
+               title=f"the int8 layers with the largest error: {shown['variant']}")
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3, axis="x")
+        out["layers"] = _png(fig)
+    stages = _stage_view(ctx)
+    if stages:
+        n = len(stages["targets"])
+        fig, axes = plt.subplots(n, 1, figsize=(7.5, 0.6 + 1.5 * n * len(stages["models"]) ** 0.5), squeeze=False)
+        colours = plt.get_cmap("tab10")
+        for ax, t in zip(axes[:, 0], stages["targets"]):
+            for i, label in enumerate(stages["models"]):
+                left = 0.0
+                for j, part in enumerate(stages["parts"]):
+                    ms = t["ms"].get(label, {}).get(part) or 0.0
+                    ax.barh(i, ms, left=left, color=colours(j), label=part if i == 0 else None)
+                    left += ms
+            ax.set_yticks(range(len(stages["models"])), stages["models"], fontsize=8)
+            ax.set(xlabel="ms (p50 of each prefix; a part = its prefix minus the one before)",
+                   title=f"where the time goes on {t['target']} ({t['setting']})")
+            ax.legend(fontsize=7, ncol=len(stages["parts"]), loc="lower right")
+            ax.grid(alpha=0.3, axis="x")
+        fig.tight_layout()
+        out["stages"] = _png(fig)
     history = ctx["history"]
     if history:
         fig, ax = plt.subplots(figsize=(7.5, 3.2))
@@ -167,6 +199,29 @@ def figures(ctx: dict, other: dict | None = None) -> dict[str, str]:
         ax.legend(fontsize=7)
         out["curves"] = _png(fig)
     return out
+
+
+def _layer_view(ctx: dict) -> list[dict]:
+    """Per calibrated int8 variant, its layers by int8 error, largest first (the chosen variant first)."""
+    chosen = ctx["results"].get("chosen") or [None]
+    out = []
+    for name, s in sorted(ctx["stages"].items()):
+        if name.startswith("layers:") and (s.get("result") or {}).get("layers"):
+            out.append({"variant": name.split(":", 1)[1], "rows": s["result"]["layers"],
+                        "images": s["result"].get("images"), "split": s["result"].get("split")})
+    out.sort(key=lambda x: x["variant"] != chosen[0])
+    return out
+
+
+def _stage_view(ctx: dict) -> dict | None:
+    """The per-stage latency of the chosen variant and float32: models, parts in order, one entry per target."""
+    r = (ctx["stages"].get("stage_latency") or {}).get("result") or {}
+    targets = [t for t in r.get("targets") or [] if t.get("ms")]
+    if not targets:
+        return None
+    parts = list(next(iter(targets[0]["ms"].values())))
+    return {"models": r["models"], "parts": parts, "targets": targets,
+            "errors": [t for t in r.get("targets") or [] if t.get("error")]}
 
 
 def _template():
@@ -199,11 +254,14 @@ def view(ctx: dict, other: dict | None = None) -> dict:
         if x["failed"]:
             failing.setdefault((x["variant"], x["mode"]), x["failed"])
     machines = {}
-    for s in ctx["stages"].values():
+    for name, s in sorted(ctx["stages"].items()):
         for lat in (s.get("result") or {}).get("latency") or []:
             if lat.get("machine"):
-                machines.setdefault(lat["target"], {"machine": lat["machine"], "runtime": lat.get("runtime"),
-                                                    "runtime_version": lat.get("runtime_version")})
+                m = machines.setdefault(lat["target"], {"machine": lat["machine"], "runtime": lat.get("runtime"),
+                                                        "runtime_version": lat.get("runtime_version"), "heat": []})
+                heat = lat["machine"].get("temperature_c") or {}
+                if heat.get("before") or heat.get("after"):
+                    m["heat"].append({"stage": name.split(":", 1)[1], **heat})
     distributions = []
     for name, s in sorted(ctx["stages"].items()):
         if name.startswith("validate:"):
@@ -221,7 +279,18 @@ def view(ctx: dict, other: dict | None = None) -> dict:
             "artifacts": artifacts, "gates": _gates_text(r["recipe"].get("gates") or {}),
             "other": None if other is None else {"name": other["results"]["recipe"].get("name"),
                                                  "folder": other["folder"], "rows": other["results"]["rows"]},
-            "per_class": _chosen_result(ctx).get("per_class", [])}
+            "per_class": _chosen_result(ctx).get("per_class", []), "layers": _layer_view(ctx),
+            "stages": _stage_view(ctx), "qat_variants": _qat_variants(r["recipe"])}
+
+
+def _qat_variants(recipe: dict) -> list[str]:
+    """The int8 variants whose ranges were learned (QAT): no per-layer calibration error to show."""
+    out = []
+    for v in recipe.get("variants") or []:
+        opt = v.get("optimize") or {}
+        if "int8" in (v.get("modes") or []) and ("qat" in opt or (opt.get("prune") or {}).get("pqat")):
+            out.append(v["name"])
+    return out
 
 
 def _gates_text(gates: dict) -> list[str]:

@@ -107,8 +107,16 @@ def clean_record(record, what: str = "the device") -> dict:
 
 
 def clean_machine(machine) -> dict:
-    """A device's description of itself: plain, bounded, ``isa`` a list of strings."""
-    return _string_lists(clean(machine) if isinstance(machine, dict) else {}, ("isa",))
+    """A device's description of itself: plain, bounded, ``isa`` a list of strings, ``temperature_c`` (before
+    and after a bench) zone names with degrees in -50..200 (anything else dropped)."""
+    out = _string_lists(clean(machine) if isinstance(machine, dict) else {}, ("isa",))
+    heat = out.pop("temperature_c", None)
+    if isinstance(heat, dict):
+        out["temperature_c"] = {
+            when: {k: float(v) for k, v in zones.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and np.isfinite(v) and -50 <= v <= 200}
+            for when, zones in heat.items() if when in ("before", "after") and isinstance(zones, dict)}
+    return out
 
 
 def _string_lists(r: dict, keys) -> dict:
