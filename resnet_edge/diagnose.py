@@ -22,7 +22,6 @@ import math
 import re
 import warnings
 
-import numpy as np
 
 #: The Keras layer an op's tensor name most likely comes from, for names of fused ops: the part naming one of
 #: these layers wins (a conv fused with its BN and ReLU is named by the conv).
