@@ -245,18 +245,28 @@ def _resolve_inputs(run: Run, stage: Stage) -> None:
             stage.inputs[k] = sha256_file(path) if path.exists() else f"missing:{v}"
 
 
-def execute(run: Run, *, dry_run: bool = False, progress: Callable[[str], None] = lambda text: None) -> list[Stage]:
+def measures(stage: Stage) -> bool:
+    """Whether a stage times models (it then runs alone: another stage beside it would be in its figures)."""
+    return stage.name.startswith("validate:") or stage.name == "stage_latency"
+
+
+def execute(run: Run, *, dry_run: bool = False, progress: Callable[[str], None] = lambda text: None,
+            jobs: int = 1) -> list[Stage]:
     """Run (or with ``dry_run`` only say) every stage that is stale, in order; return the stages with
-    ``ran``, ``why`` and ``result`` set. The run folder's lock is held throughout."""
+    ``ran``, ``why`` and ``result`` set. The run folder's lock is held throughout.
+
+    With ``jobs`` > 1, the stages that do not time anything (training, optimizing, converting, the per-layer
+    error) run up to ``jobs`` at once, each in a process of its own as soon as the stages it needs are done
+    (the variants are independent); the stages that time models run in this process, one at a time, when
+    nothing else runs."""
     run.folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with exclusive(run.folder, wait=0):
+        if jobs > 1 and not dry_run:
+            return _execute_parallel(run, jobs, progress, started)
         would: set[str] = set()  # the stages a dry run says would run
         for i, stage in enumerate(run.stages, 1):
-            if stage.prepare:
-                stage.prepare(stage)
-            _resolve_inputs(run, stage)
-            why = stage.stale()
+            why = _check(run, stage)
             before = [a for a in stage.after if a in would]
             if dry_run and before and (not why or why.startswith("its input changed") or stage.prepare):
                 why = f"{before[0]} runs first, so its input may change"  # (or its settings, for a prepared one)
@@ -271,17 +281,123 @@ def execute(run: Run, *, dry_run: bool = False, progress: Callable[[str], None] 
                 would.add(stage.name)
                 continue
             progress(f"{head}: running ({why}); {time.monotonic() - started:.0f} s so far")
-            t0 = time.monotonic()
-            _fresh(stage)
-            stage.result = stage.work(stage) or {}
-            stage.ran = True
-            record = {"stage": stage.name, "key": stage.key(), "inputs": stage.inputs,
-                      "settings": _plain(stage.settings),
-                      "outputs": {n: sha256_file(stage.output(n)) for n in stage.outputs},
-                      "seconds": round(time.monotonic() - t0, 2), "result": stage.result}
-            atomic_write_bytes(stage.record_path, (json.dumps(record, indent=2, default=str) + "\n").encode())
+            record = _run_stage(stage)
             progress(f"{head}: done in {record['seconds']:.1f} s")
     return run.stages
+
+
+def _check(run: Run, stage: Stage) -> str:
+    """Key ``stage`` now that the stages before it have run; why it must run ("" when it is up to date)."""
+    if stage.prepare:
+        stage.prepare(stage)
+    _resolve_inputs(run, stage)
+    return stage.stale()
+
+
+def _run_stage(stage: Stage) -> dict:
+    """Do a stale stage's work and write its record (last: a stage cut off before it runs again)."""
+    t0, wall = time.monotonic(), time.time()
+    _fresh(stage)
+    stage.result = stage.work(stage) or {}
+    stage.ran = True
+    record = {"stage": stage.name, "key": stage.key(), "inputs": stage.inputs, "settings": _plain(stage.settings),
+              "outputs": {n: sha256_file(stage.output(n)) for n in stage.outputs},
+              "seconds": round(time.monotonic() - t0, 2), "started": round(wall, 3), "finished": round(time.time(), 3),
+              "pid": os.getpid(), "result": stage.result}
+    atomic_write_bytes(stage.record_path, (json.dumps(record, indent=2, default=str) + "\n").encode())
+    return record
+
+
+def _execute_parallel(run: Run, jobs: int, progress, started: float) -> list[Stage]:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    index = {s.name: i for i, s in enumerate(run.stages, 1)}
+    head = {s.name: f"[{index[s.name]}/{len(run.stages)}] {s.name}" for s in run.stages}
+    done: set[str] = set()
+    pending = list(run.stages)
+    running: dict = {}
+
+    def ready(stage: Stage) -> bool:
+        return all(a in done for a in stage.after)
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_child_init, initargs=(jobs,)) as pool:
+        try:
+            while pending or running:
+                moved = False
+                for stage in [s for s in pending if ready(s)]:
+                    if (measures(stage) and running) or (not measures(stage) and len(running) >= jobs):
+                        continue
+                    pending.remove(stage)
+                    stage.why = _check(run, stage)
+                    if not stage.why:
+                        stage.result = stage.record().get("result")
+                        progress(f"{head[stage.name]}: up to date, skipped")
+                        done.add(stage.name)
+                        moved = True
+                        continue
+                    alone = not running and not any(ready(s) for s in pending)
+                    where = "" if measures(stage) or alone else f"; in a worker, {len(running) + 1} running"
+                    progress(f"{head[stage.name]}: running ({stage.why}); {time.monotonic() - started:.0f} s so far{where}")
+                    if measures(stage) or alone:  # here: alone on the machine, or nothing to run beside it
+                        record = _run_stage(stage)
+                        progress(f"{head[stage.name]}: done in {record['seconds']:.1f} s")
+                        done.add(stage.name)
+                        moved = True
+                        break  # the stages it unblocks are looked at again
+                    running[pool.submit(_child_stage, run.recipe, str(run.folder), stage.name)] = stage
+                if moved:
+                    continue
+                if not running:
+                    if pending:
+                        raise ResnetEdgeError(f"the run's stages wait on each other: {pending[0].name}")
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    stage = running.pop(future)
+                    record = future.result()  # a stage's error ends the run, as it does without --jobs
+                    stage.result, stage.ran = record["result"], True
+                    done.add(stage.name)
+                    progress(f"{head[stage.name]}: done in {record['seconds']:.1f} s")
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+    return run.stages
+
+
+def _child_init(jobs: int) -> None:
+    """A worker process: it dies with the run (a run killed with -9 leaves no worker writing into its folder),
+    and takes its share of the cores."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # pragma: no cover - other systems
+        pass
+    if os.getppid() == 1:  # the run died before the worker could ask
+        os._exit(1)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    from resnet_edge._tf import tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _child_stage(recipe: dict, folder: str, name: str) -> dict:
+    """One stage in a worker process: the run planned again from its recipe, that stage keyed and run; its
+    record back (its lines go to this process's stderr, prefixed with the stage's name)."""
+    import sys
+
+    def say(text: str) -> None:
+        print(f"{name}: {text}" if not text.startswith(name) else text, file=sys.stderr, flush=True)
+
+    run = plan(recipe, folder, say=say)
+    stage = next(s for s in run.stages if s.name == name)
+    _check(run, stage)
+    return _run_stage(stage)
 
 
 # --- the stages ---------------------------------------------------------------------------------------------

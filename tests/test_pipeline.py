@@ -161,6 +161,31 @@ def test_a_new_convert_mode_reruns_conversion_and_validation_only(recipe_file, c
     assert ("float", "float16") in {(x["variant"], x["mode"]) for x in j["rows"]}
 
 
+def test_jobs_run_the_variants_side_by_side(recipe_file, done, copy):
+    """--jobs 2 with training kept: the float variant's conversion and the thin variant's optimization run at
+    once, each in a worker process; the stages that time models run in the run's own process, alone; the table
+    is the one a serial run made."""
+    shutil.rmtree(copy / "variants")
+    r, j = run(recipe_file, copy, "--jobs", "2")
+    assert r.exit_code == 0, r.output
+    assert "train" not in j["ran"] and {"convert:float", "optimize:thin", "stage_latency"} <= set(j["ran"])
+    rec = {s: json.loads((copy / "variants" / v / d / "stage.json").read_text())
+           for s, v, d in (("convert:float", "float", "convert"), ("optimize:thin", "thin", "optimize"),
+                           ("validate:float:int8", "float", "validate_int8"))}
+    a, b = rec["convert:float"], rec["optimize:thin"]
+    assert a["started"] < b["finished"] and b["started"] < a["finished"]  # they overlapped
+    assert a["pid"] != b["pid"] and os.getpid() not in (a["pid"], b["pid"])
+    assert rec["validate:float:int8"]["pid"] == os.getpid()
+    timed = [json.loads(p.read_text()) for p in copy.rglob("stage.json") if "validate_" in str(p)]
+    others = [json.loads(p.read_text()) for p in (copy / "variants").rglob("stage.json") if "validate_" not in str(p)]
+    for t in timed:  # nothing ran while a model was timed
+        assert all(o["finished"] <= t["started"] or o["started"] >= t["finished"] for o in others)
+    serial = {(x["variant"], x["mode"]): x for x in json.loads((done / "results.json").read_text())["rows"]}
+    for x in j["rows"]:
+        y = serial[(x["variant"], x["mode"])]
+        assert x["bytes"] == pytest.approx(y["bytes"], rel=0.01) and abs(x["top1"] - y["top1"]) <= 2 / 64
+
+
 def test_dry_run_says_what_would_run_and_runs_nothing(recipe_file, copy):
     r = CliRunner().invoke(cli, ["run", str(recipe_file), "--out", str(copy), "--dry-run",
                                  "--set", "train.epochs=3"])
@@ -343,3 +368,35 @@ def test_the_cifar10_recipe_runs_two_steps_on_batches_in_the_cifar_layout(tmp_pa
     assert train["settings"]["train"]["lr_boundaries"] == [0.5, 0.75]  # the paper's schedule, as the recipe says
     assert {(x["variant"], x["mode"], x["setting"]) for x in j["rows"]} == {
         ("float", "float32", "litert xnnpack 1t"), ("float", "float32", "litert xnnpack 2t")}  # threads: [1, 2]
+
+
+def test_the_photos_recipe_from_a_keras_applications_weights_file(tmp_path):
+    """resnet50-photos as shipped but for its data, weights and length: the weights are the Keras Applications
+    ResNet50 file that tools/transfer.py pretrains (one epoch here), read as a published file is; the int8 model
+    has the recipe's uint8 input for apps."""
+    from tools.transfer import SIZE, digits_by_class, pretrain, write_digit_folder
+
+    order = digits_by_class()
+    source = write_digit_folder(tmp_path / "source", {c: order[c][:10] for c in range(5)})
+    pretrain(source, tmp_path / "source.h5", epochs=1)
+    photos = write_digit_folder(tmp_path / "photos", {c: order[c][:12] for c in range(5, 10)})
+    r, j = run(Path("resnet50-photos"), tmp_path / "run", "--set", f"data=folder:{photos}",
+               "--set", f"weights={tmp_path / 'source.h5'}", "--set", f"model.input_size={SIZE}",
+               "--set", "train.epochs=1", "--set", "train.limit=16",
+               "--set", "variants=[{name: float, modes: [int8], io: uint8}]", "--set", "validate.limit=8",
+               "--set", "validate.runs=2", "--set", "validate.warmup=0", "--set", "validate.targets=[{target: local}]",
+               "--set", "validate.stage_latency=false", "--set", "validate.layer_errors=false",
+               "--set", "gates={}")
+    assert r.exit_code == 0, r.output
+    train = json.loads((tmp_path / "run" / "train" / "stage.json").read_text())
+    assert train["inputs"]["weights"] == sha(tmp_path / "source.h5")
+    manifest = json.loads((tmp_path / "run" / "train" / "model.json").read_text())
+    assert manifest["name"] == "resnet50" and manifest["spec"]["input_size"] == SIZE
+    assert manifest["weights"] == {"file": "source.h5", "sha256": sha(tmp_path / "source.h5"),
+                                   "format": "keras-applications"}
+    assert train["result"]["final"]["phase"] == "head" and train["result"]["final"]["lr"] == 0.003  # transfer
+    from resnet_edge.tflite.inspect import io_tensors
+
+    inputs, outputs = io_tensors((tmp_path / "run" / "variants/float/convert/float_int8.tflite").read_bytes())
+    assert inputs[0]["dtype"] == "uint8" and outputs[0]["dtype"] == "uint8" and outputs[0]["shape"][-1] == 5
+    assert [(x["variant"], x["mode"]) for x in j["rows"]] == [("float", "int8")]

@@ -17,8 +17,11 @@ from resnet_edge.cli.render import _echo_json_or, _run_human
                    "variants.0.modes=[float32,int8], data=folder:photos. Repeat for more.")
 @click.option("--show", is_flag=True, help="Print the recipe as resolved, every default filled in, and stop.")
 @click.option("--dry-run", is_flag=True, help="Say which stages would run and why; run none.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Stages that time nothing (optimizing, converting: the variants) run up to this many at once, "
+                   "each in a process of its own; the stages that time models always run alone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final table as JSON.")
-def run(recipe_path, out, overrides, show, dry_run, as_json):
+def run(recipe_path, out, overrides, show, dry_run, jobs, as_json):
     """Run a recipe: train, optimize, convert and validate every variant it names, where it will run.
 
     \b
@@ -55,7 +58,7 @@ def run(recipe_path, out, overrides, show, dry_run, as_json):
 
     try:
         plan = pipeline.plan(r, folder, say=detail)
-        stages = pipeline.execute(plan, dry_run=dry_run, progress=stage_line)
+        stages = pipeline.execute(plan, dry_run=dry_run, progress=stage_line, jobs=jobs)
     finally:
         end_progress(show)
     if dry_run:
