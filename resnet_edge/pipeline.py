@@ -156,9 +156,6 @@ def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambd
         if v.get("input_size") is not None:
             raise ConfigError(f"variants: {v['name']}: input_size (a resolution of its own) is in the schema for the "
                               "search to come and not built yet: leave it out (the model's own size is used)")
-        if isinstance(((v.get("optimize") or {}).get("channels") or {}).get("keep"), list):
-            raise ConfigError(f"variants: {v['name']}: channels.keep per stage (a list) is in the schema for the search "
-                              "to come and not built yet: give one ratio")
     data = load(recipe["data"])
     run.data = data
     run.data_digest = data_digest(data)
@@ -475,7 +472,8 @@ def _optimize(run: Run, stage: Stage, method: str, s: dict, say) -> dict:
     else:
         from resnet_edge.optimize.channels import channel_prune
 
-        manifest = channel_prune(source, run.data, out, keep=s["keep"], criterion=s["criterion"], **common)
+        keep = tuple(s["keep"]) if isinstance(s["keep"], list) else s["keep"]  # one ratio, or one per stage
+        manifest = channel_prune(source, run.data, out, keep=keep, criterion=s["criterion"], **common)
     return {"accuracy": manifest.get("accuracy")}
 
 

@@ -15,7 +15,7 @@ import sys
 import click
 
 from resnet_edge import __version__
-from resnet_edge.cli import devices, edge, host, run
+from resnet_edge.cli import devices, edge, host, run, search
 from resnet_edge.cli.options import CONTEXT
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.ui import safe_text
@@ -60,7 +60,7 @@ def main(argv=None):
 
 
 
-for _module in (host, edge, devices, run):
+for _module in (host, edge, devices, run, search):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -464,3 +464,29 @@ def _run_human(r: dict) -> str:
     report = f"; report {safe_text(r['report']['html'], 200)}" if r.get("report") else ""
     return f"{text}\nmeets every gate: {passing}; {ran}; folder {safe_text(r['folder'], 200)}{report}"
 
+
+def _search_human(r: dict) -> str:
+    """resnet-edge search's result for people."""
+    w = r["winner"]
+    lines = [f"winner    {w['key']}  ({w['file']}, {w['bytes'] / 1e3:,.1f} kB)",
+             f"latency   p50 {w['p50_ms']:.3g} ms, p90 {w['p90_ms']:.3g} ms over {w['runs']} runs (CV "
+             f"{100 * (w['cv'] or 0):.1f}%) on {r['target']} {r['setting']}: "
+             + ("meets" if w["meets_budget"] else "MISSES") + f" the {r['budget_ms']:g} ms budget at {r['metric']}",
+             f"accuracy  validation {100 * (w['val_acc'] or 0):.2f}%, test {100 * w['test_top1']:.2f}% (measured once)",
+             f"search    {len(r['trials'])} trials, {r['feasible']} of {r['space']['candidates']} candidates feasible, "
+             f"{r['measured']} timed ({r['device_measurements']} measurements), training {r['train_seconds']:.0f} s",
+             ]
+    lm = r["latency_model"]
+    if lm.get("n"):
+        lines.append(f"model     latency predicted within 10% for {100 * lm['within_10pct']:.0f}% of {lm['n']} "
+                     f"held-out measurements (median error {100 * lm['median_abs_error']:.1f}%)")
+    b = (r.get("baseline") or {}).get("best")
+    if b:
+        lines.append(f"baseline  best of the plain grid: {b['candidate']} {100 * b['val_acc']:.2f}% at "
+                     f"{b['latency_ms']:.3g} ms")
+    elif r.get("baseline"):
+        lines.append("baseline  no member of the plain grid meets the budget")
+    lines.append(f"recipe    {w['recipe']}")
+    if r.get("below_min_accuracy"):
+        lines.append("warning   the winner's test top-1 is below --min-accuracy")
+    return "\n".join(lines)

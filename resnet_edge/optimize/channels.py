@@ -31,18 +31,27 @@ def _rank(model, conv_name: str, bn_name: str, criterion: str) -> np.ndarray:
     return np.abs(model.get_layer(bn_name).gamma.numpy())
 
 
-def select_channels(model, spec: ResNetSpec, keep: float, criterion: str = "l1") -> dict[str, np.ndarray]:
+def keep_per_stage(keep, stages: int) -> tuple[float, ...]:
+    """One keep ratio for every stage, or one per stage (a list as long as the network has stages)."""
+    ratios = tuple(float(k) for k in keep) if isinstance(keep, (list, tuple)) else (float(keep),) * stages
+    if len(ratios) != stages:
+        raise ConfigError(f"--channels per stage needs {stages} ratios (one for each stage), got {len(ratios)}")
+    if not all(0 < k <= 1 for k in ratios):
+        raise ConfigError(f"--channels must be in (0, 1], got {', '.join(f'{k:g}' for k in ratios)}")
+    return ratios
+
+
+def select_channels(model, spec: ResNetSpec, keep, criterion: str = "l1") -> dict[str, np.ndarray]:
     """For every inner convolution (by name prefix, e.g. ``conv2_block1_1``), the sorted indices of the
-    filters to keep."""
-    if not 0 < keep <= 1:
-        raise ConfigError(f"--channels must be in (0, 1], got {keep}")
+    filters to keep; ``keep``: one ratio, or one per stage (the first stage's first)."""
+    ratios = keep_per_stage(keep, len(spec.stage_blocks))
     if criterion not in CRITERIA:
         raise ConfigError(f"--criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     chosen = {}
     for block in plan(spec).blocks:
         for conv in block.convs[:-1]:  # the last conv of a block writes to the residual stream: kept whole
             scores = _rank(model, f"{conv.name}_conv", f"{conv.name}_bn", criterion)
-            k = max(1, int(round(len(scores) * keep)))
+            k = max(1, int(round(len(scores) * ratios[int(block.name[4]) - 2])))
             chosen[conv.name] = np.sort(np.argsort(-scores, kind="stable")[:k])
     return chosen
 
@@ -109,7 +118,7 @@ def channel_prune(
     data,
     out: str | Path,
     *,
-    keep: float = 0.5,
+    keep: float | tuple[float, ...] = 0.5,
     criterion: str = "l1",
     epochs: int = 2,
     lr: float = 0.01,
@@ -119,7 +128,8 @@ def channel_prune(
     trust: bool = False,
     max_drop: float | None = None,
 ) -> dict:
-    """Thin ``model_path`` to ``keep`` of its inner channels, fine-tune, and write ``out`` + manifest.
+    """Thin ``model_path`` to ``keep`` of its inner channels (one ratio, or one per stage), fine-tune, and write
+    ``out`` + manifest.
 
     Needs the model's manifest (``NAME.json``, written by ``build``/``train``) for its recipe. The thinned
     model's BatchNorm statistics are re-estimated before fine-tuning (:func:`recalibrate_batchnorm`).
@@ -132,7 +142,7 @@ def channel_prune(
     from resnet_edge.evaluate import check_classes
     from resnet_edge.optimize.common import accuracy, fine_tune, load_for_tfmot, now, outputs_logits, read_manifest
 
-    if not 0 < keep <= 1:
+    if not isinstance(keep, (list, tuple)) and not 0 < keep <= 1:
         raise ConfigError(f"--channels must be in (0, 1], got {keep}")
     if epochs < 0:
         raise ConfigError(f"--epochs must be 0 or more, got {epochs}")
@@ -147,9 +157,10 @@ def channel_prune(
     before = accuracy(model, data, "val", limit)
     thin_model, thin_spec = thin(model, spec, keep, criterion)
     right_after = accuracy(thin_model, data, "val", limit)
-    if keep < 1:  # with every filter kept the statistics still hold (and the model stays identical)
+    thinned = min(keep_per_stage(keep, len(spec.stage_blocks))) < 1
+    if thinned:  # with every filter kept the statistics still hold (and the model stays identical)
         recalibrate_batchnorm(thin_model, data, batch_size=batch_size, limit=limit)
-    recalibrated = accuracy(thin_model, data, "val", limit) if keep < 1 else right_after
+    recalibrated = accuracy(thin_model, data, "val", limit) if thinned else right_after
     history = fine_tune(thin_model, data, epochs=epochs, lr=lr, batch_size=batch_size, limit=limit, verbose=verbose,
                         from_logits=outputs_logits(model)) if epochs else []
     after = accuracy(thin_model, data, "val", limit)
@@ -162,7 +173,7 @@ def channel_prune(
         "source": {"path": str(model_path), "manifest": source.get("file")},
         "spec": thin_spec.to_dict(),
         "data": data.info(),
-        "settings": {"keep": keep, "criterion": criterion, "epochs": epochs, "lr": lr, "batch_size": batch_size, "limit": limit},
+        "settings": {"keep": list(keep) if isinstance(keep, (list, tuple)) else keep, "criterion": criterion, "epochs": epochs, "lr": lr, "batch_size": batch_size, "limit": limit},
         "accuracy": {"split": "val", "before": before, "thinned_before_fine_tune": right_after,
                      "batchnorm_recalibrated": recalibrated, "after": after, "drop_points": 100 * (before - after)},
         "status": "ok" if 100 * (before - after) <= (1.0 if max_drop is None else max_drop) else "dropped",

@@ -1,0 +1,95 @@
+"""``resnet-edge search``: the most accurate ResNet under a latency budget measured on the user's own device
+(:mod:`resnet_edge.search.study`). Its options are checked before TensorFlow is imported."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from resnet_edge.cli.render import _echo_json_or, _search_human
+
+_UNITS_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}
+_UNITS_B = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
+
+
+def parse_budget(text: str, what: str = "--budget") -> float:
+    """``20ms``, ``0.5 ms``, ``500us``, ``1s`` -> milliseconds (a bare number is milliseconds)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(us|µs|ms|s)?\s*", str(text))
+    if not m or float(m.group(1)) <= 0:
+        raise click.BadParameter(f"{text!r} is not a time: give one like 20ms, 0.5ms or 500us", param_hint=what)
+    return float(m.group(1)) * _UNITS_MS[m.group(2) or "ms"]
+
+
+def parse_bytes(text: str | None, what: str) -> int | None:
+    """``8MB``, ``300 MiB``, ``2000000`` -> bytes."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]i?[bB]|[bB])?\s*", str(text))
+    if not m or float(m.group(1)) <= 0:
+        raise click.BadParameter(f"{text!r} is not a size: give one like 8MB or 300MiB", param_hint=what)
+    return int(float(m.group(1)) * _UNITS_B[(m.group(2) or "b").lower()])
+
+
+@click.command("search")
+@click.option("--data", "source", default="digits", show_default=True, help="digits, cifar10:DIR or folder:DIR.")
+@click.option("--target", default="local", show_default=True,
+              help="Where the latency is measured: local, ssh://user@host, adb://SERIAL or a saved device.")
+@click.option("--budget", required=True, help="The latency budget at --metric: 20ms, 0.5ms, 500us.")
+@click.option("--metric", type=click.Choice(["p90", "p50"]), default="p90", show_default=True,
+              help="p90: a model that meets the budget only at the median misses it every tenth frame.")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--max-size", help="The largest .tflite allowed: 8MB.")
+@click.option("--min-accuracy", type=click.FloatRange(0, 100), help="Say so when the winner's test top-1 (%) is below.")
+@click.option("--trials", type=click.IntRange(1, 10_000), default=12, show_default=True,
+              help="Trials trained (pruned ones count).")
+@click.option("--epochs", type=click.IntRange(1, 1000), default=6, show_default=True,
+              help="The most epochs a trial trains (successive halving stops most sooner).")
+@click.option("--depths", help="Depths to search (default: the family that fits the data).")
+@click.option("--widths", help="Keep ratios per stage to search (default 0.25,0.5,0.75,1).")
+@click.option("--modes", help="Quantization modes (default int8,float16,int16x8).")
+@click.option("--measure", type=click.IntRange(1, 10_000), default=24, show_default=True,
+              help="Candidates timed on the device before the search (the latency model predicts the rest).")
+@click.option("--runs", type=click.IntRange(2, 100_000), default=50, show_default=True,
+              help="Timed runs per candidate (the winner: at least 100).")
+@click.option("--limit", type=click.IntRange(1), help="At most this many images per split (quick runs).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="runs/search", show_default=True)
+@click.option("--storage", help="Optuna storage URL shared by workers (default: sqlite in --out).")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Also time and train the plain grid (every depth, full width, int8) under the same budget.")
+@click.option("--json", "as_json", is_flag=True)
+def search(source, target, budget, metric, threads, max_size, min_accuracy, trials, epochs, depths, widths, modes,
+           measure, runs, limit, batch_size, seed, out, storage, baseline, as_json):
+    """The most accurate ResNet under a latency budget, measured on the device.
+
+    \b
+    resnet-edge search --budget 0.3ms                          the bundled digits, this machine, 1 thread
+    resnet-edge search --data folder:photos --target pi5 --budget 20ms --trials 40
+    Candidates (depth, a keep ratio per stage, mode) are timed untrained on the device; a latency model fitted on
+    them picks what else to time; an Optuna study trains only candidates under the budget, with successive
+    halving over epochs. Run it again to continue: the study and every measurement are kept.
+    """
+    from resnet_edge.search.space import parse_list
+
+    budget_ms = parse_budget(budget)
+    max_bytes = parse_bytes(max_size, "--max-size")
+    depths = parse_list(depths, int, "depths")
+    widths = parse_list(widths, float, "widths")
+    modes = parse_list(modes, str, "modes")
+    from resnet_edge.search.space import check_choices
+
+    check_choices(depths, widths, modes)  # before TensorFlow: a wrong depth is said in a second
+    from resnet_edge.search.study import search as run_search
+    from resnet_edge.ui import safe_text
+
+    result = run_search(source, target, budget_ms, metric=metric, threads=threads, max_bytes=max_bytes,
+                        min_accuracy=min_accuracy, trials=trials, epochs=epochs, seed=seed, out=out, storage=storage,
+                        depths=depths, widths=widths, modes=modes, measure=measure, batch_size=batch_size,
+                        limit=limit, runs=runs, baseline=baseline,
+                        progress=lambda text: None if as_json else click.echo(safe_text(text, 400), err=True))
+    _echo_json_or(result, as_json, _search_human)
+
+
+COMMANDS = (search,)

@@ -1,0 +1,206 @@
+"""Latency measured on the device, and predicted only to decide what to measure.
+
+:class:`Meter` converts a candidate untrained (latency does not depend on the weights) and times it on the target:
+warm-up, rounds interleaved where the target allows, the coefficient of variation recorded and a candidate
+measured again when its spread is too wide. Every measurement lands in the results store, the file named by the
+candidate's architecture hash, so nothing is measured twice on one device with one setting.
+
+:class:`LatencyModel` is a per-mode regression on the MACs of the stem, each stage and the head and the number of
+blocks (in the spirit of nn-Meter's kernel-level predictors, at the level of the family's stages), fitted from the
+measurements; its leave-one-out error is reported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from resnet_edge.search.space import Candidate, features, spec_of
+
+#: A measurement whose coefficient of variation is above this is taken again (with twice the runs), once.
+MAX_CV = 0.10
+
+
+class Meter:
+    """Times candidates on ``target`` with ``setting``; ``base`` is the data's network at each depth."""
+
+    def __init__(self, target, setting, data, folder: Path, *, runs: int = 50, warmup: int = 10, metric: str = "p90_ms",
+                 store_path: str | None = None, progress: Callable[[str], None] = lambda text: None):
+        self.target, self.setting, self.data, self.folder = target, setting, data, Path(folder)
+        self.runs, self.warmup, self.metric, self.store_path, self.say = runs, warmup, metric, store_path, progress
+        self.bases: dict[int, object] = {}
+        self.results: dict[str, dict] = {}
+        self.measurements = 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def base(self, depth: int):
+        from resnet_edge.train import spec_for_data
+
+        if depth not in self.bases:
+            self.bases[depth] = spec_for_data(self.data, depth=depth, family="cifar" if (self.data.image_size or 32) <= 32
+                                              else "imagenet")
+        return self.bases[depth]
+
+    def spec(self, c: Candidate):
+        return spec_of(c, self.base(c.depth))
+
+    def features(self, c: Candidate) -> list[float]:
+        return features(self.spec(c))
+
+    def file(self, c: Candidate) -> Path:
+        """The candidate converted untrained (written once)."""
+        from resnet_edge.arch.keras_model import build_model
+        from resnet_edge.convert import representative_samples, to_tflite
+        from resnet_edge.io import atomic_write_bytes
+
+        path = self.folder / f"{c.key}.tflite"
+        if not path.exists():
+            model = build_model(self.spec(c))
+            rep = representative_samples(model, self.data, 8) if c.mode in ("int8", "int16x8") else None
+            atomic_write_bytes(path, to_tflite(model, c.mode, representative=rep))
+        return path
+
+    def _stored(self, c: Candidate) -> dict | None:
+        from resnet_edge.measure.results import Store
+
+        rows = []
+        with Store(self.store_path, write=False) as store:
+            for r in store.query(model=f"{c.key}.tflite", target=str(self.target)):
+                try:
+                    rec = json.loads(r.get("record") or "{}")
+                except ValueError:  # a row another writer damaged: measured again
+                    continue
+                runs = (rec.get("runs") or 0) * (rec.get("rounds") or 1) if isinstance(rec, dict) else 0
+                if r.get("setting") == self.setting.label() and isinstance(runs, int) and runs >= self.runs:
+                    rows.append((r, rec))
+        if not rows:
+            return None
+        r, rec = rows[-1]
+        return {"p50_ms": r.get("p50_ms"), "p90_ms": r.get("p90_ms"), "avg_ms": r.get("avg_ms"),
+                "cv": _cv(rec), "bytes": rec.get("model_bytes"), "runs": rec.get("runs"), "stored": True}
+
+    def measure(self, cands: list[Candidate], *, runs: int | None = None, again: bool = False) -> dict[str, dict]:
+        """Latency of every candidate of ``cands`` (those measured before on this target and setting are read from
+        the store unless ``again``); returns {key: figures}."""
+        from resnet_edge.io import sha256_file
+        from resnet_edge.measure.bench import bench
+        from resnet_edge.measure.results import Store
+
+        runs = runs or self.runs
+        rounds = 1 if self.target.kind == "adb" else 2
+        runs = rounds * -(-runs // rounds)
+        todo = []
+        for c in cands:
+            if c.key in self.results and not again:
+                continue
+            stored = None if again else self._stored(c)
+            if stored:
+                self.results[c.key] = stored
+            else:
+                todo.append(c)
+        if not todo:
+            return {c.key: self.results[c.key] for c in cands}
+        self.say(f"latency: converting {len(todo)} untrained candidate(s)")
+        paths = [str(self.file(c)) for c in todo]
+        self.say(f"latency: timing {len(todo)} candidate(s) on {self.target} ({self.setting.label()}, {runs} runs)")
+        result = bench(paths, [self.setting], runs=runs // rounds, warmup=self.warmup, rounds=rounds,
+                       target=None if self.target.kind == "local" else self.target, measure_memory=False)
+        self.measurements += len(result["records"])
+        with Store(self.store_path) as store:
+            store.add(result["records"], target=result["target"], target_url=result["target_url"],
+                      machine=result.get("machine"), models={p: sha256_file(p) for p in paths},
+                      settings={0: self.setting.as_job()})
+        wide = []
+        for c, path in zip(todo, paths):
+            rec = next(r for r in result["records"] if r["model"] == path)
+            self.results[c.key] = {"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"], "avg_ms": rec["avg_ms"],
+                                   "cv": _cv(rec), "bytes": rec.get("model_bytes"), "runs": runs, "stored": False}
+            if (self.results[c.key]["cv"] or 0) > MAX_CV:
+                wide.append(c)
+        if wide and not again:
+            self.say(f"latency: {len(wide)} measurement(s) spread over {100 * MAX_CV:.0f}% (CV): timing them again")
+            self.measure(wide, runs=2 * runs, again=True)
+        return {c.key: self.results[c.key] for c in cands}
+
+    def latency(self, c: Candidate) -> float | None:
+        r = self.results.get(c.key)
+        return None if r is None else r.get(self.metric)
+
+
+def _cv(record: dict) -> float | None:
+    avg, std = record.get("avg_ms"), record.get("std_ms")
+    return std / avg if avg and std is not None else None
+
+
+class LatencyModel:
+    """Per mode, latency ~ features (least squares): the MACs of each stage when there are three measurements per
+    coefficient, else total MACs and blocks; a mode with fewer than three measurements is scaled by total MACs."""
+
+    def __init__(self):
+        self.coef: dict[str, np.ndarray] = {}
+        self.per_mac: dict[str, float] = {}
+        self.size: dict[str, int] = {}
+
+    def fit(self, points: list[tuple[Candidate, list[float], float]]) -> "LatencyModel":
+        by_mode: dict[str, list] = {}
+        for c, f, ms in points:
+            by_mode.setdefault(c.mode, []).append((f, ms))
+        for mode, rows in by_mode.items():
+            x = np.asarray([self._x(f, len(rows)) for f, _ in rows])
+            y = np.asarray([ms for _, ms in rows])
+            self.per_mac[mode] = float(np.median(y / np.asarray([sum(f[1:-1]) for f, _ in rows])))
+            if len(rows) >= 3:
+                lam = 1e-6 * np.eye(x.shape[1])
+                self.coef[mode] = np.linalg.solve(x.T @ x + lam, x.T @ y)
+                self.size[mode] = len(rows)
+        return self
+
+    @staticmethod
+    def _x(f: list[float], n: int) -> list[float]:
+        """The stage-level features with enough measurements (three per coefficient), else 1, total MACs, blocks."""
+        return list(f) if n >= 3 * len(f) else [1.0, sum(f[1:-1]), f[-1]]
+
+    def predict(self, c: Candidate, f: list[float]) -> float:
+        if c.mode in self.coef:
+            ms = float(np.asarray(self._x(f, self.size[c.mode])) @ self.coef[c.mode])
+            if ms > 0:
+                return ms
+        rate = self.per_mac.get(c.mode) or (float(np.median(list(self.per_mac.values()))) if self.per_mac else 0.0)
+        return rate * sum(f[1:-1])
+
+
+def held_out(points: list[tuple[Candidate, list[float], float]]) -> dict:
+    """Leave-one-out: each measured candidate predicted by the model fitted on the others; the share within +-10%
+    and the errors."""
+    errors = []
+    for i, (c, f, ms) in enumerate(points):
+        rest = points[:i] + points[i + 1:]
+        if not any(p[0].mode == c.mode for p in rest):
+            continue
+        pred = LatencyModel().fit(rest).predict(c, f)
+        errors.append({"key": c.key, "measured_ms": ms, "predicted_ms": pred, "error": (pred - ms) / ms})
+    within = [abs(e["error"]) <= 0.10 for e in errors]
+    return {"n": len(errors), "within_10pct": (sum(within) / len(within)) if within else None,
+            "median_abs_error": float(np.median([abs(e["error"]) for e in errors])) if errors else None,
+            "points": errors}
+
+
+def spread_pick(cands: list[Candidate], k: int, rng) -> list[Candidate]:
+    """``k`` candidates to measure first: the cheapest and the dearest of each mode and depth (full and thinnest
+    width), then random others."""
+    picked: dict[str, Candidate] = {}
+    for c in cands:
+        if all(x == max(c.keep) for x in c.keep) or all(x == min(c.keep) for x in c.keep):
+            if len({x for x in c.keep}) == 1:
+                picked.setdefault(c.key, c)
+    extremes = list(picked.values())
+    rest = [c for c in cands if c.key not in picked]
+    order = rng.permutation(len(rest)) if rest else []
+    out = extremes[:k] + [rest[i] for i in order[: max(0, k - len(extremes))]]
+    return out[:max(k, 1)]
+
+
+__all__ = ["Meter", "LatencyModel", "held_out", "spread_pick", "MAX_CV"]

@@ -1,0 +1,303 @@
+"""The search: measure, predict, then train only what can meet the budget.
+
+1. **Latency first.** A spread of candidates (every depth and mode at full and thinnest width, then random ones) is
+   converted untrained and timed on the device; the latency model is fitted on them; the candidates it predicts
+   near the budget are timed next, up to ``measure`` in all, and the model is fitted again. A candidate is
+   *feasible* when its measured latency at the metric is within the budget, or, not measured, when its predicted
+   latency is within 90% of it; and its file within ``max_bytes``.
+2. **Accuracy.** An Optuna study (storage: SQLite in the run folder by default, or any Optuna storage URL; resumable)
+   maximizes validation accuracy over the feasible candidates, ask/tell: a trial whose candidate was only predicted
+   is timed on the device first (the device step), and dropped when it misses the budget; then trained epoch by epoch
+   with the paper's recipe (:func:`resnet_edge.train.train`, resumed from its checkpoint each epoch), each epoch's
+   validation accuracy reported to the successive-halving pruner, so many candidates get short runs and few get
+   full ones. A worker that died holding a trial (its process gone) has the trial failed and its candidate queued
+   again when a worker starts.
+3. **The winner** (the best completed trial) is converted with its trained weights and the app metadata
+   (:func:`resnet_edge.convert.convert`), timed again with at least 100 runs after warm-up, and must meet the budget;
+   its test accuracy is measured once. The plain grid a user would try by hand (every depth at full width, int8) is
+   measured and trained the same way, beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from resnet_edge.errors import ConfigError, ResnetEdgeError
+from resnet_edge.search.latency import LatencyModel, Meter, held_out, spread_pick
+from resnet_edge.search.space import Candidate, space_for
+
+FINAL_RUNS = 100
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap(study, say) -> int:
+    """Trials left RUNNING by a worker of this machine whose process is gone: failed, their candidate queued again."""
+    import optuna
+
+    n = 0
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.user_attrs.get("host") == host and t.user_attrs.get("pid") and not _alive(int(t.user_attrs["pid"])):
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(t.params)
+            say(f"search: trial {t.number} was left by a worker that died (pid {t.user_attrs['pid']}): queued again")
+            n += 1
+    return n
+
+
+def _val_accuracy(run_dir: Path) -> float | None:
+    try:
+        history = json.loads((run_dir / "history.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return float(history[-1]["val_acc"]) if history else None
+
+
+def train_candidate(meter: Meter, c: Candidate, data, folder: Path, *, epochs: int, batch_size: int, seed: int,
+                    limit: int | None, report: Callable[[float, int], bool] | None = None) -> dict:
+    """Train ``c`` for up to ``epochs`` (one epoch per call of :func:`train`, resumed from its checkpoint),
+    calling ``report(val_acc, epoch)`` after each; stop when it returns True (pruned). Returns what happened."""
+    from resnet_edge.train import Recipe, saved_run, train
+
+    recipe = Recipe(epochs=epochs, batch_size=batch_size, seed=seed)
+    t0 = time.monotonic()
+    done = 0
+    acc = None
+    while done < epochs:
+        train(meter.spec(c), data, folder, recipe, resume=saved_run(folder) is not None, stop_after=1, limit=limit,
+              verbose=0)
+        done += 1
+        acc = _val_accuracy(folder)
+        if report is not None and report(acc, done):
+            return {"val_acc": acc, "epochs": done, "pruned": True, "seconds": time.monotonic() - t0}
+    return {"val_acc": acc, "epochs": done, "pruned": False, "seconds": time.monotonic() - t0}
+
+
+def search(source: str, target_text: str | None, budget_ms: float, *, metric: str = "p90", threads: int | None = 1,
+           max_bytes: int | None = None, min_accuracy: float | None = None, trials: int = 12, epochs: int = 6,
+           seed: int = 0, out: str | Path, storage: str | None = None, depths=None, widths=None, modes=None,
+           measure: int = 24, batch_size: int = 64, limit: int | None = None, runs: int = 50,
+           baseline: bool = True, store_path: str | None = None,
+           progress: Callable[[str], None] = lambda text: None) -> dict:
+    """Search, and write ``out``/search.json, the winner's ``.tflite`` and a recipe that rebuilds it; return the
+    result (see the module docstring)."""
+    import optuna
+
+    from resnet_edge.data import load
+    from resnet_edge.io import atomic_write_bytes
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.targets import resolve
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = resolve(target_text)
+    setting = Setting(threads=threads)
+    data = load(source)
+    if len(data.split("val")) < 10 or len(data.split("train")) < 20:
+        raise ConfigError(f"{source}: {len(data.split('train'))} training and {len(data.split('val'))} validation "
+                          "images are too few to choose a model on; give at least 20 and 10")
+    space = space_for(data.image_size, depths, widths, modes)
+    cands = space.candidates()
+    key = f"{metric}_ms"
+    meter = Meter(target, setting, data, out / "latency", runs=runs, metric=key, store_path=store_path,
+                  progress=progress)
+    rng = np.random.default_rng(seed)
+    t_device = time.monotonic()
+    first = spread_pick(cands, max(1, min(len(cands), measure // 2)), rng)
+    meter.measure(first)
+
+    def fitted():
+        points = [(c, meter.features(c), meter.latency(c)) for c in cands if meter.latency(c) is not None]
+        return LatencyModel().fit(points), points
+
+    model, points = fitted()
+    rest = [c for c in cands if meter.latency(c) is None]
+    near = sorted(rest, key=lambda c: abs(model.predict(c, meter.features(c)) - budget_ms))
+    more = [c for c in near if model.predict(c, meter.features(c)) <= 1.3 * budget_ms][:max(0, measure - len(first))]
+    if more:
+        meter.measure(more)
+        model, points = fitted()
+    accuracy_of_model = held_out(points)
+    device_seconds = time.monotonic() - t_device
+
+    def predicted(c):
+        return model.predict(c, meter.features(c))
+
+    def size_ok(c):
+        measured = (meter.results.get(c.key) or {}).get("bytes")
+        return max_bytes is None or (measured if measured else 0) <= max_bytes
+
+    feasible = [c for c in cands if size_ok(c) and (
+        (meter.latency(c) is not None and meter.latency(c) <= budget_ms)
+        or (meter.latency(c) is None and predicted(c) <= 0.9 * budget_ms))]
+    if not feasible:
+        fastest = min((c for c in cands if meter.latency(c) is not None), key=meter.latency)
+        raise ConfigError(
+            f"nothing reaches {budget_ms:g} ms at {metric} on {target} ({setting.label()}): the fastest candidate "
+            f"measured is {fastest.key} at {meter.latency(fastest):.3g} ms; give a larger budget, more threads "
+            "(--threads, on a device with cores free), smaller images, or fewer modes that cost more (--modes int8)")
+    progress(f"search: {len(feasible)} of {len(cands)} candidates can meet {budget_ms:g} ms "
+             f"({len(meter.results)} measured, the rest predicted)")
+    by_key = {c.key: c for c in cands}
+
+    storage = storage or f"sqlite:///{out / 'study.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(study_name="search", storage=storage, direction="maximize", load_if_exists=True,
+                                    sampler=optuna.samplers.TPESampler(seed=seed),
+                                    pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+    except Exception as exc:  # noqa: BLE001 - any storage error is one line
+        raise ConfigError(f"--storage {storage}: cannot open it ({type(exc).__name__}: {str(exc)[:200]})") from None
+    keys = study.user_attrs.get("feasible")
+    if keys is None:
+        keys = sorted(c.key for c in feasible)
+        study.set_user_attr("feasible", keys)
+        study.set_user_attr("budget_ms", budget_ms)
+        study.set_user_attr("metric", metric)
+    reap(study, progress)
+    t_train = time.monotonic()
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    while len(study.get_trials(deepcopy=False, states=finished)) < trials:
+        trial = study.ask()
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        c = by_key[trial.suggest_categorical("candidate", keys)]
+        if meter.latency(c) is None:  # the device step: predicted only, measured now
+            meter.measure([c])
+        lat = meter.latency(c)
+        trial.set_user_attr("latency_ms", lat)
+        trial.set_user_attr("predicted_ms", predicted(c))
+        if lat > budget_ms:
+            trial.set_user_attr("over_budget", True)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            progress(f"search: trial {trial.number} {c.key}: {lat:.3g} ms measured, over the budget")
+            continue
+        folder = out / "trials" / f"{trial.number:03d}-{c.key}"
+        progress(f"search: trial {trial.number} {c.key} ({lat:.3g} ms): training")
+
+        def report(acc, epoch, trial=trial):
+            trial.report(acc, epoch)
+            return trial.should_prune()
+
+        r = train_candidate(meter, c, data, folder, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit,
+                            report=report)
+        trial.set_user_attr("epochs", r["epochs"])
+        trial.set_user_attr("train_seconds", r["seconds"])
+        trial.set_user_attr("folder", str(folder))
+        if r["pruned"]:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            progress(f"search: trial {trial.number}: pruned after {r['epochs']} epoch(s) at {100 * r['val_acc']:.1f}%")
+        else:
+            study.tell(trial, r["val_acc"])
+            progress(f"search: trial {trial.number}: {100 * r['val_acc']:.1f}% after {r['epochs']} epochs")
+    train_seconds = time.monotonic() - t_train
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    if not done:
+        raise ResnetEdgeError("no trial completed: every candidate tried was pruned; give more --trials")
+    best = max(done, key=lambda t: (t.value, -(t.user_attrs.get("latency_ms") or 0)))
+    winner = by_key[best.params["candidate"]]
+    result = _finish(meter, winner, Path(best.user_attrs["folder"]), data, source, out, budget_ms, metric, key,
+                     setting, target, progress)
+    if min_accuracy is not None and result["winner"]["test_top1"] < min_accuracy / 100:
+        result["below_min_accuracy"] = True
+    trials_out = [{"number": t.number, "state": t.state.name, "candidate": t.params.get("candidate"),
+                   "val_acc": t.value if t.state == optuna.trial.TrialState.COMPLETE else
+                   (max(t.intermediate_values.values()) if t.intermediate_values else None),
+                   **{k: t.user_attrs.get(k) for k in ("latency_ms", "predicted_ms", "epochs", "train_seconds",
+                                                       "over_budget")}}
+                  for t in study.get_trials(deepcopy=False)]
+    grid = _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress) if baseline else None
+    result.update({"budget_ms": budget_ms, "metric": metric, "target": str(target), "setting": setting.label(),
+                   "space": {"family": space.family, "depths": list(space.depths), "keeps": list(space.keeps),
+                             "modes": list(space.modes), "candidates": len(cands)},
+                   "feasible": len(keys), "measured": len(meter.results), "device_measurements": meter.measurements,
+                   "device_seconds": round(device_seconds, 1), "train_seconds": round(train_seconds, 1),
+                   "latency_model": accuracy_of_model, "trials": trials_out, "pareto": _pareto(trials_out),
+                   "baseline": grid, "storage": storage, "seed": seed})
+    atomic_write_bytes(out / "search.json", (json.dumps(result, indent=2, default=str) + "\n").encode())
+    return result
+
+
+def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path, budget_ms, metric, key, setting,
+            target, progress) -> dict:
+    """The winner converted with its weights and metadata, timed with FINAL_RUNS runs, its test accuracy once, and
+    the recipe that rebuilds it."""
+    from resnet_edge.convert import convert
+    from resnet_edge.io import atomic_write_bytes
+    from resnet_edge.measure.bench import bench
+    from resnet_edge.measure.evaluation import evaluate_tflite
+    from resnet_edge.recipe import dump
+
+    progress(f"search: the winner {winner.key}: converting with its weights")
+    model_path = folder / "model.keras"
+    (manifest,) = convert(model_path=model_path, modes=[winner.mode], out=str(out / "winner") + os.sep, data=data,
+                          check_old_runtime=False, name="winner")
+    tfl = out / "winner" / manifest["file"]["path"] if not os.path.isabs(manifest["file"]["path"]) else \
+        Path(manifest["file"]["path"])
+    if not tfl.exists():
+        tfl = next((out / "winner").glob("*.tflite"))
+    progress(f"search: timing the winner again ({FINAL_RUNS} runs after warm-up)")
+    r = bench([str(tfl)], [setting], runs=FINAL_RUNS, warmup=20,
+              target=None if target.kind == "local" else target, measure_memory=False)["records"][0]
+    cv = r["std_ms"] / r["avg_ms"] if r.get("avg_ms") and r.get("std_ms") is not None else None
+    test = evaluate_tflite(tfl, data, split="test")
+    recipe = {"recipe_version": 1, "name": f"search-{winner.key}",
+              "description": f"the winner of resnet-edge search under {budget_ms:g} ms at {metric} on {target}",
+              "model": {"depth": winner.depth, "family": meter.base(winner.depth).family},
+              "data": source,
+              "variants": [{"name": "winner", "modes": [winner.mode],
+                            **({"optimize": {"channels": {"keep": list(winner.keep)}}} if min(winner.keep) < 1 else {})}],
+              "gates": {"latency": {"target": str(target), f"{metric}_ms": budget_ms}}}
+    atomic_write_bytes(out / "winner.yaml", dump(recipe).encode())
+    return {"winner": {**winner.to_dict(), "file": str(tfl), "bytes": tfl.stat().st_size,
+                       "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "cv": cv, "runs": r["runs"] * r.get("rounds", 1),
+                       "meets_budget": r[key] <= budget_ms, "searched_ms": meter.latency(winner),
+                       "test_top1": test["top1"], "val_acc": _val_accuracy(folder), "recipe": str(out / "winner.yaml")}}
+
+
+def _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress) -> dict:
+    """The plain grid a user tries by hand: every depth at full width in int8, timed on the same device; those under
+    the budget trained as the trials are."""
+    grid = [Candidate(d, (1.0,) * space.stages, "int8") for d in space.depths]
+    meter.measure(grid)
+    rows = []
+    t0 = time.monotonic()
+    for c in grid:
+        lat = meter.latency(c)
+        row = {"candidate": c.key, "latency_ms": lat, "under_budget": lat <= budget_ms}
+        if lat <= budget_ms:
+            progress(f"search: baseline {c.key}: training")
+            r = train_candidate(meter, c, data, out / "baseline" / c.key, epochs=epochs, batch_size=batch_size,
+                                seed=seed, limit=limit)
+            row.update({"val_acc": r["val_acc"], "train_seconds": round(r["seconds"], 1)})
+        rows.append(row)
+    trained = [r for r in rows if r.get("val_acc") is not None]
+    return {"rows": rows, "best": max(trained, key=lambda r: r["val_acc"]) if trained else None,
+            "train_seconds": round(time.monotonic() - t0, 1)}
+
+
+def _pareto(trials: list[dict]) -> list[dict]:
+    pts = sorted((t for t in trials if t.get("val_acc") is not None and t.get("latency_ms") is not None
+                  and not t.get("over_budget")), key=lambda t: t["latency_ms"])
+    front, best = [], -1.0
+    for t in pts:
+        if t["val_acc"] > best:
+            front.append({"candidate": t["candidate"], "latency_ms": t["latency_ms"], "val_acc": t["val_acc"]})
+            best = t["val_acc"]
+    return front
