@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,9 +158,11 @@ def test_bad_options_are_one_line_before_tensorflow(args, fragment):
 def test_a_budget_nothing_reaches_names_the_fastest(measured, tmp_path):
     _, budget, low, high, cheap, dear = measured
     r = run("search", *SMALL, "--budget", "0.001ms", "--out", tmp_path / "s", "--trials", "1")
-    line = one_line_error(r, "nothing reaches 0.001 ms at p90", cheap.key, "--threads")
-    assert not (tmp_path / "s" / "study.db").exists()
-    assert line
+    one_line_error(r, "nothing reaches 0.001 ms at p90", cheap.key, "--threads")
+    import optuna
+
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 's' / 'study.db'}")
+    assert study.trials == []  # nothing was trained
 
 
 def test_storage_and_data_errors_are_one_line(measured, tmp_path):
@@ -172,3 +176,54 @@ def test_storage_and_data_errors_are_one_line(measured, tmp_path):
     small = write_digit_folder(tmp_path / "few", {c: order[c][:3] for c in range(3)})
     r = run("search", "--data", f"folder:{small}", "--budget", "1ms", "--out", tmp_path / "f")
     assert r.exit_code == 1 and "Traceback" not in r.output and ("too few" in r.output), r.output
+
+
+def _two_workers(measured, out: Path, storage: str | None) -> list:
+    """One search and one worker that joins it, at once, as two processes; the study they shared."""
+    import optuna
+
+    _, budget, *_ = measured
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    extra = ["--storage", storage] if storage else []
+    main = subprocess.Popen([sys.executable, "-m", "resnet_edge", "search", *SMALL, "--epochs", "1",
+                             "--budget", f"{budget:.4f}ms", "--trials", "4", "--out", str(out), "--no-baseline",
+                             "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    deadline = time.monotonic() + 300
+    while storage is None and not (out / "study.db").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    joined = subprocess.run([sys.executable, "-m", "resnet_edge", "search", "--join", str(out), "--json", *extra],
+                            capture_output=True, text=True, env=env, timeout=600)
+    stdout, stderr = main.communicate(timeout=600)
+    assert main.returncode == 0, stderr[-3000:]
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    worker = json.loads(joined.stdout)
+    study = optuna.load_study(study_name="search", storage=storage or f"sqlite:///{out / 'study.db'}")
+    trials = study.get_trials()
+    states = [t.state for t in trials]
+    assert all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for s in states), states
+    assert len(trials) == 4 and len({t.number for t in trials}) == 4  # none lost, none done twice
+    pids = {t.user_attrs["pid"] for t in trials}
+    assert worker["worker"] in pids and main.pid in pids  # both trained
+    assert worker["trials_trained"] == sum(t.user_attrs["pid"] == worker["worker"] for t in trials)
+    assert json.loads(stdout)["winner"]["meets_budget"]
+    return trials
+
+
+def test_two_workers_share_one_sqlite_study(measured, tmp_path):
+    _two_workers(measured, tmp_path / "s", None)
+
+
+def test_two_workers_share_one_postgresql_study(measured, tmp_path):
+    """The shared storage workers on several machines use: a real PostgreSQL server on loopback."""
+    from tests import pg
+
+    if pg.binaries() is None:
+        pytest.skip("no PostgreSQL here (Debian's package postgresql; .ci/run installs it)")
+    pytest.importorskip("psycopg", reason="psycopg is in the dev extra")
+    server = pg.Server()
+    url = server.start()
+    try:
+        trials = _two_workers(measured, tmp_path / "s", url)
+        assert all("latency_ms" in t.user_attrs for t in trials)
+    finally:
+        server.stop()

@@ -35,7 +35,7 @@ def parse_bytes(text: str | None, what: str) -> int | None:
 @click.option("--data", "source", default="digits", show_default=True, help="digits, cifar10:DIR or folder:DIR.")
 @click.option("--target", default="local", show_default=True,
               help="Where the latency is measured: local, ssh://user@host, adb://SERIAL or a saved device.")
-@click.option("--budget", required=True, help="The latency budget at --metric: 20ms, 0.5ms, 500us.")
+@click.option("--budget", help="The latency budget at --metric: 20ms, 0.5ms, 500us (needed unless --join).")
 @click.option("--metric", type=click.Choice(["p90", "p50"]), default="p90", show_default=True,
               help="p90: a model that meets the budget only at the median misses it every tenth frame.")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
@@ -59,9 +59,12 @@ def parse_bytes(text: str | None, what: str) -> int | None:
 @click.option("--storage", help="Optuna storage URL shared by workers (default: sqlite in --out).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also time and train the plain grid (every depth, full width, int8) under the same budget.")
+@click.option("--join", "join_dir", type=click.Path(file_okay=False),
+              help="Add a worker to the search in this folder (or in --storage): it trains trials until the search "
+                   "has its number; the search's own settings are read from its storage.")
 @click.option("--json", "as_json", is_flag=True)
 def search(source, target, budget, metric, threads, max_size, min_accuracy, trials, epochs, depths, widths, modes,
-           measure, runs, limit, batch_size, seed, out, storage, baseline, as_json):
+           measure, runs, limit, batch_size, seed, out, storage, baseline, join_dir, as_json):
     """The most accurate ResNet under a latency budget, measured on the device.
 
     \b
@@ -72,7 +75,18 @@ def search(source, target, budget, metric, threads, max_size, min_accuracy, tria
     halving over epochs. Run it again to continue: the study and every measurement are kept.
     """
     from resnet_edge.search.space import parse_list
+    from resnet_edge.ui import safe_text
 
+    say = (lambda text: None) if as_json else (lambda text: click.echo(safe_text(text, 400), err=True))
+    if join_dir or (storage and budget is None):
+        from resnet_edge.search.study import join
+
+        done = join(join_dir, storage, progress=say)
+        _echo_json_or(done, as_json, lambda d: f"worker {d['worker']} on {d['host']}: trained {d['trials_trained']} "
+                                               f"trial(s) in {d['train_seconds']:.0f} s for the search in {d['storage']}")
+        return
+    if budget is None:
+        raise click.UsageError("give --budget (for example --budget 20ms), or --join a search already started")
     budget_ms = parse_budget(budget)
     max_bytes = parse_bytes(max_size, "--max-size")
     depths = parse_list(depths, int, "depths")
@@ -82,13 +96,12 @@ def search(source, target, budget, metric, threads, max_size, min_accuracy, tria
 
     check_choices(depths, widths, modes)  # before TensorFlow: a wrong depth is said in a second
     from resnet_edge.search.study import search as run_search
-    from resnet_edge.ui import safe_text
 
     result = run_search(source, target, budget_ms, metric=metric, threads=threads, max_bytes=max_bytes,
                         min_accuracy=min_accuracy, trials=trials, epochs=epochs, seed=seed, out=out, storage=storage,
                         depths=depths, widths=widths, modes=modes, measure=measure, batch_size=batch_size,
                         limit=limit, runs=runs, baseline=baseline,
-                        progress=lambda text: None if as_json else click.echo(safe_text(text, 400), err=True))
+                        progress=say)
     _echo_json_or(result, as_json, _search_human)
 
 

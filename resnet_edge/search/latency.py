@@ -12,6 +12,7 @@ measurements; its leave-one-out error is reported.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Callable
@@ -28,12 +29,16 @@ class Meter:
     """Times candidates on ``target`` with ``setting``; ``base`` is the data's network at each depth."""
 
     def __init__(self, target, setting, data, folder: Path, *, runs: int = 50, warmup: int = 10, metric: str = "p90_ms",
-                 store_path: str | None = None, progress: Callable[[str], None] = lambda text: None):
+                 store_path: str | None = None, progress: Callable[[str], None] = lambda text: None,
+                 shared=None, lock=None):
         self.target, self.setting, self.data, self.folder = target, setting, data, Path(folder)
         self.runs, self.warmup, self.metric, self.store_path, self.say = runs, warmup, metric, store_path, progress
         self.bases: dict[int, object] = {}
         self.results: dict[str, dict] = {}
         self.measurements = 0
+        #: An Optuna study whose storage the workers share: measurements made by a worker elsewhere are read there.
+        self.shared = shared
+        self.lock = lock or contextlib.nullcontext
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def base(self, depth: int):
@@ -63,8 +68,16 @@ class Meter:
             atomic_write_bytes(path, to_tflite(model, c.mode, representative=rep))
         return path
 
-    def _stored(self, c: Candidate) -> dict | None:
+    def _shared_key(self, c: Candidate) -> str:
+        return f"latency|{self.target.url}|{self.setting.label()}|{c.key}"
+
+    def _stored(self, c: Candidate, shared: dict) -> dict | None:
         from resnet_edge.measure.results import Store
+
+        if shared:
+            got = shared.get(self._shared_key(c))
+            if isinstance(got, dict) and isinstance(got.get(self.metric), (int, float)) and (got.get("runs") or 0) >= self.runs:
+                return {**got, "stored": True}
 
         rows = []
         with Store(self.store_path, write=False) as store:
@@ -93,10 +106,11 @@ class Meter:
         rounds = 1 if self.target.kind == "adb" else 2
         runs = rounds * -(-runs // rounds)
         todo = []
+        shared = self.shared.user_attrs if self.shared is not None and not again else {}
         for c in cands:
             if c.key in self.results and not again:
                 continue
-            stored = None if again else self._stored(c)
+            stored = None if again else self._stored(c, shared)
             if stored:
                 self.results[c.key] = stored
             else:
@@ -106,8 +120,9 @@ class Meter:
         self.say(f"latency: converting {len(todo)} untrained candidate(s)")
         paths = [str(self.file(c)) for c in todo]
         self.say(f"latency: timing {len(todo)} candidate(s) on {self.target} ({self.setting.label()}, {runs} runs)")
-        result = bench(paths, [self.setting], runs=runs // rounds, warmup=self.warmup, rounds=rounds,
-                       target=None if self.target.kind == "local" else self.target, measure_memory=False)
+        with self.lock():
+            result = bench(paths, [self.setting], runs=runs // rounds, warmup=self.warmup, rounds=rounds,
+                           target=None if self.target.kind == "local" else self.target, measure_memory=False)
         self.measurements += len(result["records"])
         with Store(self.store_path) as store:
             store.add(result["records"], target=result["target"], target_url=result["target_url"],
@@ -118,6 +133,8 @@ class Meter:
             rec = next(r for r in result["records"] if r["model"] == path)
             self.results[c.key] = {"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"], "avg_ms": rec["avg_ms"],
                                    "cv": _cv(rec), "bytes": rec.get("model_bytes"), "runs": runs, "stored": False}
+            if self.shared is not None:
+                self.shared.set_user_attr(self._shared_key(c), self.results[c.key])
             if (self.results[c.key]["cv"] or 0) > MAX_CV:
                 wide.append(c)
         if wide and not again:

@@ -20,7 +20,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -54,11 +56,41 @@ def reap(study, say) -> int:
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if t.user_attrs.get("host") == host and t.user_attrs.get("pid") and not _alive(int(t.user_attrs["pid"])):
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.params)
             say(f"search: trial {t.number} was left by a worker that died (pid {t.user_attrs['pid']}): queued again")
             n += 1
     return n
+
+
+@contextlib.contextmanager
+def device_lock(target, storage: str):
+    """Held while a device is timed, so that no two trials time it at once: a PostgreSQL advisory lock in a shared
+    PostgreSQL storage (workers on several machines), else a lock file in this machine's cache (workers here)."""
+    import hashlib
+
+    name = f"resnet-edge device {target.url}"
+    if storage.startswith("postgresql"):
+        import sqlalchemy
+
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        engine = sqlalchemy.create_engine(storage)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        finally:
+            engine.dispose()
+        return
+    from resnet_edge.io import exclusive
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "resnet-edge" / "devices"
+    base.mkdir(parents=True, exist_ok=True)
+    with exclusive(base / hashlib.sha256(name.encode()).hexdigest()[:16], wait=math.inf):
+        yield
 
 
 def _val_accuracy(run_dir: Path) -> float | None:
@@ -93,10 +125,11 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
            max_bytes: int | None = None, min_accuracy: float | None = None, trials: int = 12, epochs: int = 6,
            seed: int = 0, out: str | Path, storage: str | None = None, depths=None, widths=None, modes=None,
            measure: int = 24, batch_size: int = 64, limit: int | None = None, runs: int = 50,
-           baseline: bool = True, store_path: str | None = None,
+           baseline: bool = True, store_path: str | None = None, worker: bool = False,
            progress: Callable[[str], None] = lambda text: None) -> dict:
     """Search, and write ``out``/search.json, the winner's ``.tflite`` and a recipe that rebuilds it; return the
-    result (see the module docstring)."""
+    result (see the module docstring). ``worker``: only train trials of the search already started in this storage
+    (:func:`join`), then return what this worker did."""
     import optuna
 
     from resnet_edge.data import load
@@ -115,8 +148,23 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     space = space_for(data.image_size, depths, widths, modes)
     cands = space.candidates()
     key = f"{metric}_ms"
+    storage = storage or f"sqlite:///{out / 'study.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(study_name="search", storage=storage, direction="maximize", load_if_exists=True,
+                                    sampler=optuna.samplers.TPESampler(seed=seed),
+                                    pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+    except Exception as exc:  # noqa: BLE001 - any storage error is one line
+        raise ConfigError(f"--storage {storage}: cannot open it ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not worker:
+        study.set_user_attr("settings", {
+            "source": source, "target_text": target_text, "budget_ms": budget_ms, "metric": metric, "threads": threads,
+            "max_bytes": max_bytes, "trials": trials, "epochs": epochs, "seed": seed,
+            "depths": list(depths) if depths else None, "widths": list(widths) if widths else None,
+            "modes": list(modes) if modes else None, "measure": measure, "batch_size": batch_size, "limit": limit,
+            "runs": runs})
     meter = Meter(target, setting, data, out / "latency", runs=runs, metric=key, store_path=store_path,
-                  progress=progress)
+                  progress=progress, shared=study, lock=lambda: device_lock(target, storage))
     rng = np.random.default_rng(seed)
     t_device = time.monotonic()
     first = spread_pick(cands, max(1, min(len(cands), measure // 2)), rng)
@@ -156,24 +204,22 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
              f"({len(meter.results)} measured, the rest predicted)")
     by_key = {c.key: c for c in cands}
 
-    storage = storage or f"sqlite:///{out / 'study.db'}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(study_name="search", storage=storage, direction="maximize", load_if_exists=True,
-                                    sampler=optuna.samplers.TPESampler(seed=seed),
-                                    pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
-    except Exception as exc:  # noqa: BLE001 - any storage error is one line
-        raise ConfigError(f"--storage {storage}: cannot open it ({type(exc).__name__}: {str(exc)[:200]})") from None
     keys = study.user_attrs.get("feasible")
-    if keys is None:
-        keys = sorted(c.key for c in feasible)
-        study.set_user_attr("feasible", keys)
+    if keys is None:  # the first worker's list; a worker starting at the same moment reads the one that stayed
+        study.set_user_attr("feasible", sorted(c.key for c in feasible))
         study.set_user_attr("budget_ms", budget_ms)
         study.set_user_attr("metric", metric)
+        keys = study.user_attrs["feasible"]
+    elif study.user_attrs.get("budget_ms") != budget_ms or study.user_attrs.get("metric") != metric:
+        raise ConfigError(f"{storage} holds a search for {study.user_attrs.get('budget_ms')} ms at "
+                          f"{study.user_attrs.get('metric')}: give the same --budget and --metric to continue it, "
+                          "or another --out / --storage")
     reap(study, progress)
+    mine = 0
     t_train = time.monotonic()
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    while len(study.get_trials(deepcopy=False, states=finished)) < trials:
+    counted = finished + (optuna.trial.TrialState.RUNNING,)  # other workers' trials too: no more than asked for
+    while len(study.get_trials(deepcopy=False, states=counted)) < trials:
         trial = study.ask()
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
@@ -200,19 +246,31 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
         trial.set_user_attr("epochs", r["epochs"])
         trial.set_user_attr("train_seconds", r["seconds"])
         trial.set_user_attr("folder", str(folder))
+        mine += 1
         if r["pruned"]:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             progress(f"search: trial {trial.number}: pruned after {r['epochs']} epoch(s) at {100 * r['val_acc']:.1f}%")
         else:
             study.tell(trial, r["val_acc"])
             progress(f"search: trial {trial.number}: {100 * r['val_acc']:.1f}% after {r['epochs']} epochs")
+    if worker:
+        return {"worker": os.getpid(), "host": socket.gethostname(), "trials_trained": mine, "storage": storage,
+                "train_seconds": round(time.monotonic() - t_train, 1)}
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # the other workers' last
+        reap(study, progress)
+        time.sleep(1)
     train_seconds = time.monotonic() - t_train
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     if not done:
         raise ResnetEdgeError("no trial completed: every candidate tried was pruned; give more --trials")
     best = max(done, key=lambda t: (t.value, -(t.user_attrs.get("latency_ms") or 0)))
     winner = by_key[best.params["candidate"]]
-    result = _finish(meter, winner, Path(best.user_attrs["folder"]), data, source, out, budget_ms, metric, key,
+    folder = Path(best.user_attrs["folder"])
+    if not (folder / "model.keras").exists():  # trained by a worker on another machine: trained again here
+        folder = out / "winner-train"
+        progress(f"search: the winner {winner.key} was trained elsewhere: training it here ({epochs} epochs)")
+        train_candidate(meter, winner, data, folder, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
+    result = _finish(meter, winner, folder, data, source, out, budget_ms, metric, key,
                      setting, target, progress)
     if min_accuracy is not None and result["winner"]["test_top1"] < min_accuracy / 100:
         result["below_min_accuracy"] = True
@@ -253,8 +311,9 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
     if not tfl.exists():
         tfl = next((out / "winner").glob("*.tflite"))
     progress(f"search: timing the winner again ({FINAL_RUNS} runs after warm-up)")
-    r = bench([str(tfl)], [setting], runs=FINAL_RUNS, warmup=20,
-              target=None if target.kind == "local" else target, measure_memory=False)["records"][0]
+    with meter.lock():
+        r = bench([str(tfl)], [setting], runs=FINAL_RUNS, warmup=20,
+                  target=None if target.kind == "local" else target, measure_memory=False)["records"][0]
     cv = r["std_ms"] / r["avg_ms"] if r.get("avg_ms") and r.get("std_ms") is not None else None
     test = evaluate_tflite(tfl, data, split="test")
     recipe = {"recipe_version": 1, "name": f"search-{winner.key}",
@@ -301,3 +360,37 @@ def _pareto(trials: list[dict]) -> list[dict]:
             front.append({"candidate": t["candidate"], "latency_ms": t["latency_ms"], "val_acc": t["val_acc"]})
             best = t["val_acc"]
     return front
+
+
+def join(out: str | Path | None, storage: str | None, *, progress: Callable[[str], None] = lambda text: None,
+         wait: float = 600) -> dict:
+    """Add a worker to the search started in ``out`` (its SQLite study) or in ``storage`` (a shared one): the
+    search's own settings are read from the storage; wait up to ``wait`` seconds for them (its first worker may be
+    timing candidates still); train trials until the search has its number; return what this worker did."""
+    import optuna
+
+    if out is None and storage is None:
+        raise ConfigError("--join needs the search's folder or --storage URL")
+    out = Path(out) if out else Path("runs/search")
+    storage = storage or f"sqlite:///{out / 'study.db'}"
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
+        raise ConfigError(f"{out} holds no search to join (no study.db): start one with resnet-edge search --out {out}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            study = optuna.load_study(study_name="search", storage=storage)
+        except KeyError:
+            study = None
+        except Exception as exc:  # noqa: BLE001 - any storage error is one line
+            raise ConfigError(f"--storage {storage}: cannot open it ({type(exc).__name__}: {str(exc)[:200]})") from None
+        settings = study.user_attrs.get("settings") if study is not None else None
+        if settings and study.user_attrs.get("feasible"):
+            break
+        if time.monotonic() > deadline:
+            raise ConfigError(f"no search started in {storage} within {wait:g} s: start one with resnet-edge search")
+        time.sleep(1)
+    progress(f"search: joining the search in {storage} ({settings['budget_ms']:g} ms at {settings['metric']})")
+    s = dict(settings)
+    return search(s.pop("source"), s.pop("target_text"), s.pop("budget_ms"), **s, out=out, storage=storage,
+                  worker=True, progress=progress)
