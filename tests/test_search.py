@@ -227,3 +227,34 @@ def test_two_workers_share_one_postgresql_study(measured, tmp_path):
         assert all("latency_ms" in t.user_attrs for t in trials)
     finally:
         server.stop()
+
+
+def test_a_search_killed_with_9_continues(measured, tmp_path):
+    """Killed in the middle of a trial's training, run again: the trial the dead process held is failed and redone,
+    and the search ends with the trials it was asked for."""
+    import optuna
+
+    _, budget, *_ = measured
+    out = tmp_path / "killed"
+    argv = [sys.executable, "-m", "resnet_edge", "search", *SMALL, "--budget", f"{budget:.4f}ms", "--trials", "2",
+            "--out", str(out), "--no-baseline", "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("trials/*/checkpoints/*/state.json")) and time.monotonic() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.1)
+        os.killpg(proc.pid, 9)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+        proc.wait()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'study.db'}")
+    by_state = {}
+    for t in study.get_trials():
+        by_state.setdefault(t.state.name, []).append(t)
+    assert len(by_state["FAIL"]) == 1 and by_state["FAIL"][0].user_attrs["pid"] == proc.pid
+    assert len(by_state.get("COMPLETE", [])) + len(by_state.get("PRUNED", [])) == 2
+    assert json.loads(r.stdout)["winner"]["meets_budget"]
