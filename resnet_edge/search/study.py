@@ -153,7 +153,10 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     try:
         study = optuna.create_study(study_name="search", storage=storage, direction="maximize", load_if_exists=True,
                                     sampler=optuna.samplers.TPESampler(seed=seed),
-                                    pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+                                    # the first rung at a third of the epochs: the paper's warm-up makes the first
+                                    # epoch's accuracy chance for every candidate, which would prune at random
+                                    pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, epochs // 3),
+                                                                                  reduction_factor=3))
     except Exception as exc:  # noqa: BLE001 - any storage error is one line
         raise ConfigError(f"--storage {storage}: cannot open it ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not worker:
@@ -289,6 +292,9 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
                    "latency_model": accuracy_of_model, "trials": trials_out, "pareto": _pareto(trials_out),
                    "baseline": grid, "storage": storage, "seed": seed})
     atomic_write_bytes(out / "search.json", (json.dumps(result, indent=2, default=str) + "\n").encode())
+    from resnet_edge.search.report import write
+
+    result["report"] = str(write(out, result))
     return result
 
 

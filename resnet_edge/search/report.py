@@ -1,0 +1,91 @@
+"""The search's own page: ``search.md`` beside ``search.json``, with two plots: the latency model's predictions
+against the device's measurements (a +-10% band), and accuracy against measured latency for every trial with the
+Pareto front, the budget, the winner and the plain grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write(out: str | Path, result: dict) -> Path:
+    from resnet_edge.io import atomic_path, atomic_write_bytes
+    from resnet_edge.report.plots import _pyplot
+
+    out = Path(out)
+    plt = _pyplot()
+    lm = result["latency_model"]
+    if lm.get("points"):
+        fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+        xs = [p["measured_ms"] for p in lm["points"]]
+        ys = [p["predicted_ms"] for p in lm["points"]]
+        top = max(xs + ys) * 1.1
+        ax.fill_between([0, top], [0, 0.9 * top], [0, 1.1 * top], color="green", alpha=0.12, label="within 10%")
+        ax.plot([0, top], [0, top], color="green", lw=1)
+        ax.scatter(xs, ys, s=18, color="#1f77b4", label="held-out candidate (leave-one-out)")
+        ax.axvline(result["budget_ms"], color="red", ls="--", lw=1, label="budget")
+        ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"measured {result['metric']} (ms)",
+               ylabel="predicted (ms)", title="the latency model against the device")
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+        with atomic_path(out / "search-latency.png") as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+        plt.close(fig)
+    trials = [t for t in result["trials"] if t.get("latency_ms") is not None and t.get("val_acc") is not None]
+    if trials:
+        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+        ax.scatter([t["latency_ms"] for t in trials], [100 * t["val_acc"] for t in trials], s=16, color="gray",
+                   label="trials (pruned ones at their last epoch)")
+        front = result.get("pareto") or []
+        ax.plot([p["latency_ms"] for p in front], [100 * p["val_acc"] for p in front], "-o", color="black", ms=4,
+                label="Pareto front")
+        for row in (result.get("baseline") or {}).get("rows") or []:
+            if row.get("val_acc") is not None:
+                ax.scatter([row["latency_ms"]], [100 * row["val_acc"]], marker="s", color="orange", s=40)
+                ax.annotate(row["candidate"].split("-k")[0], (row["latency_ms"], 100 * row["val_acc"]), fontsize=7)
+        w = result["winner"]
+        ax.scatter([w["searched_ms"]], [100 * (w["val_acc"] or 0)], marker="*", s=160, color="red", label="winner")
+        ax.axvline(result["budget_ms"], color="red", ls="--", lw=1, label=f"budget ({result['metric']})")
+        ax.set(xlabel=f"{result['metric']} measured on {result['target']} (ms)", ylabel="validation top-1 (%)",
+               title="accuracy against latency (squares: the plain grid)")
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3)
+        with atomic_path(out / "search-pareto.png") as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+        plt.close(fig)
+    w = result["winner"]
+    lines = [f"# resnet-edge search: {result['budget_ms']:g} ms at {result['metric']} on {result['target']} "
+             f"({result['setting']})", "",
+             f"**Winner: {w['key']}** (`{w['file']}`, {w['bytes'] / 1e3:,.1f} kB): p50 {w['p50_ms']:.3g} ms, p90 "
+             f"{w['p90_ms']:.3g} ms over {w['runs']} runs after warm-up (CV {100 * (w['cv'] or 0):.1f}%), "
+             f"{'meets' if w['meets_budget'] else 'MISSES'} the budget; measured untrained during the search: "
+             f"{w['searched_ms']:.3g} ms. Validation top-1 {100 * (w['val_acc'] or 0):.2f}%, test "
+             f"{100 * w['test_top1']:.2f}% (the test split used once). Rebuild it: `resnet-edge run {w['recipe']}`.", "",
+             f"Space: {result['space']['family']} depths {result['space']['depths']}, keep per stage "
+             f"{result['space']['keeps']}, modes {result['space']['modes']}: {result['space']['candidates']} candidates, "
+             f"{result['feasible']} feasible, {result['measured']} timed on the device ({result['device_measurements']} "
+             f"measurements, {result['device_seconds']:.0f} s); training {result['train_seconds']:.0f} s.", ""]
+    if lm.get("n"):
+        lines += [f"Latency model: within 10% for {100 * lm['within_10pct']:.0f}% of {lm['n']} held-out measurements "
+                  f"(median error {100 * lm['median_abs_error']:.1f}%). ![](search-latency.png)", ""]
+    lines += ["| trial | candidate | state | latency ms | predicted ms | val top-1 | epochs |", "|---:|---|---|---:|---:|---:|---:|"]
+    for t in result["trials"]:
+        acc = "-" if t.get("val_acc") is None else f"{100 * t['val_acc']:.2f}%"
+        state = t["state"].lower() + (" (over budget)" if t.get("over_budget") else "")
+        lines.append(f"| {t['number']} | {t['candidate']} | {state} | {_n(t.get('latency_ms'))} | "
+                     f"{_n(t.get('predicted_ms'))} | {acc} | {t.get('epochs') or '-'} |")
+    b = result.get("baseline")
+    if b:
+        lines += ["", "The plain grid (every depth at full width, int8), on the same device:", "",
+                  "| candidate | latency ms | under budget | val top-1 | training s |", "|---|---:|---|---:|---:|"]
+        for row in b["rows"]:
+            acc = "-" if row.get("val_acc") is None else f"{100 * row['val_acc']:.2f}%"
+            lines.append(f"| {row['candidate']} | {_n(row['latency_ms'])} | {'yes' if row['under_budget'] else 'no'} | "
+                         f"{acc} | {row.get('train_seconds', '-')} |")
+    lines += ["", "![](search-pareto.png)", ""]
+    path = out / "search.md"
+    atomic_write_bytes(path, "\n".join(lines).encode())
+    return path
+
+
+def _n(v) -> str:
+    return "-" if v is None else f"{v:.3g}"

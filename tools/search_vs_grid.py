@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Is `resnet-edge search` worth running? The search against the exhaustive grid and random search, at one thread on
+this machine (the device), under two latency budgets. A benchmark that prints figures, not a test.
+
+The task is harder than the full digits set (where top-1 sits near 99% and one validation image is 0.56 points):
+scikit-learn's real digits at 32 px with **few training images a class** (``--shots``, as tools/transfer.py does),
+the validation images chosen from the rest and the test split everything left (about 1,100 images: a 95% interval
+of about +-2.5 points at 85%).
+
+* **Grid:** every candidate of a small space (``--depths`` x keep ratio per stage in ``--widths`` x int8) timed on
+  this machine untrained, then trained for ``--epochs`` with the paper's recipe; its best feasible member per budget
+  (by validation accuracy), its test top-1 with a 95% Wilson interval, and the grid's training cost.
+* **Search:** `resnet-edge search` over the same space, budget and epochs, with ``--trials`` (default: a fifth of
+  the grid's feasible members), successive halving stopping most trials early.
+* **Random search** at the search's cost in epochs: feasible candidates drawn at random, each trained fully, the best
+  by validation accuracy.
+* **Thinned ResNet-56:** the fastest thinning of ResNet-56 in the grid against the full one: measured speed-up and
+  test top-1 inside the full one's interval or not.
+* **Latency model:** its leave-one-out error over every grid member.
+
+Budgets: the 35th and 65th percentile of the grid's measured p90 latencies, so that each budget cuts the grid on
+any machine. Usage::
+
+    python tools/search_vs_grid.py --out runs/search-vs-grid                 # about 45 minutes on 2 cores
+    python tools/search_vs_grid.py --out runs/sg --depths 20,56 --epochs 10  # a quick look
+
+Writes OUT/search-vs-grid.json and OUT/search-vs-grid.md; a grid member already trained there is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (centre - half, centre + half)
+
+
+def make_data(root: Path, shots: int, val: int) -> str:
+    from tools.transfer import digits_by_class, write_digit_folder
+
+    if not (root / "train").exists():
+        order = digits_by_class()
+        for split, part in (("train", slice(0, shots)), ("val", slice(shots, shots + val)),
+                            ("test", slice(shots + val, None))):
+            write_digit_folder(root / split, {c: order[c][part] for c in range(10)}, size=32)
+    return f"folder:{root}"
+
+
+def cpu() -> str:
+    from resnet_edge.harness import machine
+
+    m = machine()
+    return f"{m['cpu']} ({', '.join(m['isa'])}; {m['cores']} cores)"
+
+
+@click.command()
+@click.option("--out", type=click.Path(file_okay=False), default="runs/search-vs-grid", show_default=True)
+@click.option("--depths", default="20,32,44,56", show_default=True)
+@click.option("--widths", default="0.25,1", show_default=True, help="Keep ratios per stage.")
+@click.option("--epochs", default=30, show_default=True)
+@click.option("--shots", default=20, show_default=True, help="Training images per class.")
+@click.option("--trials", type=int, help="Search trials per budget (default: a fifth of the feasible grid).")
+@click.option("--runs", default=60, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def main(out, depths, widths, epochs, shots, trials, runs, seed):
+    from resnet_edge.data import load
+    from resnet_edge.evaluate import evaluate
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.search.latency import Meter, held_out
+    from resnet_edge.search.space import parse_list, space_for
+    from resnet_edge.search.study import search, train_candidate
+    from resnet_edge.targets import resolve
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = make_data(out / "data", shots, 20)
+    data = load(source)
+    space = space_for(data.image_size, parse_list(depths, int, "depths"), parse_list(widths, float, "widths"), ("int8",))
+    grid = space.candidates()
+    meter = Meter(resolve("local"), Setting(threads=1), data, out / "latency", runs=runs, metric="p90_ms")
+    t0 = time.monotonic()
+    meter.measure(grid)
+    device_s = time.monotonic() - t0
+    lat = {c.key: meter.latency(c) for c in grid}
+    points = [(c, meter.features(c), lat[c.key]) for c in grid]
+    model_error = held_out(points)
+    budgets = [float(np.percentile(list(lat.values()), q)) for q in (35, 65)]
+    print(f"{len(grid)} candidates timed in {device_s:.0f} s on {cpu()}; budgets {budgets[0]:.3g} and "
+          f"{budgets[1]:.3g} ms", file=sys.stderr)
+
+    trained = {}
+    for i, c in enumerate(sorted(grid, key=lambda c: lat[c.key])):
+        folder = out / "grid" / c.key
+        record = folder / "result.json"
+        if record.exists():
+            trained[c.key] = json.loads(record.read_text())
+            continue
+        print(f"grid {i + 1}/{len(grid)}: {c.key}", file=sys.stderr)
+        t = time.monotonic()
+        from resnet_edge.train import Recipe, train
+
+        train(meter.spec(c), data, folder, Recipe(epochs=epochs, batch_size=32, seed=seed), verbose=0)
+        report = evaluate(folder / "model.keras", data, "test")
+        history = json.loads((folder / "history.json").read_text())
+        trained[c.key] = {"val_acc": max(h["val_acc"] for h in history), "test_top1": report["top1"],
+                          "n": report["n"], "seconds": time.monotonic() - t, "epochs": epochs}
+        record.write_text(json.dumps(trained[c.key]))
+
+    def ci(r):
+        return wilson(round(r["test_top1"] * r["n"]), r["n"])
+
+    rows = []
+    rng = np.random.default_rng(seed)
+    for budget in budgets:
+        feasible = [c for c in grid if lat[c.key] <= budget]
+        best = max(feasible, key=lambda c: trained[c.key]["val_acc"])
+        b = trained[best.key]
+        grid_epochs = epochs * len(feasible)
+        n_trials = trials or max(2, len(feasible) // 5)
+        s_out = out / f"search-{budget:.4f}"
+        t = time.monotonic()
+        r = search(source, "local", budget, metric="p90", threads=1, trials=n_trials, epochs=epochs, seed=seed,
+                   out=s_out, depths=space.depths, widths=space.keeps, modes=("int8",), measure=len(grid), runs=runs,
+                   batch_size=32, baseline=False)
+        search_s = time.monotonic() - t
+        search_epochs = sum(x.get("epochs") or 0 for x in r["trials"])
+        # random search at the search's cost in epochs: feasible candidates, each trained fully (from the grid's runs)
+        k = max(1, search_epochs // epochs)
+        draws = [feasible[i] for i in rng.choice(len(feasible), size=min(k, len(feasible)), replace=False)]
+        rand = max(draws, key=lambda c: trained[c.key]["val_acc"])
+        winner_ci = wilson(round(r["winner"]["test_top1"] * trained[best.key]["n"]), trained[best.key]["n"])
+        rows.append({
+            "budget_ms": budget, "feasible": len(feasible),
+            "grid": {"best": best.key, "latency_ms": lat[best.key], "test_top1": b["test_top1"], "ci95": ci(b),
+                     "epochs": grid_epochs, "seconds": sum(trained[c.key]["seconds"] for c in feasible)},
+            "search": {"winner": r["winner"]["key"], "p90_ms": r["winner"]["p90_ms"], "cv": r["winner"]["cv"],
+                       "meets_budget": r["winner"]["meets_budget"], "test_top1": r["winner"]["test_top1"],
+                       "ci95": winner_ci, "epochs": search_epochs, "trials": n_trials, "seconds": search_s,
+                       "within_grid_ci": ci(b)[0] <= r["winner"]["test_top1"]},
+            "random": {"best": rand.key, "test_top1": trained[rand.key]["test_top1"], "draws": len(draws),
+                       "epochs": len(draws) * epochs},
+        })
+    full = [c for c in grid if c.depth == 56 and min(c.keep) == 1.0]
+    thin = [c for c in grid if c.depth == 56 and min(c.keep) < 1.0]
+    resnet56 = None
+    if full and thin:
+        fast = min(thin, key=lambda c: lat[c.key])
+        f = trained[full[0].key]
+        resnet56 = {"thin": fast.key, "speedup": lat[full[0].key] / lat[fast.key],
+                    "thin_test_top1": trained[fast.key]["test_top1"], "full_test_top1": f["test_top1"],
+                    "full_ci95": ci(f), "inside": ci(f)[0] <= trained[fast.key]["test_top1"]}
+    result = {"cpu": cpu(), "python": platform.python_version(), "shots": shots, "epochs": epochs,
+              "candidates": len(grid), "device_seconds": device_s, "latency_model": {
+                  k: v for k, v in model_error.items() if k != "points"}, "budgets": rows, "resnet56": resnet56}
+    (out / "search-vs-grid.json").write_text(json.dumps(result, indent=2, default=str))
+    lines = [f"# search against grid ({result['cpu']}, 1 thread, {shots} training images a class, {epochs} epochs)", "",
+             "| budget ms | feasible | grid best (test, 95% CI) | grid epochs | search winner (test) | search epochs | "
+             "within CI | meets budget (p90, CV) | random at the same cost (test) |", "|---:|---:|---|---:|---|---:|---|---|---|"]
+    for x in rows:
+        g, s, rn = x["grid"], x["search"], x["random"]
+        lines.append(f"| {x['budget_ms']:.3g} | {x['feasible']} | {g['best']} {100 * g['test_top1']:.1f}% "
+                     f"[{100 * g['ci95'][0]:.1f}, {100 * g['ci95'][1]:.1f}] | {g['epochs']} | {s['winner']} "
+                     f"{100 * s['test_top1']:.1f}% | {s['epochs']} ({s['epochs'] / g['epochs']:.2f} of the grid's) | "
+                     f"{'yes' if s['within_grid_ci'] else 'no'} | {'yes' if s['meets_budget'] else 'no'} "
+                     f"({s['p90_ms']:.3g} ms, CV {100 * (s['cv'] or 0):.1f}%) | {rn['best']} {100 * rn['test_top1']:.1f}% |")
+    lm = result["latency_model"]
+    lines += ["", f"Latency model: within 10% for {100 * (lm['within_10pct'] or 0):.0f}% of {lm['n']} held-out "
+              f"candidates (median error {100 * (lm['median_abs_error'] or 0):.1f}%)."]
+    if resnet56:
+        lines.append(f"Thinned ResNet-56 ({resnet56['thin']}): {resnet56['speedup']:.2f}x the full one's measured speed, "
+                     f"test {100 * resnet56['thin_test_top1']:.1f}% against {100 * resnet56['full_test_top1']:.1f}% "
+                     f"[{100 * resnet56['full_ci95'][0]:.1f}, {100 * resnet56['full_ci95'][1]:.1f}]: "
+                     f"{'inside' if resnet56['inside'] else 'outside'} its interval.")
+    (out / "search-vs-grid.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
