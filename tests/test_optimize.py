@@ -228,3 +228,26 @@ def test_channel_pruning_max_drop_fails_and_keeps_the_model(trained, digits, tmp
     assert manifest["status"] == "dropped" and manifest["accuracy"]["drop_points"] > 0 and (tmp_path / "t.keras").exists()
     r = CliRunner().invoke(cli, ["prune", str(trained), "--max-drop", "1", "--out", str(tmp_path / "u.keras")])
     assert r.exit_code == 2 and "applies to --channels" in r.output
+
+
+def test_channel_pruning_takes_a_keep_ratio_per_stage():
+    """What the search varies: each stage thinned by its own ratio (stage 2 to a quarter, stage 3 to half, stage 4
+    whole); a ratio per stage of the wrong length is one line."""
+    import numpy as np
+
+    from resnet_edge.arch.keras_model import build_model
+    from resnet_edge.arch.spec import plan, resolve
+    from resnet_edge.errors import ConfigError
+    from resnet_edge.optimize.channels import thin
+
+    spec = resolve(20, family="cifar", classes=10)
+    model = build_model(spec)
+    slim, slim_spec = thin(model, spec, (0.25, 0.5, 1.0))
+    widths = {b.name[:5]: {w for w in widths} for b, widths in zip(plan(spec).blocks, slim_spec.inner_widths)}
+    assert widths == {"conv2": {4}, "conv3": {16}, "conv4": {64}}
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32) * 50 + 120
+    whole, _ = thin(model, spec, (1.0, 1.0, 1.0))
+    assert np.allclose(whole(x, training=False), model(x, training=False), atol=1e-5)
+    assert slim.count_params() < model.count_params()
+    with pytest.raises(ConfigError, match="needs 3 ratios"):
+        thin(model, spec, (0.5, 0.5))

@@ -145,6 +145,7 @@ def test_the_latency_model_fits_what_it_should():
     (("--budget", "1ms", "--modes", "int4"), "--modes int4"),
     (("--budget", "1ms", "--widths", "0,1"), "--widths"),
     (("--budget", "1ms", "--max-size", "big"), "is not a size"),
+    (("--budget", "1ms", "--time", "soon"), "is not a duration"),
 ])
 def test_bad_options_are_one_line_before_tensorflow(args, fragment):
     code = ("import sys; from resnet_edge.cli import main\n"
@@ -258,3 +259,22 @@ def test_a_search_killed_with_9_continues(measured, tmp_path):
     assert len(by_state["FAIL"]) == 1 and by_state["FAIL"][0].user_attrs["pid"] == proc.pid
     assert len(by_state.get("COMPLETE", [])) + len(by_state.get("PRUNED", [])) == 2
     assert json.loads(r.stdout)["winner"]["meets_budget"]
+
+
+def test_the_search_through_the_test_sshd(measured, sshd, monkeypatch, tmp_path):
+    """The same search with the device behind a real OpenSSH server (on loopback, so the budget between the two
+    candidates still holds): the candidates are timed there, stored under that target, and the winner meets it."""
+    from resnet_edge.measure.results import Store
+
+    monkeypatch.setenv("RESNET_EDGE_SSH_CONFIG", str(sshd.config))
+    _, budget, low, high, cheap, dear = measured
+    url = f"{sshd.url}/?python={sys.executable}"
+    r = run("search", *SMALL, "--target", url, "--budget", f"{budget:.4f}ms", "--trials", "1", "--epochs", "1",
+            "--out", tmp_path / "s", "--no-baseline", "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["winner"]["key"] == cheap.key and result["winner"]["meets_budget"]
+    assert result["device_measurements"] >= 1  # timed over SSH, not read from this machine's rows
+    with Store(write=False) as store:
+        rows = store.query(model=f"{cheap.key}.tflite", target=url)
+    assert rows and all(row["target_url"] == url for row in rows)

@@ -84,7 +84,7 @@ def main(out, depths, widths, epochs, shots, trials, runs, seed):
     from resnet_edge.runtime.setting import Setting
     from resnet_edge.search.latency import Meter, held_out
     from resnet_edge.search.space import parse_list, space_for
-    from resnet_edge.search.study import search, train_candidate
+    from resnet_edge.search.study import search
     from resnet_edge.targets import resolve
 
     out = Path(out)

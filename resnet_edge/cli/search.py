@@ -31,6 +31,16 @@ def parse_bytes(text: str | None, what: str) -> int | None:
     return int(float(m.group(1)) * _UNITS_B[(m.group(2) or "b").lower()])
 
 
+def parse_duration(text: str | None) -> float | None:
+    """``2h``, ``30m``, ``90s``, ``1h30m`` -> seconds."""
+    if text is None:
+        return None
+    parts = re.findall(r"([0-9]*\.?[0-9]+)\s*([hms])", str(text).strip())
+    if not parts or re.sub(r"[0-9.\shms]", "", str(text)) or float(sum(float(n) for n, _ in parts)) <= 0:
+        raise click.BadParameter(f"{text!r} is not a duration: give one like 2h, 30m or 1h30m", param_hint="--time")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
 @click.command("search")
 @click.option("--data", "source", default="digits", show_default=True, help="digits, cifar10:DIR or folder:DIR.")
 @click.option("--target", default="local", show_default=True,
@@ -43,6 +53,8 @@ def parse_bytes(text: str | None, what: str) -> int | None:
 @click.option("--min-accuracy", type=click.FloatRange(0, 100), help="Say so when the winner's test top-1 (%) is below.")
 @click.option("--trials", type=click.IntRange(1, 10_000), default=12, show_default=True,
               help="Trials trained (pruned ones count).")
+@click.option("--time", "time_limit", help="Stop starting trials after this long (2h, 30m); with --trials, whichever "
+                                          "comes first.")
 @click.option("--epochs", type=click.IntRange(1, 1000), default=6, show_default=True,
               help="The most epochs a trial trains (successive halving stops most sooner).")
 @click.option("--depths", help="Depths to search (default: the family that fits the data).")
@@ -63,8 +75,8 @@ def parse_bytes(text: str | None, what: str) -> int | None:
               help="Add a worker to the search in this folder (or in --storage): it trains trials until the search "
                    "has its number; the search's own settings are read from its storage.")
 @click.option("--json", "as_json", is_flag=True)
-def search(source, target, budget, metric, threads, max_size, min_accuracy, trials, epochs, depths, widths, modes,
-           measure, runs, limit, batch_size, seed, out, storage, baseline, join_dir, as_json):
+def search(source, target, budget, metric, threads, max_size, min_accuracy, trials, time_limit, epochs, depths, widths,
+           modes, measure, runs, limit, batch_size, seed, out, storage, baseline, join_dir, as_json):
     """The most accurate ResNet under a latency budget, measured on the device.
 
     \b
@@ -88,6 +100,7 @@ def search(source, target, budget, metric, threads, max_size, min_accuracy, tria
     if budget is None:
         raise click.UsageError("give --budget (for example --budget 20ms), or --join a search already started")
     budget_ms = parse_budget(budget)
+    seconds = parse_duration(time_limit)
     max_bytes = parse_bytes(max_size, "--max-size")
     depths = parse_list(depths, int, "depths")
     widths = parse_list(widths, float, "widths")
@@ -100,7 +113,7 @@ def search(source, target, budget, metric, threads, max_size, min_accuracy, tria
     result = run_search(source, target, budget_ms, metric=metric, threads=threads, max_bytes=max_bytes,
                         min_accuracy=min_accuracy, trials=trials, epochs=epochs, seed=seed, out=out, storage=storage,
                         depths=depths, widths=widths, modes=modes, measure=measure, batch_size=batch_size,
-                        limit=limit, runs=runs, baseline=baseline,
+                        limit=limit, runs=runs, baseline=baseline, time_limit=seconds,
                         progress=say)
     _echo_json_or(result, as_json, _search_human)
 

@@ -63,13 +63,17 @@ def reap(study, say) -> int:
     return n
 
 
-@contextlib.contextmanager
 def device_lock(target, storage: str):
-    """Held while a device is timed, so that no two trials time it at once: a PostgreSQL advisory lock in a shared
-    PostgreSQL storage (workers on several machines), else a lock file in this machine's cache (workers here)."""
+    """Held while a device is timed, so that no two trials time it at once (:func:`shared_lock`)."""
+    return shared_lock(storage, f"resnet-edge device {target.url}")
+
+
+@contextlib.contextmanager
+def shared_lock(storage: str, name: str):
+    """A lock every worker of ``storage`` sees: a PostgreSQL advisory lock in a PostgreSQL storage (workers on
+    several machines), else a lock file in this machine's cache (a SQLite storage is one machine's)."""
     import hashlib
 
-    name = f"resnet-edge device {target.url}"
     if storage.startswith("postgresql"):
         import sqlalchemy
 
@@ -126,6 +130,7 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
            seed: int = 0, out: str | Path, storage: str | None = None, depths=None, widths=None, modes=None,
            measure: int = 24, batch_size: int = 64, limit: int | None = None, runs: int = 50,
            baseline: bool = True, store_path: str | None = None, worker: bool = False,
+           time_limit: float | None = None,
            progress: Callable[[str], None] = lambda text: None) -> dict:
     """Search, and write ``out``/search.json, the winner's ``.tflite`` and a recipe that rebuilds it; return the
     result (see the module docstring). ``worker``: only train trials of the search already started in this storage
@@ -222,10 +227,16 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     t_train = time.monotonic()
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     counted = finished + (optuna.trial.TrialState.RUNNING,)  # other workers' trials too: no more than asked for
-    while len(study.get_trials(deepcopy=False, states=counted)) < trials:
-        trial = study.ask()
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
+    while True:
+        if time_limit is not None and time.monotonic() - t_train > time_limit:
+            progress(f"search: --time is up ({time_limit:g} s): no more trials started")
+            break
+        with shared_lock(storage, f"resnet-edge trials {storage}"):  # count and ask as one step: no trial too many
+            if len(study.get_trials(deepcopy=False, states=counted)) >= trials:
+                break
+            trial = study.ask()
+            trial.set_user_attr("host", socket.gethostname())
+            trial.set_user_attr("pid", os.getpid())
         c = by_key[trial.suggest_categorical("candidate", keys)]
         if meter.latency(c) is None:  # the device step: predicted only, measured now
             meter.measure([c])
