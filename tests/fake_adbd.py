@@ -148,6 +148,9 @@ class FakeDevice:
             return " ".join(f"cpu{i}" for i in range(8)) + " cpufreq cpuidle\n"
         if argv[:1] == ["test"]:  # test -x PATH && echo present || echo absent
             return "present\n" if argv[2] in self.files else "absent\n"
+        if line.startswith("for z in /sys/class/thermal/thermal_zone*"):  # warmer each time it is read
+            self.thermal_reads = getattr(self, "thermal_reads", 0) + 1
+            return f"cpu-0-0 {40000 + 2000 * self.thermal_reads}\nbattery 30500\n\nbroken x\n"
         if argv[:2] == ["mkdir", "-p"]:
             return "made\n"
         if argv and argv[0].endswith("benchmark_model"):

@@ -159,6 +159,9 @@ def test_bench_over_adb_end_to_end_with_the_real_adb(adb_server, model, tmp_path
         assert r.exit_code == 0, r.output
         record = json.loads(r.output)["records"][0]
         assert record["model"] == str(hostile) and record["runtime"] == "benchmark_model" and record["accelerator"] == "gpu"
+        heat = json.loads(r.output)["machine"]["temperature_c"]  # the phone's thermal zones, before and after
+        assert set(heat["before"]) == set(heat["after"]) == {"cpu-0-0", "battery"} and heat["after"]["battery"] == 30.5
+        assert heat["before"]["cpu-0-0"] < heat["after"]["cpu-0-0"]  # read before the first run and after the last
         assert record["avg_ms"] == pytest.approx(249.684) and record["peak_rss_overall_mb"] == pytest.approx(138.809)
         [line] = [c for c in phone.commands if "benchmark_model --graph=" in c]
         argv = shlex.split(line)
@@ -168,7 +171,10 @@ def test_bench_over_adb_end_to_end_with_the_real_adb(adb_server, model, tmp_path
                             "--use_gpu=true", "--report_peak_memory_footprint=true"]
         assert phone.files[f"{folder}/m0.tflite"] == hostile.read_bytes()  # pushed bit for bit by the real adb
         assert phone.files[f"{folder}/benchmark_model"] == binary.read_bytes()
-        assert phone.commands[-1] == f"rm -rf {folder}" and not any("$(" in c for c in phone.commands)
+        from resnet_edge.targets.adb import AdbTarget
+
+        ours = [c for c in phone.commands if c != AdbTarget.THERMAL]  # the one constant line that reads sysfs
+        assert ours[-1] == f"rm -rf {folder}" and not any("$(" in c for c in ours)
         facts = json.loads(run("devices", "check", f"adb://{phone.serial}", "--json").output)
         assert (facts["model"], facts["android"], facts["cores"], facts["memory_mb"]) == ("FakePhone", "14", 8, 7623)
         assert facts["benchmark_model"] is None

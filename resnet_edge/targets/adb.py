@@ -25,7 +25,7 @@ from typing import Callable
 
 from resnet_edge import _child
 from resnet_edge.errors import ConfigError, ResnetEdgeError
-from resnet_edge.runtime.replies import clean_record
+from resnet_edge.runtime.replies import clean_machine, clean_record
 from resnet_edge.targets.url import TargetError, TargetURL
 from resnet_edge.ui import safe_text
 
@@ -209,6 +209,7 @@ class AdbTarget:
             raise ConfigError(f"--benchmark-binary {self.benchmark_binary}: no such file (LiteRT's benchmark_model "
                               "built for Android arm64)")
         self.check_state()
+        self._heat_before = self.temperatures()
         folder = f"{REMOTE_BASE}/resnet-edge-{secrets.token_hex(4)}"
         records, incomplete = [], None
         code, text = self.call("shell", f"mkdir -p {shlex.quote(folder)} && echo made")
@@ -256,9 +257,32 @@ class AdbTarget:
             self.shell(["rm", "-rf", folder])
         return self._result(records, incomplete)
 
+    #: One shell line, the same for every device (no value of ours in it): each thermal zone's type and millidegrees.
+    THERMAL = ("for z in /sys/class/thermal/thermal_zone*; do echo \"$(cat $z/type 2>/dev/null)"
+               " $(cat $z/temp 2>/dev/null)\"; done")
+
+    def temperatures(self) -> dict:
+        """``{zone type: degrees C}`` of the phone's thermal zones (the first 16; {} where none can be read)."""
+        try:
+            code, text = self.call("shell", self.THERMAL, timeout=30)
+        except ResnetEdgeError:
+            return {}
+        out: dict = {}
+        for line in text.splitlines()[:16]:
+            kind, _, milli = line.strip().rpartition(" ")
+            if not re.fullmatch(r"-?\d{1,7}", milli) or not kind:
+                continue
+            c = int(milli) / 1000
+            if -50 <= c <= 200:
+                name = safe_text(kind, 60)
+                out[f"{name} ({len(out)})" if name in out else name] = c
+        return out
+
     def _result(self, records: list[dict], incomplete: str | None) -> dict:
-        return {"machine": {"cpu": None, "isa": [], "arch": "android", "cores": None, "system": "Android",
-                            "python": None}, "target": self.target.name, "target_url": self.target.url,
+        heat = {"before": getattr(self, "_heat_before", {}), "after": self.temperatures()}
+        return {"machine": clean_machine({"cpu": None, "isa": [], "arch": "android", "cores": None,
+                                          "system": "Android", "python": None, "temperature_c": heat}),
+                "target": self.target.name, "target_url": self.target.url,
                 "incomplete": incomplete, "records": records}
 
     def _push(self, local: str, remote: str) -> None:
