@@ -150,6 +150,7 @@ def main(out, depths, widths, epochs, shots, trials, runs, seed):
             "grid": {"best": best.key, "latency_ms": lat[best.key], "test_top1": b["test_top1"], "ci95": ci(b),
                      "epochs": grid_epochs, "seconds": sum(trained[c.key]["seconds"] for c in feasible)},
             "search": {"winner": r["winner"]["key"], "p90_ms": r["winner"]["p90_ms"], "cv": r["winner"]["cv"],
+                       "cv_robust": r["winner"].get("cv_robust"), "misses": [m["key"] for m in r.get("misses") or []],
                        "meets_budget": r["winner"]["meets_budget"], "test_top1": r["winner"]["test_top1"],
                        "ci95": winner_ci, "epochs": search_epochs, "trials": n_trials, "seconds": search_s,
                        "within_grid_ci": ci(b)[0] <= r["winner"]["test_top1"]},
@@ -178,7 +179,8 @@ def main(out, depths, widths, epochs, shots, trials, runs, seed):
                      f"[{100 * g['ci95'][0]:.1f}, {100 * g['ci95'][1]:.1f}] | {g['epochs']} | {s['winner']} "
                      f"{100 * s['test_top1']:.1f}% | {s['epochs']} ({s['epochs'] / g['epochs']:.2f} of the grid's) | "
                      f"{'yes' if s['within_grid_ci'] else 'no'} | {'yes' if s['meets_budget'] else 'no'} "
-                     f"({s['p90_ms']:.3g} ms, CV {100 * (s['cv'] or 0):.1f}%) | {rn['best']} {100 * rn['test_top1']:.1f}% |")
+                     f"({s['p90_ms']:.3g} ms, CV {100 * (s['cv'] or 0):.1f}%, robust {100 * (s['cv_robust'] or 0):.1f}%"
+                     f"{', after ' + str(len(s['misses'])) + ' re-timed over' if s['misses'] else ''}) | {rn['best']} {100 * rn['test_top1']:.1f}% |")
     lm = result["latency_model"]
     lines += ["", f"Latency model: within 10% for {100 * (lm['within_10pct'] or 0):.0f}% of {lm['n']} held-out "
               f"candidates (median error {100 * (lm['median_abs_error'] or 0):.1f}%)."]

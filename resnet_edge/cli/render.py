@@ -470,7 +470,9 @@ def _search_human(r: dict) -> str:
     w = r["winner"]
     lines = [f"winner    {w['key']}  ({w['file']}, {w['bytes'] / 1e3:,.1f} kB)",
              f"latency   p50 {w['p50_ms']:.3g} ms, p90 {w['p90_ms']:.3g} ms over {w['runs']} runs (CV "
-             f"{100 * (w['cv'] or 0):.1f}%) on {r['target']} {r['setting']}: "
+             f"{100 * (w['cv'] or 0):.1f}%"
+             + (f", {100 * w['cv_robust']:.1f}% from the median deviation" if w.get("cv_robust") is not None else "")
+             + f") on {r['target']} {r['setting']}: "
              + ("meets" if w["meets_budget"] else "MISSES") + f" the {r['budget_ms']:g} ms budget at {r['metric']}",
              f"accuracy  validation {100 * (w['val_acc'] or 0):.2f}%, test {100 * w['test_top1']:.2f}% (measured once)",
              f"search    {len(r['trials'])} trials, {r['feasible']} of {r['space']['candidates']} candidates feasible, "
@@ -486,6 +488,9 @@ def _search_human(r: dict) -> str:
                      f"{b['latency_ms']:.3g} ms")
     elif r.get("baseline"):
         lines.append("baseline  no member of the plain grid meets the budget")
+    for m in r.get("misses") or []:
+        lines.append(f"re-timed  {m['key']}: {m['p90_ms']:.3g} ms trained, over the budget (searched at "
+                     f"{m['searched_ms']:.3g} ms untrained): the next trial was taken")
     lines.append(f"recipe    {w['recipe']}")
     if r.get("below_min_accuracy"):
         lines.append("warning   the winner's test top-1 is below --min-accuracy")

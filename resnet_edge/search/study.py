@@ -36,6 +36,8 @@ from resnet_edge.search.latency import LatencyModel, Meter, held_out, spread_pic
 from resnet_edge.search.space import Candidate, space_for
 
 FINAL_RUNS = 100
+#: How many of the best trials are timed again, in turn, until one meets the budget.
+FINAL_TRIES = 3
 
 
 def _alive(pid: int) -> bool:
@@ -277,15 +279,27 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     if not done:
         raise ResnetEdgeError("no trial completed: every candidate tried was pruned; give more --trials")
-    best = max(done, key=lambda t: (t.value, -(t.user_attrs.get("latency_ms") or 0)))
-    winner = by_key[best.params["candidate"]]
-    folder = Path(best.user_attrs["folder"])
-    if not (folder / "model.keras").exists():  # trained by a worker on another machine: trained again here
-        folder = out / "winner-train"
-        progress(f"search: the winner {winner.key} was trained elsewhere: training it here ({epochs} epochs)")
-        train_candidate(meter, winner, data, folder, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
-    result = _finish(meter, winner, folder, data, source, out, budget_ms, metric, key,
-                     setting, target, progress)
+    # The best trial first; one whose trained model misses the budget when timed again (its search measurement was
+    # near the edge, or the device slowed) gives way to the next, up to FINAL_TRIES.
+    misses = []
+    for best in sorted(done, key=lambda t: (-t.value, t.user_attrs.get("latency_ms") or 0))[:FINAL_TRIES]:
+        winner = by_key[best.params["candidate"]]
+        folder = Path(best.user_attrs["folder"])
+        if not (folder / "model.keras").exists():  # trained by a worker on another machine: trained again here
+            folder = out / f"winner-train-{winner.key}"
+            progress(f"search: {winner.key} was trained elsewhere: training it here ({epochs} epochs)")
+            train_candidate(meter, winner, data, folder, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
+        result = _finish(meter, winner, folder, data, source, out, budget_ms, metric, key, setting, target, progress)
+        if result["winner"]["meets_budget"]:
+            break
+        misses.append(result["winner"])
+        progress(f"search: {winner.key} measured {result['winner'][key]:.3g} ms trained, over the budget: the next")
+    if not result["winner"]["meets_budget"]:
+        raise ResnetEdgeError(
+            "no trained candidate met the budget when timed again: " + "; ".join(
+                f"{m['key']} {m[key]:.3g} ms" for m in misses) + f" against {budget_ms:g} ms at {metric}; the device "
+            "may be busier than during the search (the study is kept: run again to continue, or give a larger budget)")
+    result["misses"] = misses
     if min_accuracy is not None and result["winner"]["test_top1"] < min_accuracy / 100:
         result["below_min_accuracy"] = True
     trials_out = [{"number": t.number, "state": t.state.name, "candidate": t.params.get("candidate"),
@@ -329,9 +343,17 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
         tfl = next((out / "winner").glob("*.tflite"))
     progress(f"search: timing the winner again ({FINAL_RUNS} runs after warm-up)")
     with meter.lock():
-        r = bench([str(tfl)], [setting], runs=FINAL_RUNS, warmup=20,
+        r = bench([str(tfl)], [setting], runs=FINAL_RUNS, warmup=20, keep_times=target.kind != "adb",
                   target=None if target.kind == "local" else target, measure_memory=False)["records"][0]
     cv = r["std_ms"] / r["avg_ms"] if r.get("avg_ms") and r.get("std_ms") is not None else None
+    times = r.get("times_ms")
+    robust = None
+    if times:
+        med = float(np.median(times))
+        robust = float(1.4826 * np.median(np.abs(np.asarray(times) - med)) / med) if med else None
+    if r[key] > budget_ms:
+        return {"winner": {**winner.to_dict(), "file": str(tfl), "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"],
+                           "cv": cv, "cv_robust": robust, "meets_budget": False, "searched_ms": meter.latency(winner)}}
     test = evaluate_tflite(tfl, data, split="test")
     recipe = {"recipe_version": 1, "name": f"search-{winner.key}",
               "description": f"the winner of resnet-edge search under {budget_ms:g} ms at {metric} on {target}",
@@ -342,7 +364,8 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
               "gates": {"latency": {"target": str(target), f"{metric}_ms": budget_ms}}}
     atomic_write_bytes(out / "winner.yaml", dump(recipe).encode())
     return {"winner": {**winner.to_dict(), "file": str(tfl), "bytes": tfl.stat().st_size,
-                       "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "cv": cv, "runs": r["runs"] * r.get("rounds", 1),
+                       "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "cv": cv, "cv_robust": robust,
+                       "runs": r["runs"] * r.get("rounds", 1),
                        "meets_budget": r[key] <= budget_ms, "searched_ms": meter.latency(winner),
                        "test_top1": test["top1"], "val_acc": _val_accuracy(folder), "recipe": str(out / "winner.yaml")}}
 
