@@ -278,3 +278,34 @@ def test_the_search_through_the_test_sshd(measured, sshd, monkeypatch, tmp_path)
     with Store(write=False) as store:
         rows = store.query(model=f"{cheap.key}.tflite", target=url)
     assert rows and all(row["target_url"] == url for row in rows)
+
+
+def test_drift_is_seen_and_what_was_timed_since_is_timed_again(measured, tmp_path):
+    """A real load: a busy process on the one core this test and the harness it starts may use. The reference, timed
+    again, has moved; the candidates timed since are timed again; without the load nothing has moved."""
+    from resnet_edge.data import load
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.search.latency import Meter
+    from resnet_edge.targets import resolve
+
+    _, _, low, high, cheap, dear = measured
+    meter = Meter(resolve("local"), Setting(threads=1), load("digits"), tmp_path, runs=20, metric="p90_ms")
+    saved = os.sched_getaffinity(0)
+    core = min(saved)
+    os.sched_setaffinity(0, {core})  # inherited by the harness's process
+    try:
+        meter.measure([cheap, dear], again=True)
+        was = meter.latency(dear)  # the larger: an inference long enough to be cut by the other process
+        steady = meter.drift(dear, was, [cheap], tolerance=0.5)
+        assert not steady["drift"]
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            os.sched_setaffinity(hog.pid, {core})
+            time.sleep(0.5)
+            event = meter.drift(dear, was, [cheap], tolerance=0.3, wait=0)
+        finally:
+            hog.kill()
+            hog.wait()
+    finally:
+        os.sched_setaffinity(0, saved)
+    assert event["drift"] and event["moved"] > 0.3 and event["retimed"] == [cheap.key], event

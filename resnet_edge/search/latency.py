@@ -142,6 +142,31 @@ class Meter:
             self.measure(wide, runs=2 * runs, again=True)
         return {c.key: self.results[c.key] for c in cands}
 
+    def drift(self, reference: Candidate, was_ms: float, since: list[Candidate], *, tolerance: float = 0.10,
+              wait: float = 120, step: float = 10) -> dict:
+        """Time ``reference`` again: when it moved more than ``tolerance`` from ``was_ms`` (heat, another load), wait
+        (up to ``wait`` seconds, timing it every ``step``) for it to come back, then time ``since`` (the candidates
+        timed after the last good reference) again. Returns what happened."""
+        import time
+
+        now = self.measure([reference], again=True)[reference.key][self.metric]
+        event = {"reference": reference.key, "was_ms": was_ms, "now_ms": now, "moved": now / was_ms - 1}
+        if abs(event["moved"]) <= tolerance:
+            return {**event, "drift": False}
+        self.say(f"latency: the reference moved {100 * event['moved']:+.0f}% ({was_ms:.3g} -> {now:.3g} ms): waiting "
+                 "for the device to settle")
+        waited = 0.0
+        while abs(now / was_ms - 1) > tolerance and waited < wait:
+            time.sleep(step)
+            waited += step
+            now = self.measure([reference], again=True)[reference.key][self.metric]
+        settled = abs(now / was_ms - 1) <= tolerance
+        if since:
+            self.say(f"latency: timing the {len(since)} candidate(s) measured since the last good reference again")
+            self.measure(since, again=True)
+        return {**event, "drift": True, "waited_s": waited, "settled": settled, "settled_ms": now,
+                "retimed": [c.key for c in since]}
+
     def latency(self, c: Candidate) -> float | None:
         r = self.results.get(c.key)
         return None if r is None else r.get(self.metric)

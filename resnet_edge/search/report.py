@@ -67,6 +67,14 @@ def write(out: str | Path, result: dict) -> Path:
     if lm.get("n"):
         lines += [f"Latency model: within 10% for {100 * lm['within_10pct']:.0f}% of {lm['n']} held-out measurements "
                   f"(median error {100 * lm['median_abs_error']:.1f}%). ![](search-latency.png)", ""]
+    for d in result.get("drift") or []:
+        if d.get("drift"):
+            lines.append(f"Drift after {d['after']}: the reference {d['reference']} moved {100 * d['moved']:+.0f}% "
+                         f"({d['was_ms']:.3g} -> {d['now_ms']:.3g} ms); "
+                         + (f"settled after {d['waited_s']:.0f} s" if d["settled"] else "it had not settled")
+                         + f"; {len(d['retimed'])} candidate(s) timed again.")
+    if result.get("drift"):
+        lines += [f"The reference was timed {len(result['drift'])} time(s) during the search to catch drift.", ""]
     lines += ["| trial | candidate | state | latency ms | predicted ms | val top-1 | epochs |", "|---:|---|---|---:|---:|---:|---:|"]
     for t in result["trials"]:
         acc = "-" if t.get("val_acc") is None else f"{100 * t['val_acc']:.2f}%"

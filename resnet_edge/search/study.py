@@ -38,6 +38,8 @@ from resnet_edge.search.space import Candidate, space_for
 FINAL_RUNS = 100
 #: How many of the best trials are timed again, in turn, until one meets the budget.
 FINAL_TRIES = 3
+#: Trials (of this worker) between two timings of the reference candidate (drift: heat, another load).
+DRIFT_EVERY = 4
 
 
 def _alive(pid: int) -> bool:
@@ -184,13 +186,19 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
         points = [(c, meter.features(c), meter.latency(c)) for c in cands if meter.latency(c) is not None]
         return LatencyModel().fit(points), points
 
+    reference = first[0]  # timed first: what the device's drift is measured by
+    reference_ms = meter.latency(reference)
     model, points = fitted()
     rest = [c for c in cands if meter.latency(c) is None]
     near = sorted(rest, key=lambda c: abs(model.predict(c, meter.features(c)) - budget_ms))
     more = [c for c in near if model.predict(c, meter.features(c)) <= 1.3 * budget_ms][:max(0, measure - len(first))]
+    drift = []
     if more:
         meter.measure(more)
-        model, points = fitted()
+    if not all(meter.results[c.key].get("stored") for c in first + more):  # something was timed now: was it steady?
+        drift.append({"after": "the latency phase", **meter.drift(reference, reference_ms, [
+            c for c in first + more if c is not reference and not meter.results[c.key].get("stored")])})
+    model, points = fitted()
     accuracy_of_model = held_out(points)
     device_seconds = time.monotonic() - t_device
 
@@ -226,6 +234,7 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
                           "or another --out / --storage")
     reap(study, progress)
     mine = 0
+    since: list[Candidate] = []  # timed by the trials since the last reference timing
     t_train = time.monotonic()
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     counted = finished + (optuna.trial.TrialState.RUNNING,)  # other workers' trials too: no more than asked for
@@ -242,6 +251,10 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
         c = by_key[trial.suggest_categorical("candidate", keys)]
         if meter.latency(c) is None:  # the device step: predicted only, measured now
             meter.measure([c])
+            since.append(c)
+        if mine and mine % DRIFT_EVERY == 0 and since:
+            drift.append({"after": f"trial {trial.number}", **meter.drift(reference, reference_ms, since)})
+            since = []
         lat = meter.latency(c)
         trial.set_user_attr("latency_ms", lat)
         trial.set_user_attr("predicted_ms", predicted(c))
@@ -314,7 +327,7 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
                              "modes": list(space.modes), "candidates": len(cands)},
                    "feasible": len(keys), "measured": len(meter.results), "device_measurements": meter.measurements,
                    "device_seconds": round(device_seconds, 1), "train_seconds": round(train_seconds, 1),
-                   "latency_model": accuracy_of_model, "trials": trials_out, "pareto": _pareto(trials_out),
+                   "latency_model": accuracy_of_model, "drift": drift, "trials": trials_out, "pareto": _pareto(trials_out),
                    "baseline": grid, "storage": storage, "seed": seed})
     atomic_write_bytes(out / "search.json", (json.dumps(result, indent=2, default=str) + "\n").encode())
     from resnet_edge.search.report import write
