@@ -41,6 +41,8 @@ def cli():
 
     \b
     Start with:
+      resnet-edge run                                     a recipe (models/): train, optimize, convert, validate, report
+      resnet-edge search --budget 20ms --target pi5       the most accurate ResNet under a budget on your device
       resnet-edge models                                  the family, with parameters and MACs
       resnet-edge build --depth 18                        a ResNet-18 as a Keras model
       resnet-edge train --model resnet20 --out runs/r20   the paper's recipe on the bundled digits
