@@ -19,7 +19,7 @@ from tests.cli_helpers import one_line_error, run
 #: ResNet-20 and ResNet-110 at full width in int8: about five times apart in latency.
 CHEAP, DEAR = 20, 110
 SMALL = ("--depths", f"{CHEAP},{DEAR}", "--widths", "1", "--modes", "int8", "--threads", "1", "--runs", "20",
-         "--measure", "2", "--limit", "160", "--epochs", "2", "--batch-size", "32")
+         "--measure", "2", "--limit", "160", "--epochs", "2", "--batch-size", "32", "--no-second-seed")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def measured(tmp_path_factory):
 @pytest.fixture(scope="module")
 def searched(measured):
     out, budget, *_ = measured
-    r = run("search", *SMALL, "--budget", f"{budget:.4f}ms", "--trials", "2", "--out", out, "--json")
+    r = run("search", *SMALL, "--budget", f"{budget:.4f}ms", "--trials", "2", "--out", out, "--json", "--second-seed")
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout), out
 
@@ -64,6 +64,11 @@ def test_the_search_returns_the_only_candidate_under_the_budget(measured, search
     assert grid[cheap.key]["under_budget"] and not grid[dear.key]["under_budget"]
     assert "val_acc" in grid[cheap.key] and "val_acc" not in grid[dear.key]
     assert result["pareto"] and result["pareto"][0]["candidate"] == cheap.key
+    again = result["second_seed"]  # the winner and the grid's best trained again with the next seed
+    assert set(again) == {"winner", "baseline"} and all(x["seed"] == 1 and x["candidate"] == cheap.key
+                                                          for x in again.values())
+    assert all(0 <= x["test_top1"] <= 1 and x["val_acc"] is not None for x in again.values())
+    assert (out / "second-seed" / cheap.key / "model.keras").exists()
 
 
 def test_the_winner_is_app_ready_and_has_a_recipe(searched):

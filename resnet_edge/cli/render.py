@@ -488,6 +488,9 @@ def _search_human(r: dict) -> str:
                      f"{b['latency_ms']:.3g} ms")
     elif r.get("baseline"):
         lines.append("baseline  no member of the plain grid meets the budget")
+    for role, x in (r.get("second_seed") or {}).items():
+        lines.append(f"seed {x['seed']}    {role} {x['candidate']} again: validation {100 * (x['val_acc'] or 0):.2f}%, "
+                     f"test {100 * (x['test_top1'] or 0):.2f}%")
     for m in r.get("misses") or []:
         lines.append(f"re-timed  {m['key']}: {m['p90_ms']:.3g} ms trained, over the budget (searched at "
                      f"{m['searched_ms']:.3g} ms untrained): the next trial was taken")

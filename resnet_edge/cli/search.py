@@ -71,12 +71,14 @@ def parse_duration(text: str | None) -> float | None:
 @click.option("--storage", help="Optuna storage URL shared by workers (default: sqlite in --out).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also time and train the plain grid (every depth, full width, int8) under the same budget.")
+@click.option("--second-seed/--no-second-seed", default=True, show_default=True,
+              help="Train the winner and the best of the grid again with the next seed, to show the spread.")
 @click.option("--join", "join_dir", type=click.Path(file_okay=False),
               help="Add a worker to the search in this folder (or in --storage): it trains trials until the search "
                    "has its number; the search's own settings are read from its storage.")
 @click.option("--json", "as_json", is_flag=True)
 def search(source, target, budget, metric, threads, max_size, min_accuracy, trials, time_limit, epochs, depths, widths,
-           modes, measure, runs, limit, batch_size, seed, out, storage, baseline, join_dir, as_json):
+           modes, measure, runs, limit, batch_size, seed, out, storage, baseline, second_seed, join_dir, as_json):
     """The most accurate ResNet under a latency budget, measured on the device.
 
     \b
@@ -113,7 +115,7 @@ def search(source, target, budget, metric, threads, max_size, min_accuracy, tria
     result = run_search(source, target, budget_ms, metric=metric, threads=threads, max_bytes=max_bytes,
                         min_accuracy=min_accuracy, trials=trials, epochs=epochs, seed=seed, out=out, storage=storage,
                         depths=depths, widths=widths, modes=modes, measure=measure, batch_size=batch_size,
-                        limit=limit, runs=runs, baseline=baseline, time_limit=seconds,
+                        limit=limit, runs=runs, baseline=baseline, time_limit=seconds, second_seed=second_seed,
                         progress=say)
     _echo_json_or(result, as_json, _search_human)
 

@@ -89,6 +89,9 @@ def write(out: str | Path, result: dict) -> Path:
             acc = "-" if row.get("val_acc") is None else f"{100 * row['val_acc']:.2f}%"
             lines.append(f"| {row['candidate']} | {_n(row['latency_ms'])} | {'yes' if row['under_budget'] else 'no'} | "
                          f"{acc} | {row.get('train_seconds', '-')} |")
+    for role, x in (result.get("second_seed") or {}).items():
+        lines.append(f"- {role} {x['candidate']} with seed {x['seed']}: validation {100 * (x['val_acc'] or 0):.2f}%, "
+                     f"test {100 * (x['test_top1'] or 0):.2f}% (Keras)")
     lines += ["", "![](search-pareto.png)", ""]
     path = out / "search.md"
     atomic_write_bytes(path, "\n".join(lines).encode())

@@ -101,6 +101,13 @@ def shared_lock(storage: str, name: str):
         yield
 
 
+def _epochs_done(run_dir: Path) -> int:
+    try:
+        return len(json.loads((run_dir / "history.json").read_text()))
+    except (OSError, ValueError):
+        return 0
+
+
 def _val_accuracy(run_dir: Path) -> float | None:
     try:
         history = json.loads((run_dir / "history.json").read_text())
@@ -117,8 +124,10 @@ def train_candidate(meter: Meter, c: Candidate, data, folder: Path, *, epochs: i
 
     recipe = Recipe(epochs=epochs, batch_size=batch_size, seed=seed)
     t0 = time.monotonic()
-    done = 0
-    acc = None
+    done = _epochs_done(folder)
+    acc = _val_accuracy(folder) if done else None
+    if done >= epochs and (folder / "model.keras").exists():  # trained whole before (a search run again)
+        return {"val_acc": acc, "epochs": done, "pruned": False, "seconds": 0.0}
     while done < epochs:
         train(meter.spec(c), data, folder, recipe, resume=saved_run(folder) is not None, stop_after=1, limit=limit,
               verbose=0)
@@ -134,7 +143,7 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
            seed: int = 0, out: str | Path, storage: str | None = None, depths=None, widths=None, modes=None,
            measure: int = 24, batch_size: int = 64, limit: int | None = None, runs: int = 50,
            baseline: bool = True, store_path: str | None = None, worker: bool = False,
-           time_limit: float | None = None,
+           time_limit: float | None = None, second_seed: bool = True,
            progress: Callable[[str], None] = lambda text: None) -> dict:
     """Search, and write ``out``/search.json, the winner's ``.tflite`` and a recipe that rebuilds it; return the
     result (see the module docstring). ``worker``: only train trials of the search already started in this storage
@@ -322,13 +331,24 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
                                                        "over_budget")}}
                   for t in study.get_trials(deepcopy=False)]
     grid = _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress) if baseline else None
+    spread = None
+    if second_seed:  # the winner and the best of the grid again with another seed: how much of the gap is the seed
+        spread = {}
+        pairs = [("winner", winner)] + ([("baseline", by_key.get(grid["best"]["candidate"]) or
+                                          Candidate(*_parse_key(grid["best"]["candidate"])))] if grid and grid["best"] else [])
+        for role, c in pairs:
+            progress(f"search: {role} {c.key} again with seed {seed + 1}")
+            folder = out / "second-seed" / c.key  # the same candidate in both roles: trained once
+            r = train_candidate(meter, c, data, folder, epochs=epochs, batch_size=batch_size, seed=seed + 1, limit=limit)
+            spread[role] = {"candidate": c.key, "seed": seed + 1, "val_acc": r["val_acc"],
+                            "test_top1": _keras_test(folder, data)}
     result.update({"budget_ms": budget_ms, "metric": metric, "target": str(target), "setting": setting.label(),
                    "space": {"family": space.family, "depths": list(space.depths), "keeps": list(space.keeps),
                              "modes": list(space.modes), "candidates": len(cands)},
                    "feasible": len(keys), "measured": len(meter.results), "device_measurements": meter.measurements,
                    "device_seconds": round(device_seconds, 1), "train_seconds": round(train_seconds, 1),
                    "latency_model": accuracy_of_model, "drift": drift, "trials": trials_out, "pareto": _pareto(trials_out),
-                   "baseline": grid, "storage": storage, "seed": seed})
+                   "baseline": grid, "second_seed": spread, "storage": storage, "seed": seed})
     atomic_write_bytes(out / "search.json", (json.dumps(result, indent=2, default=str) + "\n").encode())
     from resnet_edge.search.report import write
 
@@ -402,6 +422,20 @@ def _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limi
     trained = [r for r in rows if r.get("val_acc") is not None]
     return {"rows": rows, "best": max(trained, key=lambda r: r["val_acc"]) if trained else None,
             "train_seconds": round(time.monotonic() - t0, 1)}
+
+
+def _parse_key(key: str) -> tuple:
+    """``resnet20-k1-1-1-int8-<hash>`` -> (20, (1.0, 1.0, 1.0), "int8")."""
+    name, rest = key.split("-k", 1)
+    parts = rest.split("-")
+    return int(name[len("resnet"):]), tuple(float(x) for x in parts[:-2]), parts[-2]
+
+
+def _keras_test(folder: Path, data) -> float | None:
+    """The test top-1 of the Keras model a training left in ``folder`` (the test split's one use for it)."""
+    from resnet_edge.evaluate import evaluate
+
+    return evaluate(folder / "model.keras", data, "test")["top1"]
 
 
 def _pareto(trials: list[dict]) -> list[dict]:
