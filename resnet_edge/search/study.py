@@ -31,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from resnet_edge._tmp import pid_alive
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.search.latency import LatencyModel, Meter, held_out, spread_pick
 from resnet_edge.search.space import Candidate, space_for
@@ -42,16 +43,6 @@ FINAL_TRIES = 3
 DRIFT_EVERY = 4
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap(study, say) -> int:
     """Trials left RUNNING by a worker of this machine whose process is gone: failed, their candidate queued again."""
     import optuna
@@ -59,7 +50,7 @@ def reap(study, say) -> int:
     n = 0
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get("host") == host and t.user_attrs.get("pid") and not _alive(int(t.user_attrs["pid"])):
+        if t.user_attrs.get("host") == host and t.user_attrs.get("pid") and not pid_alive(int(t.user_attrs["pid"])):
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.params)
             say(f"search: trial {t.number} was left by a worker that died (pid {t.user_attrs['pid']}): queued again")
