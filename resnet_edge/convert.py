@@ -230,14 +230,19 @@ def _int8_from_measured_ranges(converter, samples: np.ndarray, progress) -> byte
     measured over every sample on all cores and written in, and the graph goes through the quantizer
     calls the converter makes itself (:func:`quantize_graph`). Given TensorFlow's ranges, this gives
     TensorFlow's model (tested)."""
+    return quantize_graph(converter, measured_calibration(converter, samples, progress))
+
+
+def measured_calibration(converter, samples: np.ndarray, progress=None) -> bytes:
+    """The converter's calibration graph with the activation ranges :mod:`resnet_edge.calibrate` measures over
+    ``samples``: what the int8 conversion quantizes (and the per-layer error of :mod:`resnet_edge.diagnose`)."""
     from resnet_edge import calibrate
     from resnet_edge._native import release_memory
 
     graph = calibration_graph(converter, samples[:1])
     release_memory()  # the frozen graph and the converter's intermediates: about 450 MB for ResNet-18
     shown = progress and (lambda done, total: progress(f"calibration {done}/{total}"))
-    graph = calibrate.with_ranges(graph, calibrate.measure(graph, samples, progress=shown))
-    return quantize_graph(converter, graph)
+    return calibrate.with_ranges(graph, calibrate.measure(graph, samples, progress=shown))
 
 
 def calibration_graph(converter, samples) -> bytes:

@@ -49,10 +49,9 @@ def layer_errors(model, data, *, calibration: int = 100, samples: int = 32, spli
     ``split``."""
     from tensorflow.lite.python import convert as tf_convert
 
-    from resnet_edge import calibrate
     from resnet_edge._native import quiet_native_stderr, release_memory
     from resnet_edge._tf import tf
-    from resnet_edge.convert import calibration_graph, is_qat_model, make_converter, model_samples
+    from resnet_edge.convert import is_qat_model, make_converter, measured_calibration, model_samples
     from resnet_edge.errors import ConfigError
 
     if is_qat_model(model):
@@ -63,8 +62,7 @@ def layer_errors(model, data, *, calibration: int = 100, samples: int = 32, spli
     converter = make_converter(model, "int8", rep, "float32", False)
     with quiet_native_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the debugger's tf.lite.Interpreter deprecation, float-input statistics
-        graph = calibration_graph(converter, rep[:1])
-        graph = calibrate.with_ranges(graph, calibrate.measure(graph, rep))
+        graph = measured_calibration(converter, rep)
         instrumented = tf_convert.mlir_quantize(graph, converter._experimental_disable_per_channel,
                                                 enable_numeric_verify=True)
         debugger = tf.lite.experimental.QuantizationDebugger(
