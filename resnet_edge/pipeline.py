@@ -30,6 +30,7 @@ from typing import Callable
 
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.io import atomic_write_bytes, exclusive, sha256_file
+from resnet_edge.recipe import learns_ranges, model_file
 
 
 @dataclass
@@ -178,16 +179,16 @@ def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambd
                       fn=_reference)
     run.stages.append(reference)
     for v in recipe["variants"]:
-        base, made_by = "train/model.keras", "train"
+        base, made_by = model_file(v), "train"
         if v.get("optimize"):
             (method, settings), = v["optimize"].items()
-            out = "model.h5" if method == "qat" or (method == "prune" and settings.get("pqat")) else "model.keras"
             opt = Stage(f"optimize:{v['name']}", folder / "variants" / v["name"] / "optimize",
-                        {"model": base, "data": run.data_digest}, {method: settings, "limit": recipe["train"]["limit"]},
-                        (_OPT_MODULES[method],), (out,), lambda st, m=method, s=settings: _optimize(run, st, m, s, say),
+                        {"model": "train/model.keras", "data": run.data_digest},
+                        {method: settings, "limit": recipe["train"]["limit"]}, (_OPT_MODULES[method],),
+                        (Path(base).name,), lambda st, m=method, s=settings: _optimize(run, st, m, s, say),
                         after=("train",), fn=_optimize)
             run.stages.append(opt)
-            base, made_by = f"variants/{v['name']}/optimize/{out}", opt.name
+            made_by = opt.name
         files = tuple(f"{v['name']}_{mode}.tflite" for mode in v["modes"])
         conv = Stage(f"convert:{v['name']}", folder / "variants" / v["name"] / "convert",
                      {"model": base, "data": run.data_digest},
@@ -205,8 +206,7 @@ def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambd
                         (), lambda st, v=v, mode=mode, file=file: _validate(run, st, v, mode, file, say),
                         after=(conv.name, "train"), fn=_validate)
             run.stages.append(val)
-        qat = "qat" in (v.get("optimize") or {}) or ((v.get("optimize") or {}).get("prune") or {}).get("pqat")
-        if recipe["validate"]["layer_errors"] and "int8" in v["modes"] and not qat:
+        if recipe["validate"]["layer_errors"] and "int8" in v["modes"] and not learns_ranges(v):
             run.stages.append(Stage(f"layers:{v['name']}", folder / "variants" / v["name"] / "layers",
                                     {"model": base, "data": run.data_digest},
                                     {"calibration": v["calibration"], "images": recipe["validate"]["layer_error_images"]},
@@ -218,16 +218,6 @@ def plan(recipe: dict, folder: str | Path, *, say: Callable[[str], None] = lambd
                                 after=tuple(s.name for s in run.stages if s.name.startswith("validate:")),
                                 fn=_stage_latency, prepare=lambda st: _prepare_stage_latency(run, st)))
     return run
-
-
-def _base_model(recipe: dict, variant: str) -> str:
-    """The Keras model a variant's files are converted from, by its place in the run folder."""
-    v = next(x for x in recipe["variants"] if x["name"] == variant)
-    if not v.get("optimize"):
-        return "train/model.keras"
-    (method, settings), = v["optimize"].items()
-    out = "model.h5" if method == "qat" or (method == "prune" and settings.get("pqat")) else "model.keras"
-    return f"variants/{variant}/optimize/{out}"
 
 
 _OPT_MODULES = {"qat": "resnet_edge.optimize.qat", "prune": "resnet_edge.optimize.prune",
@@ -549,15 +539,18 @@ def chosen(run: Run) -> tuple[str, str] | None:
     return (best["variant"], best["mode"]) if best else None
 
 
+def _variant(run: Run, name: str) -> dict:
+    return next(v for v in run.recipe["variants"] if v["name"] == name)
+
+
 def _prepare_stage_latency(run: Run, stage: Stage) -> None:
     """Key the per-stage latency on what it measures: the chosen variant and the float model's float32."""
     pick = chosen(run)
     val = run.recipe["validate"]
     stage.settings = {"chosen": list(pick) if pick else None, "targets": val["targets"], "runs": val["runs"],
                       "warmup": val["warmup"],
-                      "runtime": next((v["runtime"] for v in run.recipe["variants"] if pick and v["name"] == pick[0]),
-                                      "litert")}
-    stage.inputs = {"model": _base_model(run.recipe, pick[0]), "float": "train/model.keras"} if pick else {}
+                      "runtime": _variant(run, pick[0])["runtime"] if pick else "litert"}
+    stage.inputs = {"model": model_file(_variant(run, pick[0])), "float": "train/model.keras"} if pick else {}
     stage.outputs = ()
 
 
@@ -572,8 +565,8 @@ def _stage_latency(run: Run, stage: Stage, say) -> dict:
     if not pick:
         return {"skipped": "no variant was validated"}
     variant, mode = pick
-    v = next(x for x in run.recipe["variants"] if x["name"] == variant)
-    models = [(f"{variant} {mode}", _base_model(run.recipe, variant), mode, v["calibration"])]
+    v = _variant(run, variant)
+    models = [(f"{variant} {mode}", model_file(v), mode, v["calibration"])]
     if (variant, mode) != ("float", "float32"):
         models.append(("float float32", "train/model.keras", "float32", v["calibration"]))
     files: dict[str, list[tuple[str, Path]]] = {}

@@ -413,6 +413,20 @@ def shipped() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
 
 
+def learns_ranges(variant: dict) -> bool:
+    """Whether a variant's optimization is quantization-aware (QAT, or pruning with PQAT): its int8 ranges are
+    learned, not calibrated, and its model is written as ``.h5`` (tfmot's layers)."""
+    opt = variant.get("optimize") or {}
+    return "qat" in opt or bool((opt.get("prune") or {}).get("pqat"))
+
+
+def model_file(variant: dict) -> str:
+    """Where, in a run folder, the Keras model a variant's ``.tflite`` files are converted from lives."""
+    if not variant.get("optimize"):
+        return "train/model.keras"
+    return f"variants/{variant['name']}/optimize/model.{'h5' if learns_ranges(variant) else 'keras'}"
+
+
 def dump(recipe: dict) -> str:
     """The resolved recipe as YAML (``run --show``), without the ``_source`` note."""
     yaml = _yaml()
