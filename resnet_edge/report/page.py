@@ -65,13 +65,14 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The points no other point beats on both latency (lower) and accuracy (higher), by latency."""
-    front, best = [], -1.0
-    for lat, acc in sorted(points):
-        if acc > best:
-            front.append((lat, acc))
-            best = acc
+def pareto(items: list, latency=lambda x: x[0], accuracy=lambda x: x[1]) -> list:
+    """The items no other item beats on both latency (lower) and accuracy (higher), by latency (default: items
+    are ``(latency, accuracy)`` pairs)."""
+    front, best = [], -float("inf")
+    for item in sorted(items, key=lambda x: (latency(x), accuracy(x))):
+        if accuracy(item) > best:
+            front.append(item)
+            best = accuracy(item)
     return front
 
 
@@ -96,7 +97,7 @@ def figures(ctx: dict, other: dict | None = None) -> dict[str, str]:
                             alpha=0.8, ecolor="gray", capsize=3)
                 ax.annotate(f"{x['variant']} {x['mode']}{label}", (x["p50_ms"], 100 * x["top1"]), fontsize=7,
                             xytext=(8, 10 if i % 2 else -14), textcoords="offset points")
-            front = _pareto([(x["p50_ms"], 100 * x["top1"]) for x in these])
+            front = pareto([(x["p50_ms"], 100 * x["top1"]) for x in these])
             ax.plot([p[0] for p in front], [p[1] for p in front], "-", color="black", lw=1, alpha=0.5,
                     label=f"Pareto front{label}")
         lat = gates.get("latency") or {}
@@ -285,12 +286,9 @@ def view(ctx: dict, other: dict | None = None) -> dict:
 
 def _qat_variants(recipe: dict) -> list[str]:
     """The int8 variants whose ranges were learned (QAT): no per-layer calibration error to show."""
-    out = []
-    for v in recipe.get("variants") or []:
-        opt = v.get("optimize") or {}
-        if "int8" in (v.get("modes") or []) and ("qat" in opt or (opt.get("prune") or {}).get("pqat")):
-            out.append(v["name"])
-    return out
+    from resnet_edge.recipe import learns_ranges
+
+    return [v["name"] for v in recipe.get("variants") or [] if "int8" in (v.get("modes") or []) and learns_ranges(v)]
 
 
 def _gates_text(gates: dict) -> list[str]:

@@ -92,18 +92,20 @@ def shared_lock(storage: str, name: str):
         yield
 
 
-def _epochs_done(run_dir: Path) -> int:
+def _history(run_dir: Path) -> list[dict]:
+    """The epochs a training in ``run_dir`` has done ([] before the first)."""
     try:
-        return len(json.loads((run_dir / "history.json").read_text()))
+        return json.loads((run_dir / "history.json").read_text())
     except (OSError, ValueError):
-        return 0
+        return []
+
+
+def _epochs_done(run_dir: Path) -> int:
+    return len(_history(run_dir))
 
 
 def _val_accuracy(run_dir: Path) -> float | None:
-    try:
-        history = json.loads((run_dir / "history.json").read_text())
-    except (OSError, ValueError):
-        return None
+    history = _history(run_dir)
     return float(history[-1]["val_acc"]) if history else None
 
 
@@ -430,14 +432,13 @@ def _keras_test(folder: Path, data) -> float | None:
 
 
 def _pareto(trials: list[dict]) -> list[dict]:
-    pts = sorted((t for t in trials if t.get("val_acc") is not None and t.get("latency_ms") is not None
-                  and not t.get("over_budget")), key=lambda t: t["latency_ms"])
-    front, best = [], -1.0
-    for t in pts:
-        if t["val_acc"] > best:
-            front.append({"candidate": t["candidate"], "latency_ms": t["latency_ms"], "val_acc": t["val_acc"]})
-            best = t["val_acc"]
-    return front
+    """The trials (within the budget) no other beats on both measured latency and validation accuracy."""
+    from resnet_edge.report.page import pareto
+
+    scored = [t for t in trials if t.get("val_acc") is not None and t.get("latency_ms") is not None
+              and not t.get("over_budget")]
+    return [{k: t[k] for k in ("candidate", "latency_ms", "val_acc")}
+            for t in pareto(scored, latency=lambda t: t["latency_ms"], accuracy=lambda t: t["val_acc"])]
 
 
 def join(out: str | Path | None, storage: str | None, *, progress: Callable[[str], None] = lambda text: None,
