@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from resnet_edge.search.space import Candidate, features, spec_of
+from resnet_edge.search.space import Candidate, family_for, features, spec_of
 
 #: A measurement whose coefficient of variation is above this is taken again (with twice the runs), once.
 MAX_CV = 0.10
@@ -45,8 +45,7 @@ class Meter:
         from resnet_edge.train import spec_for_data
 
         if depth not in self.bases:
-            self.bases[depth] = spec_for_data(self.data, depth=depth, family="cifar" if (self.data.image_size or 32) <= 32
-                                              else "imagenet")
+            self.bases[depth] = spec_for_data(self.data, depth=depth, family=family_for(self.data.image_size))
         return self.bases[depth]
 
     def spec(self, c: Candidate):
@@ -91,9 +90,9 @@ class Meter:
                     rows.append((r, rec))
         if not rows:
             return None
-        r, rec = rows[-1]
-        return {"p50_ms": r.get("p50_ms"), "p90_ms": r.get("p90_ms"), "avg_ms": r.get("avg_ms"),
-                "cv": _cv(rec), "bytes": rec.get("model_bytes"), "runs": rec.get("runs"), "stored": True}
+        r, rec = rows[-1]  # the figures from the row's columns (checked numbers), the rest from its record
+        return _figures({**rec, **{k: r.get(k) for k in ("p50_ms", "p90_ms", "avg_ms")}},
+                        (rec.get("runs") or 0) * (rec.get("rounds") or 1), stored=True)
 
     def measure(self, cands: list[Candidate], *, runs: int | None = None, again: bool = False) -> dict[str, dict]:
         """Latency of every candidate of ``cands`` (those measured before on this target and setting are read from
@@ -131,8 +130,7 @@ class Meter:
         wide = []
         for c, path in zip(todo, paths):
             rec = next(r for r in result["records"] if r["model"] == path)
-            self.results[c.key] = {"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"], "avg_ms": rec["avg_ms"],
-                                   "cv": _cv(rec), "bytes": rec.get("model_bytes"), "runs": runs, "stored": False}
+            self.results[c.key] = _figures(rec, runs, stored=False)
             if self.shared is not None:
                 self.shared.set_user_attr(self._shared_key(c), self.results[c.key])
             if (self.results[c.key]["cv"] or 0) > MAX_CV:
@@ -170,6 +168,12 @@ class Meter:
     def latency(self, c: Candidate) -> float | None:
         r = self.results.get(c.key)
         return None if r is None else r.get(self.metric)
+
+
+def _figures(record: dict, runs: int, *, stored: bool) -> dict:
+    """What the search keeps of a bench record (fresh, or a results-store row's): latency, spread, size, runs."""
+    return {"p50_ms": record.get("p50_ms"), "p90_ms": record.get("p90_ms"), "avg_ms": record.get("avg_ms"),
+            "cv": _cv(record), "bytes": record.get("model_bytes"), "runs": runs, "stored": stored}
 
 
 def _cv(record: dict) -> float | None:

@@ -73,22 +73,22 @@ def check_choices(depths=None, keeps=None, modes=None) -> None:
         raise ConfigError(f"--modes {','.join(bad)}: choose from {', '.join(MODES)}")
 
 
+def family_for(image_size: int | None) -> str:
+    """The family that fits the data: CIFAR ResNets for images up to 32 px, ImageNet ResNets above."""
+    return "cifar" if (image_size or 32) <= 32 else "imagenet"
+
+
 def space_for(image_size: int | None, depths=None, keeps=None, modes=None) -> Space:
-    """The family that fits the data: CIFAR ResNets for images up to 32 px, ImageNet ResNet-18/34/50 above."""
-    family = "cifar" if (image_size or 32) <= 32 else "imagenet"
+    """The space for data of ``image_size``: CIFAR ResNets up to 32 px, ImageNet ResNet-18/34/50 above."""
+    check_choices(depths, keeps, modes)
+    family = family_for(image_size)
     allowed = CIFAR_DEPTHS if family == "cifar" else IMAGENET_DEPTHS
     depths = depths or allowed
     bad = [d for d in depths if d not in allowed]
     if bad:
         raise ConfigError(f"--depths {','.join(map(str, bad))}: {family} data ({image_size} px) searches "
                           f"{', '.join(map(str, allowed))}")
-    keeps = keeps or KEEPS
-    if any(not 0.05 <= k <= 1.0 for k in keeps):
-        raise ConfigError(f"--widths are keep ratios between 0.05 and 1, got {','.join(map(str, keeps))}")
-    modes = modes or MODES
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        raise ConfigError(f"--modes {','.join(bad)}: choose from {', '.join(MODES)}")
+    keeps, modes = keeps or KEEPS, modes or MODES
     return Space(family, tuple(depths), tuple(sorted(set(keeps))), tuple(modes), 3 if family == "cifar" else 4)
 
 
