@@ -5,7 +5,7 @@ warm-up, rounds interleaved where the target allows, the coefficient of variatio
 measured again when its spread is too wide. Every measurement lands in the results store, the file named by the
 candidate's architecture hash, so nothing is measured twice on one device with one setting.
 
-:class:`LatencyModel` is a per-mode regression on the MACs of the stem, each stage and the head and the number of
+:class:`LatencyModel` is a per-mode regression on the MACs of the stem and of each stage and the number of
 blocks (in the spirit of nn-Meter's kernel-level predictors, at the level of the family's stages), fitted from the
 measurements; its leave-one-out error is reported.
 """

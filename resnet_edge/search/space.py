@@ -105,7 +105,7 @@ def spec_of(candidate: Candidate, base):
 
 
 def features(spec) -> list[float]:
-    """What the latency model sees of a network: 1, and the MACs (in millions) of the stem, each stage and the head,
+    """What the latency model sees of a network: 1, and the MACs (in millions) of the stem and of each stage,
     and the number of blocks (each adds ops whose cost is not in its MACs)."""
     import math
 
