@@ -84,7 +84,8 @@ def test_the_winner_is_app_ready_and_has_a_recipe(searched):
 
 
 def test_the_search_continues_where_it_stopped(measured, searched):
-    """Run again with one trial more: the study is read back, the two trials stay as they were, one is added."""
+    """Run again asking for more trials: the study is read back, its trial stays as it was, and the one feasible
+    candidate, trained already, is not trained again."""
     _, out = searched
     out, budget, *_ = measured
     before = {t["number"]: t for t in json.loads((out / "search.json").read_text())["trials"]}
@@ -92,7 +93,58 @@ def test_the_search_continues_where_it_stopped(measured, searched):
             "--no-baseline")
     assert r.exit_code == 0, r.output
     after = {t["number"]: t for t in json.loads(r.stdout)["trials"]}
-    assert len(after) == 3 and all(after[n]["val_acc"] == before[n]["val_acc"] for n in before)
+    assert after.keys() == before.keys() and all(after[n]["val_acc"] == before[n]["val_acc"] for n in before)
+
+
+WIDER = ("--widths", "0.5,1")  # eight ResNet-20s under the budget (the thinnest ResNet-110 stays over it)
+
+
+def test_the_training_budget_in_epochs_is_kept(measured, tmp_path):
+    """--max-epochs 3 with trials of up to 2 epochs: the prior's pick trains 2, the next is stopped after the first
+    rung's 1, and no third trial starts."""
+    out, budget, *_ = measured
+    r = run("search", *SMALL, *WIDER, "--budget", f"{budget:.4f}ms", "--trials", "10", "--max-epochs", "3",
+            "--out", tmp_path / "s", "--json", "--no-baseline")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    trials = result["trials"]
+    assert result["epochs_trained"] == 3 and [t["epochs"] for t in trials] == [2, 1], trials
+    assert trials[0]["prior"] and trials[1]["stopped"] == "--max-epochs spent"
+    assert result["winner"]["key"] == trials[0]["candidate"] and result["winner"]["key"].startswith("resnet20-")
+
+
+def test_the_sampler_never_trains_what_is_over_the_budget_or_tried(tmp_path):
+    """draw() on a real study: every trial it returns is feasible and new; what it skipped was told to the study at
+    once (over the budget: pruned; a repeat: the value of the trial that trained it); when the feasible candidates
+    are all tried it says so (None)."""
+    import numpy as np
+    import optuna
+
+    from resnet_edge.search.space import space_for
+    from resnet_edge.search.study import draw, sampler, trials_of
+
+    space = space_for(32, (20, 110), (0.5, 1.0), ("int8",))
+    cands = space.candidates()
+    by_key = {c.key: c for c in cands}
+    feasible = {c.key for c in cands if c.depth == 20}
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize", sampler=sampler(0))
+    rng = np.random.default_rng(0)
+    got = []
+    while (drawn := draw(study, space, feasible, by_key, rng)) is not None:
+        trial, c = drawn
+        assert c.key in feasible and c.key not in got
+        got.append(c.key)
+        study.tell(trial, float(len(got)))
+    assert sorted(got) == sorted(feasible)
+    skipped = [t for t in study.get_trials() if t.user_attrs.get("skipped")]
+    assert len(trials_of(study)) == len(feasible) and skipped
+    value = {t.user_attrs["candidate"]: t.value for t in trials_of(study)}
+    for t in skipped:
+        key = t.user_attrs["candidate"]
+        if key in feasible:
+            assert t.value == value[key] and "trained it" in t.user_attrs["skipped"]
+        else:
+            assert t.state == optuna.trial.TrialState.PRUNED and "over the budget" in t.user_attrs["skipped"]
 
 
 def test_a_dead_workers_trial_is_redone(tmp_path):
@@ -188,10 +240,12 @@ def _two_workers(measured, out: Path, storage: str | None) -> list:
     """One search and one worker that joins it, at once, as two processes; the study they shared."""
     import optuna
 
+    from resnet_edge.search.study import trials_of
+
     _, budget, *_ = measured
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     extra = ["--storage", storage] if storage else []
-    main = subprocess.Popen([sys.executable, "-m", "resnet_edge", "search", *SMALL, "--epochs", "1",
+    main = subprocess.Popen([sys.executable, "-m", "resnet_edge", "search", *SMALL, *WIDER, "--epochs", "1",
                              "--budget", f"{budget:.4f}ms", "--trials", "4", "--out", str(out), "--no-baseline",
                              "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     deadline = time.monotonic() + 300
@@ -204,10 +258,10 @@ def _two_workers(measured, out: Path, storage: str | None) -> list:
     assert joined.returncode == 0, joined.stderr[-3000:]
     worker = json.loads(joined.stdout)
     study = optuna.load_study(study_name="search", storage=storage or f"sqlite:///{out / 'study.db'}")
-    trials = study.get_trials()
+    trials = trials_of(study)
     states = [t.state for t in trials]
     assert all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for s in states), states
-    assert len(trials) == 4 and len({t.number for t in trials}) == 4  # none lost, none done twice
+    assert len(trials) == 4 and len({t.user_attrs["candidate"] for t in trials}) == 4  # none lost, none done twice
     pids = {t.user_attrs["pid"] for t in trials}
     assert worker["worker"] in pids and main.pid in pids  # both trained
     assert worker["trials_trained"] == sum(t.user_attrs["pid"] == worker["worker"] for t in trials)
@@ -242,7 +296,7 @@ def test_a_search_killed_with_9_continues(measured, tmp_path):
 
     _, budget, *_ = measured
     out = tmp_path / "killed"
-    argv = [sys.executable, "-m", "resnet_edge", "search", *SMALL, "--budget", f"{budget:.4f}ms", "--trials", "2",
+    argv = [sys.executable, "-m", "resnet_edge", "search", *SMALL, *WIDER, "--budget", f"{budget:.4f}ms", "--trials", "2",
             "--out", str(out), "--no-baseline", "--json"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -260,6 +314,8 @@ def test_a_search_killed_with_9_continues(measured, tmp_path):
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'study.db'}")
     by_state = {}
     for t in study.get_trials():
+        if t.user_attrs.get("skipped"):  # draws told at once, never trained
+            continue
         by_state.setdefault(t.state.name, []).append(t)
     assert len(by_state["FAIL"]) == 1 and by_state["FAIL"][0].user_attrs["pid"] == proc.pid
     assert len(by_state.get("COMPLETE", [])) + len(by_state.get("PRUNED", [])) == 2
@@ -314,3 +370,81 @@ def test_drift_is_seen_and_what_was_timed_since_is_timed_again(measured, tmp_pat
     finally:
         os.sched_setaffinity(0, saved)
     assert event["drift"] and event["moved"] > 0.3 and event["retimed"] == [cheap.key], event
+
+
+def test_names_stay_and_new_dimensions_are_named():
+    """A candidate without a size or another runtime keeps the name its measurements are stored under; a size and
+    OpenVINO are in the name and the hash; wrong ones are one line before the data is read."""
+    from resnet_edge.errors import ConfigError
+    from resnet_edge.search.space import Candidate, check_choices, space_for
+
+    assert Candidate(20, (1.0, 1.0, 1.0), "int8").key == "resnet20-k1-1-1-int8-883e2325d5"
+    sized = Candidate(20, (1.0, 1.0, 1.0), "int8", 16)
+    ov = Candidate(20, (1.0, 1.0, 1.0), "int8", 16, "openvino")
+    assert sized.key.startswith("resnet20-s16-k1-1-1-int8-") and ov.key.startswith("resnet20-s16-k1-1-1-int8-openvino-")
+    assert len({sized.key, ov.key, Candidate(20, (1.0,) * 3, "int8").key}) == 3 and sized.trained_as == ov.trained_as
+    space = space_for(None, (18,), (1.0,), ("int8",), (96, 128), ("litert", "openvino"))
+    assert space.family == "imagenet" and space.stages == 4 and len(space.candidates()) == 4
+    for args, fragment in [(dict(sizes=(32, 96)), "mixes the CIFAR family"), (dict(sizes=(8,)), "--sizes 8"),
+                           (dict(runtimes=("onnx",)), "--runtimes onnx")]:
+        with pytest.raises(ConfigError, match=fragment):
+            check_choices(**args)
+    with pytest.raises(ConfigError, match="not resized"):
+        space_for(32, sizes=(16, 32))
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory):
+    from tools.transfer import digits_by_class, write_digit_folder
+
+    order = digits_by_class()
+    root = tmp_path_factory.mktemp("digits-folder")
+    for split, part in (("train", slice(0, 16)), ("val", slice(16, 24)), ("test", slice(24, 32))):
+        write_digit_folder(root / split, {c: order[c][part] for c in range(10)}, size=32)
+    return f"folder:{root}"
+
+
+def test_input_resolution_is_searched_on_an_image_folder(digit_folder, tmp_path):
+    """ResNet-20 at 16 and 32 px on a folder of digits (resized as they load): a budget between the two measured
+    latencies returns the 16 px network, trained and converted at 16 px, with a recipe that says so."""
+    from resnet_edge.data import load
+    from resnet_edge.recipe import load as load_recipe
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.search.latency import Meter
+    from resnet_edge.search.space import Candidate
+    from resnet_edge.targets import resolve
+    from resnet_edge.tflite.inspect import inspect
+
+    small, large = Candidate(20, (1.0,) * 3, "int8", 16), Candidate(20, (1.0,) * 3, "int8", 32)
+    meter = Meter(resolve("local"), Setting(threads=1), load(digit_folder), tmp_path / "lat", runs=20, metric="p90_ms")
+    meter.measure([small, large])
+    low, high = meter.latency(small), meter.latency(large)
+    assert high > 1.5 * low, (low, high)
+    r = run("search", "--data", digit_folder, "--sizes", "16,32", "--depths", "20", "--widths", "1", "--modes", "int8",
+            "--threads", "1", "--runs", "20", "--measure", "2", "--epochs", "1", "--batch-size", "32", "--trials", "2",
+            "--budget", f"{math.sqrt(low * high):.4f}ms", "--out", tmp_path / "s", "--json", "--no-baseline",
+            "--no-second-seed")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["winner"]["key"] == small.key and result["winner"]["size"] == 16 and result["feasible"] == 1
+    assert inspect(result["winner"]["file"])["inputs"][0]["shape"][1:3] == [16, 16]
+    assert load_recipe(result["winner"]["recipe"])["model"]["input_size"] == 16
+
+
+def test_the_runtime_is_searched_and_one_network_trains_once(measured, tmp_path):
+    """ResNet-20 on LiteRT and on OpenVINO: the same network, trained once (the second trial reuses the first's
+    training), and the winner is the faster of the two as measured; its record names the runtime and, for
+    OpenVINO, that apps run LiteRT."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install 'resnet-edge[openvino]'")
+    _, budget, low, high, cheap, dear = measured
+    r = run("search", *SMALL, "--depths", str(CHEAP), "--runtimes", "litert,openvino", "--budget", f"{high:.4f}ms",
+            "--trials", "2", "--epochs", "1", "--out", tmp_path / "s", "--json", "--no-baseline")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    trials = result["trials"]
+    assert len(trials) == 2 and trials[1]["twin_of"] == trials[0]["number"] and result["epochs_trained"] == 1
+    by_runtime = {t["candidate"].split("-")[-2] == "openvino": t["latency_ms"] for t in trials}
+    w = result["winner"]
+    assert w["searched_ms"] == min(by_runtime.values())
+    assert ("openvino" in w["measured_on"]) == (by_runtime[True] < by_runtime[False])
+    assert bool(w.get("app_path")) == ("openvino" in w["runtime"])

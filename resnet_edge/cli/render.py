@@ -475,8 +475,10 @@ def _search_human(r: dict) -> str:
              + f") on {r['target']} {r['setting']}: "
              + ("meets" if w["meets_budget"] else "MISSES") + f" the {r['budget_ms']:g} ms budget at {r['metric']}",
              f"accuracy  validation {100 * (w['val_acc'] or 0):.2f}%, test {100 * w['test_top1']:.2f}% (measured once)",
-             f"search    {len(r['trials'])} trials, {r['feasible']} of {r['space']['candidates']} candidates feasible, "
-             f"{r['measured']} timed ({r['device_measurements']} measurements), training {r['train_seconds']:.0f} s",
+             f"search    {len(r['trials'])} trials ({r.get('epochs_trained', 0)} epochs trained in all, "
+             f"{r.get('draws_skipped', 0)} draws skipped), {r['feasible']} of {r['space']['candidates']} candidates "
+             f"feasible, {r['measured']} timed ({r['device_measurements']} measurements), training "
+             f"{r['train_seconds']:.0f} s",
              ]
     lm = r["latency_model"]
     if lm.get("n"):
@@ -493,7 +495,9 @@ def _search_human(r: dict) -> str:
                      f"test {100 * (x['test_top1'] or 0):.2f}%")
     for m in r.get("misses") or []:
         lines.append(f"re-timed  {m['key']}: {m['p90_ms']:.3g} ms trained, over the budget (searched at "
-                     f"{m['searched_ms']:.3g} ms untrained): the next trial was taken")
+                     f"{'-' if m.get('searched_ms') is None else format(m['searched_ms'], '.3g')} ms untrained): the next trial was taken")
+    if w.get("app_path"):
+        lines.append(f"runtime   {w['measured_on']}: {w['app_path']}")
     lines.append(f"recipe    {w['recipe']}")
     if r.get("below_min_accuracy"):
         lines.append("warning   the winner's test top-1 is below --min-accuracy")

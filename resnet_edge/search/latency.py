@@ -5,7 +5,7 @@ warm-up, rounds interleaved where the target allows, the coefficient of variatio
 measured again when its spread is too wide. Every measurement lands in the results store, the file named by the
 candidate's architecture hash, so nothing is measured twice on one device with one setting.
 
-:class:`LatencyModel` is a per-mode regression on the MACs of the stem and of each stage and the number of
+:class:`LatencyModel` is a regression per mode and runtime on the MACs of the stem and of each stage and the number of
 blocks (in the spirit of nn-Meter's kernel-level predictors, at the level of the family's stages), fitted from the
 measurements; its leave-one-out error is reported.
 """
@@ -41,34 +41,49 @@ class Meter:
         self.lock = lock or contextlib.nullcontext
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def base(self, depth: int):
+    def base(self, depth: int, size: int | None = None):
+        """The data's network at ``depth`` (and input resolution ``size``, for an image folder)."""
         from resnet_edge.train import spec_for_data
 
-        if depth not in self.bases:
-            self.bases[depth] = spec_for_data(self.data, depth=depth, family=family_for(self.data.image_size))
-        return self.bases[depth]
+        if (depth, size) not in self.bases:
+            self.bases[depth, size] = spec_for_data(self.data, depth=depth, input_size=size,
+                                                    family=family_for(size or self.data.image_size))
+        return self.bases[depth, size]
 
     def spec(self, c: Candidate):
-        return spec_of(c, self.base(c.depth))
+        return spec_of(c, self.base(c.depth, c.size))
+
+    def setting_for(self, c: Candidate):
+        """The setting ``c`` is timed with: the search's, on ``c``'s runtime."""
+        import dataclasses
+
+        return dataclasses.replace(self.setting, runtime="openvino") if c.runtime == "openvino" else self.setting
 
     def features(self, c: Candidate) -> list[float]:
         return features(self.spec(c))
 
     def file(self, c: Candidate) -> Path:
-        """The candidate converted untrained (written once)."""
+        """The candidate converted untrained (written once; the same .tflite whatever runtime times it)."""
         from resnet_edge.arch.keras_model import build_model
         from resnet_edge.convert import representative_samples, to_tflite
         from resnet_edge.io import atomic_write_bytes
 
-        path = self.folder / f"{c.key}.tflite"
+        path = self.folder / self.file_name(c)
         if not path.exists():
             model = build_model(self.spec(c))
             rep = representative_samples(model, self.data, 8) if c.mode in ("int8", "int16x8") else None
             atomic_write_bytes(path, to_tflite(model, c.mode, representative=rep))
         return path
 
+    @staticmethod
+    def file_name(c: Candidate) -> str:
+        """The untrained .tflite's name: the candidate's on LiteRT (the runtime is the setting's, not the file's)."""
+        import dataclasses
+
+        return f"{dataclasses.replace(c, runtime='litert').key}.tflite"
+
     def _shared_key(self, c: Candidate) -> str:
-        return f"latency|{self.target.url}|{self.setting.label()}|{c.key}"
+        return f"latency|{self.target.url}|{self.setting_for(c).label()}|{c.key}"
 
     def _stored(self, c: Candidate, shared: dict) -> dict | None:
         from resnet_edge.measure.results import Store
@@ -80,13 +95,13 @@ class Meter:
 
         rows = []
         with Store(self.store_path, write=False) as store:
-            for r in store.query(model=f"{c.key}.tflite", target=str(self.target)):
+            for r in store.query(model=self.file_name(c), target=str(self.target)):
                 try:
                     rec = json.loads(r.get("record") or "{}")
                 except ValueError:  # a row another writer damaged: measured again
                     continue
                 runs = (rec.get("runs") or 0) * (rec.get("rounds") or 1) if isinstance(rec, dict) else 0
-                if r.get("setting") == self.setting.label() and isinstance(runs, int) and runs >= self.runs:
+                if r.get("setting") == self.setting_for(c).label() and isinstance(runs, int) and runs >= self.runs:
                     rows.append((r, rec))
         if not rows:
             return None
@@ -117,19 +132,25 @@ class Meter:
         if not todo:
             return {c.key: self.results[c.key] for c in cands}
         self.say(f"latency: converting {len(todo)} untrained candidate(s)")
-        paths = [str(self.file(c)) for c in todo]
-        self.say(f"latency: timing {len(todo)} candidate(s) on {self.target} ({self.setting.label()}, {runs} runs)")
-        with self.lock():
-            result = bench(paths, [self.setting], runs=runs // rounds, warmup=self.warmup, rounds=rounds,
-                           target=None if self.target.kind == "local" else self.target, measure_memory=False)
-        self.measurements += len(result["records"])
-        with Store(self.store_path) as store:
-            store.add(result["records"], target=result["target"], target_url=result["target_url"],
-                      machine=result.get("machine"), models={p: sha256_file(p) for p in paths},
-                      settings={0: self.setting.as_job()})
+        paths = {c.key: str(self.file(c)) for c in todo}
+        records = {}
+        for setting in dict.fromkeys(self.setting_for(c) for c in todo):  # one bench per runtime
+            group = [c for c in todo if self.setting_for(c) == setting]
+            files = [paths[c.key] for c in group]
+            self.say(f"latency: timing {len(group)} candidate(s) on {self.target} ({setting.label()}, {runs} runs)")
+            with self.lock():
+                result = bench(files, [setting], runs=runs // rounds, warmup=self.warmup, rounds=rounds,
+                               target=None if self.target.kind == "local" else self.target, measure_memory=False)
+            self.measurements += len(result["records"])
+            with Store(self.store_path) as store:
+                store.add(result["records"], target=result["target"], target_url=result["target_url"],
+                          machine=result.get("machine"), models={p: sha256_file(p) for p in files},
+                          settings={0: setting.as_job()})
+            for c in group:
+                records[c.key] = next(r for r in result["records"] if r["model"] == paths[c.key])
         wide = []
-        for c, path in zip(todo, paths):
-            rec = next(r for r in result["records"] if r["model"] == path)
+        for c in todo:
+            rec = records[c.key]
             self.results[c.key] = _figures(rec, runs, stored=False)
             if self.shared is not None:
                 self.shared.set_user_attr(self._shared_key(c), self.results[c.key])
@@ -181,9 +202,15 @@ def _cv(record: dict) -> float | None:
     return std / avg if avg and std is not None else None
 
 
+def _group(c: Candidate) -> str:
+    """What the latency model fits apart: each mode on each runtime."""
+    return c.mode if c.runtime == "litert" else f"{c.mode} {c.runtime}"
+
+
 class LatencyModel:
-    """Per mode, latency ~ features (least squares): the MACs of each stage when there are three measurements per
-    coefficient, else total MACs and blocks; a mode with fewer than three measurements is scaled by total MACs."""
+    """Per mode and runtime, latency ~ features (least squares): the MACs of each stage when there are three
+    measurements per coefficient, else total MACs and blocks; a group with fewer than three measurements is scaled
+    by total MACs."""
 
     def __init__(self):
         self.coef: dict[str, np.ndarray] = {}
@@ -193,7 +220,7 @@ class LatencyModel:
     def fit(self, points: list[tuple[Candidate, list[float], float]]) -> "LatencyModel":
         by_mode: dict[str, list] = {}
         for c, f, ms in points:
-            by_mode.setdefault(c.mode, []).append((f, ms))
+            by_mode.setdefault(_group(c), []).append((f, ms))
         for mode, rows in by_mode.items():
             x = np.asarray([self._x(f, len(rows)) for f, _ in rows])
             y = np.asarray([ms for _, ms in rows])
@@ -210,11 +237,12 @@ class LatencyModel:
         return list(f) if n >= 3 * len(f) else [1.0, sum(f[1:-1]), f[-1]]
 
     def predict(self, c: Candidate, f: list[float]) -> float:
-        if c.mode in self.coef:
-            ms = float(np.asarray(self._x(f, self.size[c.mode])) @ self.coef[c.mode])
+        g = _group(c)
+        if g in self.coef:
+            ms = float(np.asarray(self._x(f, self.size[g])) @ self.coef[g])
             if ms > 0:
                 return ms
-        rate = self.per_mac.get(c.mode) or (float(np.median(list(self.per_mac.values()))) if self.per_mac else 0.0)
+        rate = self.per_mac.get(g) or (float(np.median(list(self.per_mac.values()))) if self.per_mac else 0.0)
         return rate * sum(f[1:-1])
 
 
@@ -224,7 +252,7 @@ def held_out(points: list[tuple[Candidate, list[float], float]]) -> dict:
     errors = []
     for i, (c, f, ms) in enumerate(points):
         rest = points[:i] + points[i + 1:]
-        if not any(p[0].mode == c.mode for p in rest):
+        if not any(_group(p[0]) == _group(c) for p in rest):
             continue
         pred = LatencyModel().fit(rest).predict(c, f)
         errors.append({"key": c.key, "measured_ms": ms, "predicted_ms": pred, "error": (pred - ms) / ms})

@@ -43,7 +43,7 @@ def write(out: str | Path, result: dict) -> Path:
                 ax.scatter([row["latency_ms"]], [100 * row["val_acc"]], marker="s", color="orange", s=40)
                 ax.annotate(row["candidate"].split("-k")[0], (row["latency_ms"], 100 * row["val_acc"]), fontsize=7)
         w = result["winner"]
-        ax.scatter([w["searched_ms"]], [100 * (w["val_acc"] or 0)], marker="*", s=160, color="red", label="winner")
+        ax.scatter([w["searched_ms"] if w.get("searched_ms") is not None else w[f"{result['metric']}_ms"]], [100 * (w["val_acc"] or 0)], marker="*", s=160, color="red", label="winner")
         ax.axvline(result["budget_ms"], color="red", ls="--", lw=1, label=f"budget ({result['metric']})")
         ax.set(xlabel=f"{result['metric']} measured on {result['target']} (ms)", ylabel="validation top-1 (%)",
                title="accuracy against latency (squares: the plain grid)")
@@ -56,14 +56,17 @@ def write(out: str | Path, result: dict) -> Path:
     lines = [f"# resnet-edge search: {result['budget_ms']:g} ms at {result['metric']} on {result['target']} "
              f"({result['setting']})", "",
              f"**Winner: {w['key']}** (`{w['file']}`, {w['bytes'] / 1e3:,.1f} kB): p50 {w['p50_ms']:.3g} ms, p90 "
-             f"{w['p90_ms']:.3g} ms over {w['runs']} runs after warm-up (CV {100 * (w['cv'] or 0):.1f}%), "
+             f"{w['p90_ms']:.3g} ms over {w['runs']} runs after warm-up on {w.get('measured_on', 'LiteRT')} (CV "
+             f"{100 * (w['cv'] or 0):.1f}%){' (' + w['app_path'] + ')' if w.get('app_path') else ''}, "
              f"{'meets' if w['meets_budget'] else 'MISSES'} the budget; measured untrained during the search: "
-             f"{w['searched_ms']:.3g} ms. Validation top-1 {100 * (w['val_acc'] or 0):.2f}%, test "
+             f"{_n(w.get('searched_ms'))} ms. Validation top-1 {100 * (w['val_acc'] or 0):.2f}%, test "
              f"{100 * w['test_top1']:.2f}% (the test split used once). Rebuild it: `resnet-edge run {w['recipe']}`.", "",
              f"Space: {result['space']['family']} depths {result['space']['depths']}, keep per stage "
              f"{result['space']['keeps']}, modes {result['space']['modes']}: {result['space']['candidates']} candidates, "
              f"{result['feasible']} feasible, {result['measured']} timed on the device ({result['device_measurements']} "
-             f"measurements, {result['device_seconds']:.0f} s); training {result['train_seconds']:.0f} s.", ""]
+             f"measurements, {result['device_seconds']:.0f} s); training {result['train_seconds']:.0f} s, "
+             f"{result.get('epochs_trained', 0)} epochs in all; {result.get('draws_skipped', 0)} draws of the sampler "
+             "skipped (over the budget, or a candidate tried already: told to it at no cost).", ""]
     if lm.get("n"):
         lines += [f"Latency model: within 10% for {100 * lm['within_10pct']:.0f}% of {lm['n']} held-out measurements "
                   f"(median error {100 * lm['median_abs_error']:.1f}%). ![](search-latency.png)", ""]
@@ -78,7 +81,8 @@ def write(out: str | Path, result: dict) -> Path:
     lines += ["| trial | candidate | state | latency ms | predicted ms | val top-1 | epochs |", "|---:|---|---|---:|---:|---:|---:|"]
     for t in result["trials"]:
         acc = "-" if t.get("val_acc") is None else f"{100 * t['val_acc']:.2f}%"
-        state = t["state"].lower() + (" (over budget)" if t.get("over_budget") else "")
+        state = t["state"].lower() + (" (over budget)" if t.get("over_budget") else "") + \
+            (f" ({t['stopped']})" if t.get("stopped") else "") + (" (the prior's pick)" if t.get("prior") else "")
         lines.append(f"| {t['number']} | {t['candidate']} | {state} | {_n(t.get('latency_ms'))} | "
                      f"{_n(t.get('predicted_ms'))} | {acc} | {t.get('epochs') or '-'} |")
     b = result.get("baseline")

@@ -1,6 +1,7 @@
 """The search space, from the family (never hand-listed): depth (the family that fits the data), a keep ratio per
-stage for the convolutions inside the blocks, and the quantization mode. A candidate's latency does not depend on
-its weights, so it is measured untrained."""
+stage for the convolutions inside the blocks, the input resolution (image folders, whose images are resized), the
+quantization mode and the runtime that runs it on the device. A candidate's latency does not depend on its
+weights, so it is measured untrained."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 IMAGENET_DEPTHS = (18, 34, 50)
 KEEPS = (0.25, 0.5, 0.75, 1.0)
 MODES = ("int8", "float16", "int16x8")
+#: Runtimes a candidate may be timed on: LiteRT (XNNPACK; what MediaPipe and the Task Library run) and OpenVINO's CPU
+#: plugin reading the same .tflite (x86 devices that have it).
+RUNTIMES = ("litert", "openvino")
+SIZES = (16, 1024)  # the input resolutions the search takes, in px
 
 
 @dataclass(frozen=True)
@@ -22,16 +27,30 @@ class Candidate:
     depth: int
     keep: tuple[float, ...]  # per stage
     mode: str
+    size: int | None = None  # the input resolution; None: the data's own (or the family's)
+    runtime: str = "litert"
 
     @property
     def key(self) -> str:
-        """The candidate's name and the hash of its architecture (the store's name for its measurements)."""
-        arch = json.dumps({"depth": self.depth, "keep": list(self.keep), "mode": self.mode}, sort_keys=True)
-        return f"resnet{self.depth}-k{'-'.join(f'{k:g}' for k in self.keep)}-{self.mode}-" + \
-            hashlib.sha256(arch.encode()).hexdigest()[:10]
+        """The candidate's name and the hash of what it is (the store's name for its measurements): a size and a
+        runtime other than LiteRT are named only when given, so the names of the first searches stay."""
+        what = {"depth": self.depth, "keep": list(self.keep), "mode": self.mode}
+        what.update({"size": self.size} if self.size is not None else {})
+        what.update({"runtime": self.runtime} if self.runtime != "litert" else {})
+        return (f"resnet{self.depth}" + (f"-s{self.size}" if self.size is not None else "")
+                + f"-k{'-'.join(f'{k:g}' for k in self.keep)}-{self.mode}"
+                + (f"-{self.runtime}" if self.runtime != "litert" else "") + "-"
+                + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10])
+
+    @property
+    def trained_as(self) -> tuple:
+        """What training sees of the candidate: two candidates that differ only in the runtime train the same
+        network (the same weights run on either)."""
+        return (self.depth, self.keep, self.mode, self.size)
 
     def to_dict(self) -> dict:
-        return {"depth": self.depth, "keep": list(self.keep), "mode": self.mode, "key": self.key}
+        return {"depth": self.depth, "keep": list(self.keep), "mode": self.mode, "size": self.size,
+                "runtime": self.runtime, "key": self.key}
 
 
 def parse_list(text: str | None, kind, what: str) -> tuple | None:
@@ -54,14 +73,17 @@ class Space:
     keeps: tuple[float, ...]
     modes: tuple[str, ...]
     stages: int
+    sizes: tuple[int | None, ...] = (None,)
+    runtimes: tuple[str, ...] = ("litert",)
 
     def candidates(self) -> list[Candidate]:
-        return [Candidate(d, keep, m) for d in self.depths for keep in itertools.product(self.keeps, repeat=self.stages)
-                for m in self.modes]
+        return [Candidate(d, keep, m, size, rt) for d in self.depths for size in self.sizes
+                for keep in itertools.product(self.keeps, repeat=self.stages) for m in self.modes
+                for rt in self.runtimes]
 
 
-def check_choices(depths=None, keeps=None, modes=None) -> None:
-    """What can be checked of --depths, --widths and --modes without the data."""
+def check_choices(depths=None, keeps=None, modes=None, sizes=None, runtimes=None) -> None:
+    """What can be checked of --depths, --widths, --modes, --sizes and --runtimes without the data."""
     bad = [d for d in depths or () if d not in CIFAR_DEPTHS + IMAGENET_DEPTHS]
     if bad:
         raise ConfigError(f"--depths {','.join(map(str, bad))}: the search takes CIFAR depths "
@@ -71,6 +93,15 @@ def check_choices(depths=None, keeps=None, modes=None) -> None:
     bad = [m for m in modes or () if m not in MODES]
     if bad:
         raise ConfigError(f"--modes {','.join(bad)}: choose from {', '.join(MODES)}")
+    bad = [str(x) for x in sizes or () if not SIZES[0] <= x <= SIZES[1]]
+    if bad:
+        raise ConfigError(f"--sizes {','.join(bad)}: input resolutions are {SIZES[0]} to {SIZES[1]} px")
+    if sizes and family_for(min(sizes)) != family_for(max(sizes)):
+        raise ConfigError(f"--sizes {','.join(map(str, sizes))} mixes the CIFAR family (up to 32 px) and the ImageNet "
+                          "one (above): search one of them at a time")
+    bad = [r for r in runtimes or () if r not in RUNTIMES]
+    if bad:
+        raise ConfigError(f"--runtimes {','.join(bad)}: choose from {', '.join(RUNTIMES)}")
 
 
 def family_for(image_size: int | None) -> str:
@@ -78,10 +109,14 @@ def family_for(image_size: int | None) -> str:
     return "cifar" if (image_size or 32) <= 32 else "imagenet"
 
 
-def space_for(image_size: int | None, depths=None, keeps=None, modes=None) -> Space:
-    """The space for data of ``image_size``: CIFAR ResNets up to 32 px, ImageNet ResNet-18/34/50 above."""
-    check_choices(depths, keeps, modes)
-    family = family_for(image_size)
+def space_for(image_size: int | None, depths=None, keeps=None, modes=None, sizes=None, runtimes=None) -> Space:
+    """The space for data of ``image_size`` (None: an image folder, resized to any ``sizes``): CIFAR ResNets up to
+    32 px, ImageNet ResNet-18/34/50 above."""
+    check_choices(depths, keeps, modes, sizes, runtimes)
+    if sizes and image_size is not None:
+        raise ConfigError(f"--sizes: these images are all {image_size}x{image_size} (the data is not resized); "
+                          "input resolution is searched on an image folder (folder:DIR)")
+    family = family_for(min(sizes) if sizes else image_size)
     allowed = CIFAR_DEPTHS if family == "cifar" else IMAGENET_DEPTHS
     depths = depths or allowed
     bad = [d for d in depths if d not in allowed]
@@ -89,7 +124,8 @@ def space_for(image_size: int | None, depths=None, keeps=None, modes=None) -> Sp
         raise ConfigError(f"--depths {','.join(map(str, bad))}: {family} data ({image_size} px) searches "
                           f"{', '.join(map(str, allowed))}")
     keeps, modes = keeps or KEEPS, modes or MODES
-    return Space(family, tuple(depths), tuple(sorted(set(keeps))), tuple(modes), 3 if family == "cifar" else 4)
+    return Space(family, tuple(depths), tuple(sorted(set(keeps))), tuple(modes), 3 if family == "cifar" else 4,
+                 tuple(sorted(set(sizes))) if sizes else (None,), tuple(runtimes) if runtimes else ("litert",))
 
 
 def spec_of(candidate: Candidate, base):

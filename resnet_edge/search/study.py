@@ -43,6 +43,130 @@ FINAL_TRIES = 3
 DRIFT_EVERY = 4
 
 
+#: Draws in a row the sampler may waste (over the budget, or a candidate already trained) before an untried feasible
+#: candidate is queued instead.
+MAX_SKIPS = 25
+#: Trials the TPE sampler draws at random before it models: skipped draws count too (and cost nothing), so a space
+#: that is mostly over the budget is learned from them before the first trained trial is wasted on it.
+STARTUP = 5
+
+
+def first_rung(epochs: int) -> int:
+    """The epochs every trial trains before successive halving may stop it: a third of ``epochs``. The paper's
+    warm-up makes the first epoch's accuracy chance for every candidate, which would prune at random."""
+    return max(1, epochs // 3)
+
+
+def sampler(seed: int):
+    """TPE over the space's own dimensions (depth, each stage's keep ratio, mode) jointly, so that what one trial
+    teaches (a thin last stage loses accuracy) carries over to candidates not tried; seeded."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=STARTUP)
+
+
+def params_of(c: Candidate) -> dict:
+    """A candidate as the study's parameters (what :func:`suggest` draws)."""
+    return {"depth": c.depth, **({"input_size": c.size} if c.size is not None else {}),
+            **{f"keep_conv{i + 2}": k for i, k in enumerate(c.keep)}, "mode": c.mode,
+            **({"runtime": c.runtime} if c.runtime != "litert" else {})}
+
+
+def suggest(trial, space) -> Candidate:
+    """The candidate the sampler draws for ``trial``, one dimension of the space at a time (the input resolution
+    and the runtime only when the space has them)."""
+    depth = trial.suggest_categorical("depth", list(space.depths))
+    size = space.sizes[0] if space.sizes == (None,) else int(trial.suggest_categorical("input_size", list(space.sizes)))
+    keep = tuple(float(trial.suggest_categorical(f"keep_conv{i + 2}", list(space.keeps))) for i in range(space.stages))
+    mode = trial.suggest_categorical("mode", list(space.modes))
+    runtime = space.runtimes[0] if space.runtimes == ("litert",) else trial.suggest_categorical("runtime",
+                                                                                               list(space.runtimes))
+    return Candidate(int(depth), keep, mode, size, runtime)
+
+
+def trials_of(study) -> list:
+    """The study's trials that train or timed a candidate: not the skipped draws (see :func:`draw`), not failed
+    ones (a dead worker's, queued again)."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+    return [t for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get("skipped")]
+
+
+def epochs_spent(trials: list) -> int:
+    """Epochs trained by ``trials`` so far (each epoch reports one validation accuracy)."""
+    return sum(len(t.intermediate_values) for t in trials)
+
+
+def prior(feasible: list[Candidate], meter) -> Candidate:
+    """The first trial: the feasible candidate with the most trainable weights (the most capacity the budget
+    allows; the fastest of equals)."""
+    from resnet_edge.arch.spec import count
+
+    return max(feasible, key=lambda c: (count(meter.spec(c)).trainable_params, -(meter.latency(c) or 0.0), c.key))
+
+
+def draw(study, space, feasible: set[str], by_key: dict, rng):
+    """Ask the study for a trial whose candidate is feasible and not tried yet; return (trial, candidate), or None
+    when every feasible candidate has been tried. A draw the sampler wastes is told at once, as what it would have
+    given, so that the sampler learns from it without a trial's cost: over the budget -> pruned (the worst); the
+    same as a trial trained before -> that trial's value; being trained by another worker -> failed (ignored).
+    After MAX_SKIPS wasted draws in a row, an untried feasible candidate drawn at random is queued. Call it under
+    the trials lock."""
+    import optuna
+
+    TS = optuna.trial.TrialState
+    skips = 0
+    while True:
+        tried = {}
+        for t in trials_of(study):
+            tried.setdefault(t.user_attrs.get("candidate"), t)
+        trial = study.ask()
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        c = suggest(trial, space)
+        trial.set_user_attr("candidate", c.key)
+        same = tried.get(c.key)
+        if c.key in feasible and same is None:
+            return trial, c
+        if same is None or same.user_attrs.get("over_budget"):
+            trial.set_user_attr("skipped", "over the budget or --max-size")
+            study.tell(trial, state=TS.PRUNED)
+        elif same.state == TS.COMPLETE:
+            trial.set_user_attr("skipped", f"trial {same.number} trained it")
+            study.tell(trial, same.value)
+        elif same.state == TS.PRUNED:
+            trial.set_user_attr("skipped", f"trial {same.number} trained it")
+            study.tell(trial, state=TS.PRUNED)
+        else:
+            trial.set_user_attr("skipped", f"trial {same.number} is training it")
+            study.tell(trial, state=TS.FAIL)
+        skips += 1
+        if skips >= MAX_SKIPS:
+            untried = sorted(feasible - set(tried))
+            if not untried:
+                return None
+            study.enqueue_trial(params_of(by_key[untried[int(rng.integers(len(untried)))]]))
+            skips = 0
+
+
+def _twin(study, trial, c: Candidate, by_key: dict):
+    """A finished trial that trained the same network as ``c`` (another runtime), or None."""
+    import optuna
+
+    for t in trials_of(study):
+        other = by_key.get(t.user_attrs.get("candidate"))
+        if (t.number != trial.number and other is not None and other.trained_as == c.trained_as
+                and t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                and t.user_attrs.get("folder") and not t.user_attrs.get("twin_of")):
+            return t
+    return None
+
+
 def reap(study, say) -> int:
     """Trials left RUNNING by a worker of this machine whose process is gone: failed, their candidate queued again."""
     import optuna
@@ -136,8 +260,8 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
            seed: int = 0, out: str | Path, storage: str | None = None, depths=None, widths=None, modes=None,
            measure: int = 24, batch_size: int = 64, limit: int | None = None, runs: int = 50,
            baseline: bool = True, store_path: str | None = None, worker: bool = False,
-           time_limit: float | None = None, second_seed: bool = True,
-           progress: Callable[[str], None] = lambda text: None) -> dict:
+           time_limit: float | None = None, second_seed: bool = True, max_epochs: int | None = None,
+           sizes=None, runtimes=None, progress: Callable[[str], None] = lambda text: None) -> dict:
     """Search, and write ``out``/search.json, the winner's ``.tflite`` and a recipe that rebuilds it; return the
     result (see the module docstring). ``worker``: only train trials of the search already started in this storage
     (:func:`join`), then return what this worker did."""
@@ -156,17 +280,15 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     if len(data.split("val")) < 10 or len(data.split("train")) < 20:
         raise ConfigError(f"{source}: {len(data.split('train'))} training and {len(data.split('val'))} validation "
                           "images are too few to choose a model on; give at least 20 and 10")
-    space = space_for(data.image_size, depths, widths, modes)
+    space = space_for(data.image_size, depths, widths, modes, sizes, runtimes)
     cands = space.candidates()
     key = f"{metric}_ms"
     storage = storage or f"sqlite:///{out / 'study.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(study_name="search", storage=storage, direction="maximize", load_if_exists=True,
-                                    sampler=optuna.samplers.TPESampler(seed=seed),
-                                    # the first rung at a third of the epochs: the paper's warm-up makes the first
-                                    # epoch's accuracy chance for every candidate, which would prune at random
-                                    pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, epochs // 3),
+                                    sampler=sampler(seed if not worker else seed + os.getpid()),
+                                    pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung(epochs),
                                                                                   reduction_factor=3))
     except Exception as exc:  # noqa: BLE001 - any storage error is one line
         raise ConfigError(f"--storage {storage}: cannot open it ({type(exc).__name__}: {str(exc)[:200]})") from None
@@ -176,7 +298,8 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
             "max_bytes": max_bytes, "trials": trials, "epochs": epochs, "seed": seed,
             "depths": list(depths) if depths else None, "widths": list(widths) if widths else None,
             "modes": list(modes) if modes else None, "measure": measure, "batch_size": batch_size, "limit": limit,
-            "runs": runs})
+            "runs": runs, "max_epochs": max_epochs, "sizes": list(sizes) if sizes else None,
+            "runtimes": list(runtimes) if runtimes else None})
     meter = Meter(target, setting, data, out / "latency", runs=runs, metric=key, store_path=store_path,
                   progress=progress, shared=study, lock=lambda: device_lock(target, storage))
     rng = np.random.default_rng(seed)
@@ -235,22 +358,31 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
                           f"{study.user_attrs.get('metric')}: give the same --budget and --metric to continue it, "
                           "or another --out / --storage")
     reap(study, progress)
+    with shared_lock(storage, f"resnet-edge trials {storage}"):
+        if not study.get_trials(deepcopy=False):  # a new search: the first trial is the prior's choice
+            first_pick = prior([by_key[k] for k in keys], meter)
+            study.enqueue_trial(params_of(first_pick), user_attrs={"prior": True})
+            progress(f"search: the first trial is {first_pick.key}, the feasible candidate with the most weights")
     mine = 0
     since: list[Candidate] = []  # timed by the trials since the last reference timing
     t_train = time.monotonic()
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    counted = finished + (optuna.trial.TrialState.RUNNING,)  # other workers' trials too: no more than asked for
+    rung = first_rung(epochs)
     while True:
         if time_limit is not None and time.monotonic() - t_train > time_limit:
             progress(f"search: --time is up ({time_limit:g} s): no more trials started")
             break
         with shared_lock(storage, f"resnet-edge trials {storage}"):  # count and ask as one step: no trial too many
-            if len(study.get_trials(deepcopy=False, states=counted)) >= trials:
+            real = trials_of(study)
+            if len(real) >= trials:
                 break
-            trial = study.ask()
-            trial.set_user_attr("host", socket.gethostname())
-            trial.set_user_attr("pid", os.getpid())
-        c = by_key[trial.suggest_categorical("candidate", keys)]
+            if max_epochs is not None and epochs_spent(real) + rung > max_epochs:
+                progress(f"search: the {max_epochs} epochs of --max-epochs are spent: no more trials started")
+                break
+            drawn = draw(study, space, set(keys), by_key, rng)
+            if drawn is None:
+                progress(f"search: every one of the {len(keys)} feasible candidates has been tried")
+                break
+            trial, c = drawn
         if meter.latency(c) is None:  # the device step: predicted only, measured now
             meter.measure([c])
             since.append(c)
@@ -265,11 +397,26 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             progress(f"search: trial {trial.number} {c.key}: {lat:.3g} ms measured, over the budget")
             continue
+        twin = _twin(study, trial, c, by_key)
+        if twin is not None:  # the same network on another runtime: that trial's training is this one's
+            trial.set_user_attr("twin_of", twin.number)
+            trial.set_user_attr("epochs", twin.user_attrs.get("epochs"))
+            trial.set_user_attr("folder", twin.user_attrs["folder"])
+            if twin.state == optuna.trial.TrialState.COMPLETE:
+                study.tell(trial, twin.value)
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            progress(f"search: trial {trial.number} {c.key} ({lat:.3g} ms): the network of trial {twin.number}, "
+                     "trained already")
+            continue
         folder = out / "trials" / f"{trial.number:03d}-{c.key}"
         progress(f"search: trial {trial.number} {c.key} ({lat:.3g} ms): training")
 
         def report(acc, epoch, trial=trial):
             trial.report(acc, epoch)
+            if max_epochs is not None and epochs_spent(trials_of(study)) >= max_epochs:
+                trial.set_user_attr("stopped", "--max-epochs spent")
+                return True
             return trial.should_prune()
 
         r = train_candidate(meter, c, data, folder, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit,
@@ -291,20 +438,23 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
         reap(study, progress)
         time.sleep(1)
     train_seconds = time.monotonic() - t_train
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    done = [t for t in trials_of(study) if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         raise ResnetEdgeError("no trial completed: every candidate tried was pruned; give more --trials")
     # The best trial first; one whose trained model misses the budget when timed again (its search measurement was
     # near the edge, or the device slowed) gives way to the next, up to FINAL_TRIES.
     misses = []
     for best in sorted(done, key=lambda t: (-t.value, t.user_attrs.get("latency_ms") or 0))[:FINAL_TRIES]:
-        winner = by_key[best.params["candidate"]]
+        winner = by_key[best.user_attrs["candidate"]]
         folder = Path(best.user_attrs["folder"])
         if not (folder / "model.keras").exists():  # trained by a worker on another machine: trained again here
             folder = out / f"winner-train-{winner.key}"
             progress(f"search: {winner.key} was trained elsewhere: training it here ({epochs} epochs)")
             train_candidate(meter, winner, data, folder, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
-        result = _finish(meter, winner, folder, data, source, out, budget_ms, metric, key, setting, target, progress)
+        searched = meter.latency(winner)  # None when another worker timed it: then the trial's record of it
+        searched = best.user_attrs.get("latency_ms") if searched is None else searched
+        result = _finish(meter, winner, folder, data, source, out, budget_ms, metric, key, setting, target, progress,
+                         searched)
         if result["winner"]["meets_budget"]:
             break
         misses.append(result["winner"])
@@ -317,18 +467,19 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     result["misses"] = misses
     if min_accuracy is not None and result["winner"]["test_top1"] < min_accuracy / 100:
         result["below_min_accuracy"] = True
-    trials_out = [{"number": t.number, "state": t.state.name, "candidate": t.params.get("candidate"),
+    trials_out = [{"number": t.number, "state": t.state.name, "candidate": t.user_attrs.get("candidate"),
                    "val_acc": t.value if t.state == optuna.trial.TrialState.COMPLETE else
                    (max(t.intermediate_values.values()) if t.intermediate_values else None),
                    **{k: t.user_attrs.get(k) for k in ("latency_ms", "predicted_ms", "epochs", "train_seconds",
-                                                       "over_budget")}}
-                  for t in study.get_trials(deepcopy=False)]
+                                                       "over_budget", "stopped", "prior", "twin_of")}}
+                  for t in trials_of(study)]
+    skipped = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("skipped")]
     grid = _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress) if baseline else None
     spread = None
     if second_seed:  # the winner and the best of the grid again with another seed: how much of the gap is the seed
         spread = {}
-        pairs = [("winner", winner)] + ([("baseline", by_key.get(grid["best"]["candidate"]) or
-                                          Candidate(*_parse_key(grid["best"]["candidate"])))] if grid and grid["best"] else [])
+        pairs = [("winner", winner)] + ([("baseline", grid["members"][grid["best"]["candidate"]])]
+                                        if grid and grid["best"] else [])
         for role, c in pairs:
             progress(f"search: {role} {c.key} again with seed {seed + 1}")
             folder = out / "second-seed" / c.key  # the same candidate in both roles: trained once
@@ -337,11 +488,13 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
                             "test_top1": _keras_test(folder, data)}
     result.update({"budget_ms": budget_ms, "metric": metric, "target": str(target), "setting": setting.label(),
                    "space": {"family": space.family, "depths": list(space.depths), "keeps": list(space.keeps),
-                             "modes": list(space.modes), "candidates": len(cands)},
+                             "modes": list(space.modes), "sizes": list(space.sizes), "runtimes": list(space.runtimes),
+                             "candidates": len(cands)},
                    "feasible": len(keys), "measured": len(meter.results), "device_measurements": meter.measurements,
                    "device_seconds": round(device_seconds, 1), "train_seconds": round(train_seconds, 1),
-                   "latency_model": accuracy_of_model, "drift": drift, "trials": trials_out, "pareto": _pareto(trials_out),
-                   "baseline": grid, "second_seed": spread, "storage": storage, "seed": seed})
+                   "latency_model": accuracy_of_model, "drift": drift, "trials": trials_out,
+                   "draws_skipped": len(skipped), "epochs_trained": epochs_spent(trials_of(study)), "pareto": _pareto(trials_out),
+                   "baseline": {k: v for k, v in grid.items() if k != "members"} if grid else None, "second_seed": spread, "storage": storage, "seed": seed})
     atomic_write_bytes(out / "search.json", (json.dumps(result, indent=2, default=str) + "\n").encode())
     from resnet_edge.search.report import write
 
@@ -350,9 +503,9 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
 
 
 def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path, budget_ms, metric, key, setting,
-            target, progress) -> dict:
+            target, progress, searched_ms: float | None) -> dict:
     """The winner converted with its weights and metadata, timed with FINAL_RUNS runs, its test accuracy once, and
-    the recipe that rebuilds it."""
+    the recipe that rebuilds it; ``searched_ms`` is its untrained measurement during the search."""
     from resnet_edge.convert import convert
     from resnet_edge.io import atomic_write_bytes
     from resnet_edge.measure.bench import bench
@@ -369,7 +522,7 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
         tfl = next((out / "winner").glob("*.tflite"))
     progress(f"search: timing the winner again ({FINAL_RUNS} runs after warm-up)")
     with meter.lock():
-        r = bench([str(tfl)], [setting], runs=FINAL_RUNS, warmup=20, keep_times=target.kind != "adb",
+        r = bench([str(tfl)], [meter.setting_for(winner)], runs=FINAL_RUNS, warmup=20, keep_times=target.kind != "adb",
                   target=None if target.kind == "local" else target, measure_memory=False)["records"][0]
     cv = r["std_ms"] / r["avg_ms"] if r.get("avg_ms") and r.get("std_ms") is not None else None
     times = r.get("times_ms")
@@ -379,11 +532,12 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
         robust = float(1.4826 * np.median(np.abs(np.asarray(times) - med)) / med) if med else None
     if r[key] > budget_ms:
         return {"winner": {**winner.to_dict(), "file": str(tfl), "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"],
-                           "cv": cv, "cv_robust": robust, "meets_budget": False, "searched_ms": meter.latency(winner)}}
+                           "cv": cv, "cv_robust": robust, "meets_budget": False, "searched_ms": searched_ms}}
     test = evaluate_tflite(tfl, data, split="test")
     recipe = {"recipe_version": 1, "name": f"search-{winner.key}",
               "description": f"the winner of resnet-edge search under {budget_ms:g} ms at {metric} on {target}",
-              "model": {"depth": winner.depth, "family": meter.base(winner.depth).family},
+              "model": {"depth": winner.depth, "family": meter.base(winner.depth, winner.size).family,
+                        **({"input_size": winner.size} if winner.size is not None else {})},
               "data": source,
               "variants": [{"name": "winner", "modes": [winner.mode],
                             **({"optimize": {"channels": {"keep": list(winner.keep)}}} if min(winner.keep) < 1 else {})}],
@@ -392,14 +546,25 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
     return {"winner": {**winner.to_dict(), "file": str(tfl), "bytes": tfl.stat().st_size,
                        "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "cv": cv, "cv_robust": robust,
                        "runs": r["runs"] * r.get("rounds", 1),
-                       "meets_budget": r[key] <= budget_ms, "searched_ms": meter.latency(winner),
-                       "test_top1": test["top1"], "val_acc": _val_accuracy(folder), "recipe": str(out / "winner.yaml")}}
+                       "meets_budget": r[key] <= budget_ms, "searched_ms": searched_ms,
+                       "test_top1": test["top1"], "val_acc": _val_accuracy(folder), "recipe": str(out / "winner.yaml"),
+                       "measured_on": meter.setting_for(winner).label(), **_app_path(winner)}}
+
+
+def _app_path(winner: Candidate) -> dict:
+    """What an app gets when the winner was measured on another runtime than the one app frameworks run."""
+    if winner.runtime == "litert":
+        return {}
+    return {"app_path": "measured on OpenVINO's CPU plugin; MediaPipe and the Task Library run LiteRT, where this "
+                        "model is slower (its LiteRT twin's latency is in search.json when it was timed)"}
 
 
 def _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress) -> dict:
-    """The plain grid a user tries by hand: every depth at full width in int8, timed on the same device; those under
-    the budget trained as the trials are."""
-    grid = [Candidate(d, (1.0,) * space.stages, "int8") for d in space.depths]
+    """The plain grid a user tries by hand: every depth at full width in int8 on LiteRT (at the largest resolution
+    searched: the family's default is larger still), timed on the same device; those under the budget trained as
+    the trials are."""
+    grid = [Candidate(d, (1.0,) * space.stages, "int8", max(space.sizes) if space.sizes != (None,) else None)
+            for d in space.depths]
     meter.measure(grid)
     rows = []
     t0 = time.monotonic()
@@ -414,14 +579,7 @@ def _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limi
         rows.append(row)
     trained = [r for r in rows if r.get("val_acc") is not None]
     return {"rows": rows, "best": max(trained, key=lambda r: r["val_acc"]) if trained else None,
-            "train_seconds": round(time.monotonic() - t0, 1)}
-
-
-def _parse_key(key: str) -> tuple:
-    """``resnet20-k1-1-1-int8-<hash>`` -> (20, (1.0, 1.0, 1.0), "int8")."""
-    name, rest = key.split("-k", 1)
-    parts = rest.split("-")
-    return int(name[len("resnet"):]), tuple(float(x) for x in parts[:-2]), parts[-2]
+            "train_seconds": round(time.monotonic() - t0, 1), "members": {c.key: c for c in grid}}
 
 
 def _keras_test(folder: Path, data) -> float | None:
