@@ -10,10 +10,12 @@ of about +-2.5 points at 85%).
 * **Grid:** every candidate of a small space (``--depths`` x keep ratio per stage in ``--widths`` x int8) timed on
   this machine untrained, then trained for ``--epochs`` with the paper's recipe; its best feasible member per budget
   (by validation accuracy), its test top-1 with a 95% Wilson interval, and the grid's training cost.
-* **Search:** `resnet-edge search` over the same space, budget and epochs, with ``--trials`` (default: a fifth of
-  the grid's feasible members), successive halving stopping most trials early.
-* **Random search** at the search's cost in epochs: feasible candidates drawn at random, each trained fully, the best
-  by validation accuracy.
+* **Search:** `resnet-edge search` over the same space, budget and epochs, with a training budget of a fifth of the
+  grid's epochs (``max_epochs``): as many trials as fit, successive halving stopping most early; ``--search-seeds``
+  searches per budget, each with its own sampler seed (the training seed stays the grid's).
+* **Random search** at the search's mean cost in epochs: k feasible candidates drawn at random, each trained fully
+  (the grid's runs), the best by validation accuracy. Not one draw but its exact expectation over every draw of k,
+  and the chance that it does as well as the search.
 * **Thinned ResNet-56:** the fastest thinning of ResNet-56 in the grid against the full one: measured speed-up and
   test top-1 inside the full one's interval or not.
 * **Latency model:** its leave-one-out error over every grid member.
@@ -51,6 +53,23 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (centre - half, centre + half)
 
 
+def random_search(feasible: list[dict], k: int, beat: float | None = None) -> dict:
+    """Random search with ``k`` draws (without replacement) from ``feasible`` (grid results: val_acc, test_top1),
+    keeping the best by validation accuracy: its expected test top-1, exactly (each member's chance to be the
+    best-by-validation of the draw), and the chance that it reaches ``beat`` or more."""
+    n = len(feasible)
+    k = max(1, min(k, n))
+    ranked = sorted(feasible, key=lambda r: r["val_acc"])  # ties: the earlier counts as below
+    total = math.comb(n, k)
+    expected = reach = 0.0
+    for i, r in enumerate(ranked):
+        p = math.comb(i, k - 1) / total  # r drawn, and the other k-1 drawn all below it
+        expected += p * r["test_top1"]
+        if beat is not None and r["test_top1"] >= beat:
+            reach += p
+    return {"draws": k, "expected_test_top1": expected, "chance_at_least": reach if beat is not None else None}
+
+
 def make_data(root: Path, shots: int, val: int) -> str:
     from tools.transfer import digits_by_class, write_digit_folder
 
@@ -75,10 +94,12 @@ def cpu() -> str:
 @click.option("--widths", default="0.25,1", show_default=True, help="Keep ratios per stage.")
 @click.option("--epochs", default=30, show_default=True)
 @click.option("--shots", default=20, show_default=True, help="Training images per class.")
-@click.option("--trials", type=int, help="Search trials per budget (default: a fifth of the feasible grid).")
+@click.option("--search-seeds", default=2, show_default=True,
+              help="Searches per budget, each with its own sampler seed (the search's own spread).")
 @click.option("--runs", default=60, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def main(out, depths, widths, epochs, shots, trials, runs, seed):
+@click.option("--grid-only", is_flag=True, help="Time and train the grid, then stop (a later run reuses it).")
+def main(out, depths, widths, epochs, shots, search_seeds, runs, seed, grid_only):
     from resnet_edge.data import load
     from resnet_edge.evaluate import evaluate
     from resnet_edge.runtime.setting import Setting
@@ -122,40 +143,44 @@ def main(out, depths, widths, epochs, shots, trials, runs, seed):
                           "n": report["n"], "seconds": time.monotonic() - t, "epochs": epochs}
         record.write_text(json.dumps(trained[c.key]))
 
+    if grid_only:
+        return
+
     def ci(r):
         return wilson(round(r["test_top1"] * r["n"]), r["n"])
 
     rows = []
-    rng = np.random.default_rng(seed)
     for budget in budgets:
         feasible = [c for c in grid if lat[c.key] <= budget]
         best = max(feasible, key=lambda c: trained[c.key]["val_acc"])
         b = trained[best.key]
         grid_epochs = epochs * len(feasible)
-        n_trials = trials or max(2, len(feasible) // 5)
-        s_out = out / f"search-{budget:.4f}"
-        t = time.monotonic()
-        r = search(source, "local", budget, metric="p90", threads=1, trials=n_trials, epochs=epochs, seed=seed,
-                   out=s_out, depths=space.depths, widths=space.keeps, modes=("int8",), measure=len(grid), runs=runs,
-                   batch_size=32, baseline=False)
-        search_s = time.monotonic() - t
-        search_epochs = sum(x.get("epochs") or 0 for x in r["trials"])
-        # random search at the search's cost in epochs: feasible candidates, each trained fully (from the grid's runs)
-        k = max(1, search_epochs // epochs)
-        draws = [feasible[i] for i in rng.choice(len(feasible), size=min(k, len(feasible)), replace=False)]
-        rand = max(draws, key=lambda c: trained[c.key]["val_acc"])
-        winner_ci = wilson(round(r["winner"]["test_top1"] * trained[best.key]["n"]), trained[best.key]["n"])
+        searches = []
+        for s_seed in range(seed, seed + search_seeds):
+            s_out = out / f"search-{budget:.4f}-seed{s_seed}"
+            t = time.monotonic()
+            # the training budget: a fifth of the grid's epochs; as many trials as fit in it
+            r = search(source, "local", budget, metric="p90", threads=1, trials=len(feasible), epochs=epochs,
+                       max_epochs=grid_epochs // 5, seed=s_seed, out=s_out, depths=space.depths, widths=space.keeps,
+                       modes=("int8",), measure=len(grid), runs=runs, batch_size=32, baseline=False,
+                       second_seed=False)
+            w = r["winner"]
+            searches.append({
+                "seed": s_seed, "winner": w["key"], "p90_ms": w["p90_ms"], "cv": w["cv"], "cv_robust": w.get("cv_robust"),
+                "misses": [m["key"] for m in r.get("misses") or []], "meets_budget": w["meets_budget"],
+                "test_top1": w["test_top1"], "ci95": wilson(round(w["test_top1"] * b["n"]), b["n"]),
+                "epochs": r["epochs_trained"], "trials": len(r["trials"]), "skipped": r["draws_skipped"],
+                "seconds": time.monotonic() - t, "within_grid_ci": ci(b)[0] <= w["test_top1"],
+                "grid_test_of_winner": trained.get(w["key"], {}).get("test_top1")})
+        mean_test = sum(x["test_top1"] for x in searches) / len(searches)
+        mean_epochs = sum(x["epochs"] for x in searches) / len(searches)
+        rand = random_search([trained[c.key] for c in feasible], int(mean_epochs // epochs), beat=mean_test)
         rows.append({
             "budget_ms": budget, "feasible": len(feasible),
             "grid": {"best": best.key, "latency_ms": lat[best.key], "test_top1": b["test_top1"], "ci95": ci(b),
                      "epochs": grid_epochs, "seconds": sum(trained[c.key]["seconds"] for c in feasible)},
-            "search": {"winner": r["winner"]["key"], "p90_ms": r["winner"]["p90_ms"], "cv": r["winner"]["cv"],
-                       "cv_robust": r["winner"].get("cv_robust"), "misses": [m["key"] for m in r.get("misses") or []],
-                       "meets_budget": r["winner"]["meets_budget"], "test_top1": r["winner"]["test_top1"],
-                       "ci95": winner_ci, "epochs": search_epochs, "trials": n_trials, "seconds": search_s,
-                       "within_grid_ci": ci(b)[0] <= r["winner"]["test_top1"]},
-            "random": {"best": rand.key, "test_top1": trained[rand.key]["test_top1"], "draws": len(draws),
-                       "epochs": len(draws) * epochs},
+            "searches": searches, "search_mean_test_top1": mean_test, "search_mean_epochs": mean_epochs,
+            "random": {**rand, "epochs": rand["draws"] * epochs},
         })
     full = [c for c in grid if c.depth == 56 and min(c.keep) == 1.0]
     thin = [c for c in grid if c.depth == 56 and min(c.keep) < 1.0]
@@ -171,16 +196,22 @@ def main(out, depths, widths, epochs, shots, trials, runs, seed):
                   k: v for k, v in model_error.items() if k != "points"}, "budgets": rows, "resnet56": resnet56}
     (out / "search-vs-grid.json").write_text(json.dumps(result, indent=2, default=str))
     lines = [f"# search against grid ({result['cpu']}, 1 thread, {shots} training images a class, {epochs} epochs)", "",
-             "| budget ms | feasible | grid best (test, 95% CI) | grid epochs | search winner (test) | search epochs | "
-             "within CI | meets budget (p90, CV) | random at the same cost (test) |", "|---:|---:|---|---:|---|---:|---|---|---|"]
+             "| budget ms | feasible | grid best (test, 95% CI) | grid epochs | search seed: winner (test) | epochs "
+             "(share of the grid's) | within CI | re-timed (p90, CV, robust CV) | random at the same cost: expected test "
+             "(chance to do as well as the search) |", "|---:|---:|---|---:|---|---|---|---|---|"]
     for x in rows:
-        g, s, rn = x["grid"], x["search"], x["random"]
-        lines.append(f"| {x['budget_ms']:.3g} | {x['feasible']} | {g['best']} {100 * g['test_top1']:.1f}% "
-                     f"[{100 * g['ci95'][0]:.1f}, {100 * g['ci95'][1]:.1f}] | {g['epochs']} | {s['winner']} "
-                     f"{100 * s['test_top1']:.1f}% | {s['epochs']} ({s['epochs'] / g['epochs']:.2f} of the grid's) | "
-                     f"{'yes' if s['within_grid_ci'] else 'no'} | {'yes' if s['meets_budget'] else 'no'} "
-                     f"({s['p90_ms']:.3g} ms, CV {100 * (s['cv'] or 0):.1f}%, robust {100 * (s['cv_robust'] or 0):.1f}%"
-                     f"{', after ' + str(len(s['misses'])) + ' re-timed over' if s['misses'] else ''}) | {rn['best']} {100 * rn['test_top1']:.1f}% |")
+        g, rn = x["grid"], x["random"]
+        for i, s in enumerate(x["searches"]):
+            head = (f"| {x['budget_ms']:.3g} | {x['feasible']} | {g['best']} {100 * g['test_top1']:.1f}% "
+                    f"[{100 * g['ci95'][0]:.1f}, {100 * g['ci95'][1]:.1f}] | {g['epochs']} |") if i == 0 else "| | | | |"
+            tail = (f" {rn['draws']} draw(s): {100 * rn['expected_test_top1']:.1f}% "
+                    f"({100 * rn['chance_at_least']:.0f}% to reach the search's mean {100 * x['search_mean_test_top1']:.1f}%) |"
+                    if i == 0 else " |")
+            lines.append(f"{head} {s['seed']}: {s['winner']} {100 * s['test_top1']:.1f}% | {s['epochs']} "
+                         f"({s['epochs'] / g['epochs']:.2f}), {s['trials']} trials | {'yes' if s['within_grid_ci'] else 'no'} | "
+                         f"{'meets' if s['meets_budget'] else 'MISSES'}: {s['p90_ms']:.3g} ms, {100 * (s['cv'] or 0):.1f}%, "
+                         f"{100 * (s['cv_robust'] or 0):.1f}%{', after ' + str(len(s['misses'])) + ' over' if s['misses'] else ''} |"
+                         f"{tail}")
     lm = result["latency_model"]
     lines += ["", f"Latency model: within 10% for {100 * (lm['within_10pct'] or 0):.0f}% of {lm['n']} held-out "
               f"candidates (median error {100 * (lm['median_abs_error'] or 0):.1f}%)."]
