@@ -123,3 +123,29 @@ def sshd(tmp_path_factory):
     server = Server(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
+
+
+def _server(make, skip: str):
+    try:
+        server = make()
+    except RuntimeError as exc:
+        pytest.skip(f"{skip}: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd_without_sftp(tmp_path_factory):
+    """OpenSSH's sshd with no ``Subsystem sftp`` line: OpenSSH 9's scp cannot copy to it."""
+    from tests.sshd import Server
+
+    yield from _server(lambda: Server(tmp_path_factory.mktemp("sshd-no-sftp"), sftp=False), "no OpenSSH server")
+
+
+@pytest.fixture(scope="session")
+def dropbear(tmp_path_factory):
+    """Dropbear (Debian's dropbear-bin) where no sftp-server can be found, as on a board (tests/sshd.py)."""
+    from tests.sshd import Dropbear
+
+    yield from _server(lambda: Dropbear(tmp_path_factory.mktemp("dropbear")),
+                       "Dropbear not runnable here (apt-get install dropbear-bin; .ci/run installs it)")

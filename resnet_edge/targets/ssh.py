@@ -1,6 +1,7 @@
 """``ssh://[user@]host[:port]``: run the edge runner on a Linux board with the system's OpenSSH.
 
-One run: ``mktemp -d`` on the device, ``scp`` of the models (under generated names, ``m0.tflite``, ...:
+One run: ``mktemp -d`` on the device, a copy of the models over the ssh connection itself (``cat`` on the device,
+no SFTP needed, so Dropbear and an sshd without SFTP work; under generated names, ``m0.tflite``, ...:
 no local file name ever reaches the remote shell) and of the runner (``harness.py``, stdlib + numpy + a
 runtime), the runner started with the job on standard input, one JSON result read back (bounded,
 parsed as JSON, never evaluated), files the job wrote fetched with a bounded ``cat``, and the folder
@@ -8,7 +9,7 @@ removed, whatever happened. Every remote argument is quoted with :func:`shlex.qu
 
 ssh runs with ``BatchMode=yes`` (never a password prompt; an unknown host key fails instead of being
 accepted: the user's known_hosts decides, as for their own ssh), ``ConnectTimeout`` and server keep-alives
-(a dropped connection ends the run within about 15 s), and multiplexing: the run's ssh and scp calls
+(a dropped connection ends the run within about 15 s), and multiplexing: the run's ssh calls
 share one connection (a private ``ControlPath``; the master exits when this process does).
 ``$RESNET_EDGE_SSH_CONFIG`` passes ``-F FILE``.
 
@@ -88,7 +89,7 @@ def _last(lines: list[str]) -> str:
 
 
 class SSHTarget:
-    """A device reached with ``ssh``/``scp``; see the module text."""
+    """A device reached with ``ssh``; see the module text."""
 
     #: One run per model: when the link drops, what was measured before is kept.
     one_model_per_run = True
@@ -102,7 +103,7 @@ class SSHTarget:
         self._control: str | None = None
 
     def _control_path(self) -> str:
-        """One connection for all of a run's ssh and scp calls (OpenSSH multiplexing): a private folder
+        """One connection for all of a run's ssh calls (OpenSSH multiplexing): a private folder
         under /tmp (a socket path must stay short), closed and removed when this process ends."""
         if self._control is None:
             from resnet_edge import _tmp
@@ -185,26 +186,56 @@ class SSHTarget:
                               f"({_last(got.err_lines) if code else 'unexpected reply ' + safe_text(' '.join(lines), 80)})")
         return lines[1]
 
+    #: What a failed copy's ``cat`` or shell says on the device, and what to tell the user.
+    COPY_FAILURES = (("No space left on device", "the device's disk is full"),
+                     ("Disk quota exceeded", "the login's disk quota on the device is used up"),
+                     ("Read-only file system", "the device's temporary folder is on a read-only file system"),
+                     ("Permission denied", "the login may not write in the device's temporary folder"))
+
     def upload(self, files: dict[str, str], folder: str) -> None:
-        """Copy ``{remote name: local path}`` into ``folder`` with scp, under the remote names."""
-        with tempfile.TemporaryDirectory(prefix="ssh-stage-") as stage:
-            for name, local in files.items():
-                os.symlink(os.path.abspath(local), os.path.join(stage, name))  # scp copies what a link points to
-            host = f"[{self.target.host}]" if ":" in self.target.host else self.target.host
-            port = ["-P", str(self.target.port)] if self.target.port else []
-            cmd = ["scp", "-q", "-B", *self._options(), *port, "--",
-                   *[os.path.join(stage, n) for n in files], f"{host}:{folder}/"]
+        """Copy ``{remote name: local path}`` into ``folder``, each file as the standard input of a ``cat`` run
+        over the ssh connection, then its size checked on the device.
+
+        Not scp: OpenSSH 9's scp speaks SFTP, which a server without an SFTP subsystem (Dropbear on most boards,
+        an sshd without a ``Subsystem sftp`` line) does not have; scp's legacy protocol (``scp -O``) needs an
+        ``scp`` program on the device, which a Dropbear image often lacks, is deprecated by OpenSSH, and hands the
+        remote path to the remote shell. ``cat`` and ``wc`` are on every POSIX device, the one channel carries the
+        bytes with nothing but the shell in between, the remote path is a generated name quoted with
+        :func:`shlex.quote`, and a copy cut short is caught by the size check instead of being run."""
+        size = sum(os.path.getsize(p) for p in files.values())
+        for name, local in files.items():
+            remote = shlex.quote(f"{folder}/{name}")
+            expected = os.path.getsize(local)
+            # The shell reports what it saw: "copied", or the size that arrived (never exit 255, ssh's own code).
+            command = (f"umask 077 && cat > {remote} && n=$(wc -c < {remote}) && [ $n -eq {expected} ] && "
+                       f'echo copied || {{ echo "short ${{n:-0}}"; exit 3; }}')
             try:
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                with open(local, "rb") as source:
+                    proc = subprocess.Popen(self._ssh(command), stdin=source, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE)
             except OSError as exc:
-                raise TargetError(f"{self}: cannot run scp ({exc.strerror or exc}): install OpenSSH's client") from None
-            size = sum(os.path.getsize(p) for p in files.values())
-            got = _child.collect(proc, timeout=self.connect_timeout + 60 + size / 1e6, max_stdout=1 << 16)
-        if got.ended == "timeout":
-            raise TargetLost(f"{self}: copying {size / 1e6:.1f} MB to the device did not finish in time")
-        if proc.returncode != 0:
-            raise _failure(self.target, got.err_lines, self.connect_timeout) or \
-                TargetError(f"{self}: copying to the device failed ({_last(got.err_lines)}); is its disk full?")
+                raise TargetError(f"{self}: cannot run ssh ({exc.strerror or exc}): install OpenSSH's client "
+                                  "(apt install openssh-client)") from None
+            got = _child.collect(proc, timeout=self.connect_timeout + 60 + expected / 1e6, max_stdout=4096)
+            if got.ended == "timeout":
+                raise TargetLost(f"{self}: copying {size / 1e6:.1f} MB to the device did not finish in time")
+            if proc.returncode == 255:
+                raise _failure(self.target, got.err_lines, self.connect_timeout) or \
+                    TargetError(f"{self}: ssh failed while copying to the device ({_last(got.err_lines)})")
+            reply = got.stdout.decode("utf-8", errors="replace").strip()
+            if proc.returncode == 0 and reply == "copied":
+                continue
+            text = "\n".join(got.err_lines)
+            why = next((what for sign, what in self.COPY_FAILURES if sign in text), None)
+            if why:
+                raise TargetError(f"{self}: copying {name} to the device failed: {why} ({_last(got.err_lines)})")
+            if reply.startswith("short "):
+                raise TargetLost(f"{self}: copying {name} to the device was cut short ({safe_text(reply[6:], 20)} of "
+                                 f"{expected} bytes arrived)")
+            if proc.returncode == 127 or "not found" in text:
+                raise TargetError(f"{self}: the device's shell lacks cat or wc ({_last(got.err_lines)}): resnet-edge "
+                                  "needs a POSIX shell with cat, wc and mktemp on the device")
+            raise TargetError(f"{self}: copying {name} to the device failed ({_last(got.err_lines)})")
 
     def fetch(self, folder: str, name: str, max_bytes: int) -> bytes:
         """A file the job wrote, read with a bounded ``cat``: more than ``max_bytes`` is refused."""
