@@ -49,11 +49,19 @@ def scores_report(scores: np.ndarray, labels: np.ndarray, classes: list[str],
             "confusion_matrix": confusion.tolist()}
 
 
-def agreement(a: np.ndarray, b: np.ndarray) -> dict:
-    """Top-1 agreement and the max/mean absolute difference of two score arrays for the same inputs."""
+def agreement(a: np.ndarray, b: np.ndarray, step: float | None = None) -> dict:
+    """Top-1 agreement and the max/mean absolute difference of two score arrays for the same inputs. ``step``: the
+    size of one quantization step of integer scores (an int8 model's output, dequantized): then also the largest
+    difference in steps, how many of the scores differ and on how many inputs."""
     diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-    return {"n": int(len(a)), "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
-            "max_abs_diff": float(diff.max()) if diff.size else 0.0, "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}
+    out = {"n": int(len(a)), "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+           "max_abs_diff": float(diff.max()) if diff.size else 0.0, "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}
+    if step:
+        steps = np.rint(diff / step).astype(np.int64)  # dequantized integers: the differences are whole steps
+        out.update({"step": float(step), "max_diff_steps": int(steps.max()) if steps.size else 0,
+                    "scores_differing": int((steps > 0).sum()), "scores": int(steps.size),
+                    "inputs_differing": int((steps.reshape(len(a), -1) > 0).any(1).sum()) if steps.size else 0})
+    return out
 
 
 def top1(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -241,6 +241,26 @@ def test_eval_diff(models):
     r = CliRunner().invoke(cli, ["eval", str(paths["float32"]), "--limit", "60", "--diff", "xnnpack,builtin"])
     assert r.exit_code == 0, r.output
     assert "xnnpack vs builtin: top-1 agreement" in r.output
+    assert "step" not in json.loads(CliRunner().invoke(cli, ["eval", str(paths["float32"]), "--limit", "20", "--diff",
+                                                             "cpu,cpu", "--json"]).output)["diff"]  # float: no steps
+
+
+def test_eval_diff_counts_integer_outputs_in_quantization_steps(models):
+    """An int8 model (float I/O, its softmax int8 underneath with a scale of 1/256): the two kernel libraries are
+    compared in whole quantization steps, and the step counts say the same as the absolute differences."""
+    paths, _ = models
+    r = CliRunner().invoke(cli, ["eval", str(paths["int8"]), "--limit", "60", "--diff", "xnnpack,builtin", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)["diff"]
+    assert d["step"] == 1 / 256  # the int8 softmax's scale, read from the DEQUANTIZE that feeds the float output
+    assert d["max_abs_diff"] == pytest.approx(d["max_diff_steps"] * d["step"], abs=1e-6)
+    assert d["scores"] == 60 * 10 and 0 <= d["scores_differing"] <= d["scores"]
+    assert d["inputs_differing"] <= d["n"] == 60 and (d["scores_differing"] == 0) == (d["max_diff_steps"] == 0)
+    same = json.loads(CliRunner().invoke(cli, ["eval", str(paths["int8"]), "--limit", "60", "--diff", "cpu,cpu",
+                                               "--json"]).output)["diff"]
+    assert (same["max_diff_steps"], same["scores_differing"], same["inputs_differing"]) == (0, 0, 0)
+    human = CliRunner().invoke(cli, ["eval", str(paths["int8"]), "--limit", "60", "--diff", "xnnpack,builtin"]).output
+    assert f"in quantization steps (0.00391 each): at most {d['max_diff_steps']}" in human
 
 
 def test_eval_foreign_model_options(foreign, digits):

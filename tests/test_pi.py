@@ -1,7 +1,8 @@
 """bench and eval on an emulated arm64 Raspberry Pi over SSH (tools/pi_device.py: Debian bookworm arm64 under
 qemu user mode, its own sshd, Python 3.11 and the aarch64 LiteRT wheel, no TensorFlow). Slow and needs root
 and the built system, so it runs by hand: sudo python tools/pi_device.py build; python -m pytest -m slow
-tests/test_pi.py. Same predictions as on x86 (int8 bit-exact); latencies are marked as emulated."""
+tests/test_pi.py. Same predictions as on x86 (int8 within one quantization step, float32 within 1e-4); latencies
+are marked as emulated."""
 
 from __future__ import annotations
 
@@ -54,23 +55,42 @@ def test_device_check_and_bench_on_the_emulated_pi(pi, models):
     assert "EMULATED" in r.output and "its latencies are not a device's" in r.output
 
 
-@pytest.mark.parametrize("mode, exact", [("int8", True), ("float32", False)])
-def test_same_predictions_as_on_x86(pi, models, digits, mode, exact):
+def _here_and_there(pi, model, digits, limit=None):
+    """Scores of the digits test split (``limit``: its first images) here (x86) and on the emulated Pi (arm64),
+    XNNPACK at one thread."""
     from resnet_edge.measure.bench import predict
+    from resnet_edge.measure.evaluation import model_inputs, preprocessing
     from resnet_edge.runtime.runner import check_model
     from resnet_edge.runtime.setting import Setting
-    from resnet_edge.measure.evaluation import model_inputs, preprocessing
     from resnet_edge.targets import resolve
 
-    c = check_model(models[mode])
-    x, _ = model_inputs(digits, "test", c["inputs"], c["outputs"], preprocessing(c["info"], digits), limit=100)
+    c = check_model(model)
+    x, _ = model_inputs(digits, "test", c["inputs"], c["outputs"], preprocessing(c["info"], digits), limit=limit)
     [(here, _)] = predict(c, [Setting(threads=1)], x)
-    [(there, described)] = predict(c, [Setting(threads=1)], x, target=resolve(pi), timeout=900)
+    [(there, _)] = predict(c, [Setting(threads=1)], x, target=resolve(pi), timeout=900)
     assert there.shape == here.shape
-    if exact:
-        assert np.array_equal(here, there), f"int8 differs on arm64: max {np.abs(here - there).max()}"
-    else:
-        assert np.abs(here - there).max() < 1e-4 and (here.argmax(1) == there.argmax(1)).all()
+    return c, here, there
+
+
+def test_int8_on_arm64_agrees_with_x86_within_a_quantization_step(pi, models, digits):
+    """Not bit-identity, which two runtime versions on two CPUs never promised (their integer kernels may round a
+    requantization differently: seen on an Intel Xeon with AVX-512 VNNI and AMX, LiteRT 2.3.0, against LiteRT 2.1.6
+    on the emulated Cortex-A76), but what holds: every score within one quantization step of the int8 softmax, and
+    the same class for every image but near-ties (at most 1% of them)."""
+    from resnet_edge.metrics import agreement
+
+    c, here, there = _here_and_there(pi, models["int8"], digits)
+    a = agreement(here, there, c["outputs"][0]["integer_step"])
+    print(f"\nint8 x86 vs arm64 over {a['n']} test images: top-1 agreement {a['top1_agreement']:.2%}, at most "
+          f"{a['max_diff_steps']} step(s), {a['scores_differing']} of {a['scores']} scores differ on "
+          f"{a['inputs_differing']} images")
+    assert a["step"] == 1 / 256 and a["max_diff_steps"] <= 1
+    assert a["top1_agreement"] >= 0.99
+
+
+def test_float32_on_arm64_agrees_with_x86(pi, models, digits):
+    _, here, there = _here_and_there(pi, models["float32"], digits, limit=100)  # float32 is slow under qemu
+    assert np.abs(here - there).max() < 1e-4 and (here.argmax(1) == there.argmax(1)).all()
 
 
 def test_eval_on_the_emulated_pi_equals_eval_here(pi, models):

@@ -407,6 +407,10 @@ def _eval_human(r: dict) -> str:
                                       ("acc", "fully accelerated")], right={"top1", "p50", "init"})
         text += (f"\n{d['sides'][0]['setting']} vs {d['sides'][1]['setting']}: top-1 agreement {_pct(d['top1_agreement'])}, "
                  f"max |diff| {d['max_abs_diff']:.3g}, mean |diff| {d['mean_abs_diff']:.3g} over {d['n']} images")
+        if d.get("step"):
+            text += (f"\nin quantization steps ({d['step']:.3g} each): at most {d['max_diff_steps']}; "
+                     f"{d['scores_differing']:,} of {d['scores']:,} scores differ, on {d['inputs_differing']} of "
+                     f"{d['n']} images")
     if r["gate"]["checked"]:
         text += "\n" + ("gate: FAILED: " + r["gate"]["why"] if r["gate"]["failed"] else "gate: passed (" + r["gate"]["why"] + ")")
     return text

@@ -237,7 +237,9 @@ def evaluate_tflite(path, source, *, split: str = "test", limit: int | None = No
               "skipped": skipped, "skipped_files": named, **scores_report(scores, y, classes)}
     if diff:
         (a, da), (b, db) = results[-2:]
-        report["diff"] = {**agreement(a, b), "sides": [{**d, "top1": top1(s, y)} for s, d in ((a, da), (b, db))]}
+        outs = checked["outputs"] or []
+        step = outs[0].get("integer_step") if len(outs) == 1 else None  # integer scores: compared in steps too
+        report["diff"] = {**agreement(a, b, step), "sides": [{**d, "top1": top1(s, y)} for s, d in ((a, da), (b, db))]}
     ref = None
     if reference is not None:
         other, name = reference(x)

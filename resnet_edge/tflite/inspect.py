@@ -59,11 +59,35 @@ def _io(g, index) -> dict:
     return {"name": safe_text(t.name or b""), "shape": _ints(t.shape), "dtype": type_name(t.type), "quantization": _quant(t)}
 
 
+INTEGER_TYPES = ("int8", "uint8", "int16")
+
+
+def integer_step(m, g, index) -> float | None:
+    """The size of one quantization step of output ``index``, in the units its scores are read in: its own scale
+    when it is an integer tensor, the scale of the integer tensor a DEQUANTIZE turns into it when the model's
+    outputs are float (an int8 model with float I/O); None for a float result (nothing counts in steps)."""
+    def per_tensor_integer(i):
+        t = g.tensors[i]
+        q = _quant(t)
+        return q["scale"] if q and q["kind"] == "per-tensor" and type_name(t.type) in INTEGER_TYPES and q["scale"] > 0 \
+            else None
+
+    own = per_tensor_integer(index)
+    if own is not None:
+        return own
+    for op in g.operators or []:
+        if index in _ints(op.outputs) and op_name(m, op.opcodeIndex) == "DEQUANTIZE" and len(_ints(op.inputs)) == 1:
+            return per_tensor_integer(_ints(op.inputs)[0])
+    return None
+
+
 def io_tensors(model: bytes) -> tuple[list[dict], list[dict]]:
-    """The first subgraph's input and output tensors (name, shape, dtype, quantization) of a checked model."""
+    """The first subgraph's input and output tensors (name, shape, dtype, quantization) of a checked model; each
+    output also has ``integer_step`` (:func:`integer_step`)."""
     m, _ = read(model)
     g = m.subgraphs[0]
-    return [_io(g, i) for i in _ints(g.inputs)], [_io(g, i) for i in _ints(g.outputs)]
+    return [_io(g, i) for i in _ints(g.inputs)], [{**_io(g, i), "integer_step": integer_step(m, g, i)}
+                                                   for i in _ints(g.outputs)]
 
 
 def manifest_check(path: str | os.PathLike, data: bytes) -> dict | None:
