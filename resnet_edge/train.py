@@ -56,6 +56,7 @@ from resnet_edge.arch.spec import Preprocess, ResNetSpec, resolve
 from resnet_edge.data.sources import Dataset
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.io import current_umask, atomic_write_bytes, atomic_write_json
+from resnet_edge.ui import safe_text
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -277,6 +278,36 @@ def lr_at(step: int, boundaries: list[int], values: list[float]) -> float:
     return values[sum(step >= b for b in boundaries)]
 
 
+def cluster_task(strategy: str, env: dict | None = None) -> dict | None:
+    """This process's place in a multi-worker cluster, from ``$TF_CONFIG`` (checked before TensorFlow starts):
+    ``{"type", "index", "workers", "chief"}``; None for every other strategy. Without ``TF_CONFIG`` a multiworker
+    run is one worker, the chief. The chief is the task of type ``chief``, or worker 0 when the cluster has none
+    (TensorFlow's rule); it alone writes the run's folder."""
+    if strategy != "multiworker":
+        return None
+    text = (os.environ if env is None else env).get("TF_CONFIG", "").strip()
+    if not text:
+        return {"type": "worker", "index": 0, "workers": 1, "chief": True}
+    how = ('TF_CONFIG must be JSON like {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": '
+           '"worker", "index": 0}}')
+    try:
+        config = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"TF_CONFIG is not JSON: {how}") from None
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
+    if not isinstance(cluster, dict) or not cluster or not all(
+            isinstance(v, list) and v and all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in v)
+            for v in cluster.values()):
+        raise ConfigError(f"TF_CONFIG has no cluster of host:port addresses: {how}")
+    if not isinstance(task, dict) or task.get("type") not in cluster or not isinstance(task.get("index"), int) or \
+            not 0 <= task["index"] < len(cluster[task["type"]]):
+        raise ConfigError(f"TF_CONFIG's task must name a type of its cluster ({', '.join(map(str, cluster))}) and an "
+                          f"index in it: {how}")
+    workers = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
+    chief = task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0 and "chief" not in cluster)
+    return {"type": task["type"], "index": task["index"], "workers": workers, "chief": chief}
+
+
 def make_strategy(name: str, cpu_devices: int | None = None):
     """A tf.distribute strategy. ``cpu_devices`` splits the CPU into that many logical devices (to run
     mirrored training without GPUs); it must be set before TensorFlow starts its runtime."""
@@ -346,10 +377,15 @@ def _lr_callback(recipe: Recipe, boundaries: list[int], values: list[float], war
 
         def on_train_batch_end(self, batch, logs=None):
             self.trained_at = self.rate
-            # logs["acc"] is the epoch's running accuracy: judge it once it covers 10 batches (or the epoch).
-            if batch + 1 < min(10, steps_per_epoch):
+            # The epoch's running accuracy: judge it once it covers 10 batches (or the epoch). Read from the metric,
+            # not from ``logs``: on a multi-worker cluster a batch's logs hold this worker's share only, and workers
+            # that judged their own shares would leave the warm-up at different steps and train apart. The metric's
+            # result is reduced over every replica of the cluster (a collective: every worker reaches this line at
+            # the same batch, since they all hold the same warm-up state).
+            if batch + 1 < min(10, steps_per_epoch) or recipe.warmup != "auto" or not warm["active"]:
                 return
-            if recipe.warmup == "auto" and warm["active"] and logs and 1.0 - logs["acc"] < WARMUP_UNTIL_ERROR:
+            acc = next(m for m in self.model.metrics if m.name == "acc")
+            if 1.0 - float(acc.result()) < WARMUP_UNTIL_ERROR:
                 warm.update(active=False, ended_at=int(self.model.optimizer.iterations.numpy()))
 
     return PaperLR()
@@ -477,12 +513,9 @@ def train(
     ``verbose``); ``verbose`` is Keras's, for its epoch lines.
     Side effects: writes the run directory described in the module docstring; with ``resume`` it
     continues the newest checkpoint there and refuses one made for another model, data, recipe or weights.
+    With ``strategy="multiworker"`` only the chief (:func:`cluster_task`) writes into ``run_dir``; every worker
+    resumes from it, so on several machines it must be a folder they all reach (a shared file system).
     """
-    from resnet_edge._tf import keras
-    from resnet_edge.arch.keras_model import build_model, count_keras, load_model
-    from resnet_edge.build import save_keras, versions
-    from resnet_edge.data.pipeline import make_dataset
-
     run_dir = Path(run_dir)
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be a whole number of epochs >= 1, got {checkpoint_every!r}")
@@ -515,10 +548,37 @@ def train(
         why = _mismatch(state["config"], config)
         if why:
             raise ResnetEdgeError(f"the checkpoint in {run_dir} is from another run: {why}; use the same options, or another --out")
+    role = cluster_task(strategy)
+    # A non-chief worker never writes into the run's folder, but it saves all the same, into a private folder removed
+    # at the end: saving a compiled model reads its metrics' variables, an all-reduce every worker must join
+    # (TensorFlow's rule for multi-worker saving: every worker saves, the non-chief ones somewhere else).
+    writer = role is None or role["chief"]
+    out_dir = run_dir if writer else Path(tempfile.mkdtemp(prefix=f"worker{role['index']}-"))
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ResnetEdgeError(f"cannot create the run directory {run_dir}: {exc.strerror}") from None
+    try:
+        return _train(spec, data, run_dir, out_dir, recipe, weights, identity, config, found, state, strategy, cpu_devices,
+                      role, verbose, say, stop_after, checkpoint_every)
+    except Exception as exc:  # a peer lost in a collective of fit(), or of a save every worker joins
+        lost = _lost_peer(role, exc, run_dir)
+        if lost is None:
+            raise
+        raise lost from None
+    finally:
+        if not writer:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _train(spec, data, run_dir: Path, out_dir: Path, recipe, weights, identity, config, found, state, strategy,
+           cpu_devices, role, verbose, say, stop_after, checkpoint_every) -> dict:
+    """The training loop of :func:`train`: reads a resumed run from ``run_dir`` and writes into ``out_dir`` (the same
+    folder, except on a non-chief worker)."""
+    from resnet_edge._tf import keras
+    from resnet_edge.arch.keras_model import build_model, count_keras, load_model
+    from resnet_edge.build import save_keras, versions
+    from resnet_edge.data.pipeline import make_dataset
 
     keras.utils.set_random_seed(recipe.seed)
     dist = make_strategy(strategy, cpu_devices)
@@ -601,25 +661,48 @@ def train(
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == recipe.epochs:
             if best_weights is not None:
                 shipped = _clean(model, spec, best_weights, shipped)
-                save_keras(shipped, run_dir / "best.keras", best_manifest)
+                save_keras(shipped, out_dir / "best.keras", best_manifest)
                 best_weights = None
             state = {"epoch": epoch + 1, "history": history, "best": best, "warmup": warm, "config": config,
                      "phase": phase}
-            _write_checkpoint(run_dir, model, state)
-        _write_history(run_dir, history)
+            _write_checkpoint(out_dir, model, state)
+        _write_history(out_dir, history)
         if stop_after is not None and epoch + 1 - start >= stop_after and epoch + 1 < recipe.epochs:
             # as if killed here: the epochs since the newest checkpoint are lost, and trained again on resume
             return {"stopped_at_epoch": epoch + 1, "run_dir": str(run_dir)}
     # The last stages. A run killed after its last checkpoint resumes here directly (start == epochs),
     # so every file below is written again from the checkpoint, whatever point the kill came at.
-    _write_history(run_dir, history)
+    _write_history(out_dir, history)
     manifest = _manifest(spec, data, recipe, history, best, "final", warm, config)
     manifest["counts"] = count_keras(model).to_dict()
-    manifest["strategy"] = {"name": strategy, "replicas": dist.num_replicas_in_sync}
+    manifest["strategy"] = {"name": strategy, "replicas": dist.num_replicas_in_sync,
+                            **({"workers": role["workers"]} if role else {})}
     manifest["versions"] = versions()
-    manifest = save_keras(_clean(model, spec, into=shipped), run_dir / "model.keras", manifest)
+    manifest = save_keras(_clean(model, spec, into=shipped), out_dir / "model.keras", manifest)
+    if out_dir != run_dir:  # a non-chief worker: what it saved goes with its private folder
+        return {"index": role["index"], "type": role["type"], "chief": False, "epochs_done": len(history),
+                "strategy": manifest["strategy"], "run_dir": str(run_dir)}
     _plot(run_dir, history, spec.name)
     return manifest
+
+
+#: What TensorFlow raises in a collective when a peer of a multi-worker cluster is gone or cut off.
+LOST_PEER = ("UnavailableError", "CancelledError", "DeadlineExceededError", "AbortedError", "InternalError")
+
+
+def _lost_peer(role: dict | None, exc: BaseException, run_dir: Path) -> ResnetEdgeError | None:
+    """One line for a collective that failed because a peer of the cluster is gone (no hang: the collectives fail as
+    soon as the connection to the peer resets, or when TensorFlow's health check misses it); None otherwise."""
+    if role is None or role["workers"] < 2 or type(exc).__name__ not in LOST_PEER:
+        return None
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    found = _checkpoints(run_dir)
+    last = f"epoch {int(found[-1].name.split('-')[1])}" if found else "the start: no checkpoint yet"
+    return ResnetEdgeError(
+        f"{role['type']} {role['index']}: another worker of the cluster is gone or unreachable, so training stopped "
+        f"({type(exc).__name__}: {safe_text(first, 160)}); start every worker again with --resume and the same "
+        f"TF_CONFIG: the run goes on from the chief's last checkpoint ({last}) in its --out folder, which every worker "
+        "must reach")
 
 
 def _complete(run_dir: Path, state: dict) -> bool:

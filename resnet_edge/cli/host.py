@@ -182,7 +182,8 @@ def _weights_options(path, depth, model_name, family, plain, variant, classes, r
               help="Write the checkpoint (and best.keras) after every N-th epoch and the last; a resume trains the "
                    "epochs after the newest checkpoint again, to the same result.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default", show_default=True,
-              help="tf.distribute strategy (mirrored: all GPUs, or all logical CPUs; multiworker: cluster from TF_CONFIG).")
+              help="tf.distribute strategy (mirrored: all GPUs, or all logical CPUs; multiworker: cluster from TF_CONFIG, the "
+                   "chief alone writes --out, which every worker must reach to --resume).")
 @click.option("--cpu-devices", type=click.IntRange(1, 256), help="Split the CPU into N logical devices (try mirrored training without GPUs).")
 @click.option("--limit", type=LIMIT, help="Use at most N examples of each split (quick runs).")
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping and counting it.")
@@ -207,10 +208,11 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
     from resnet_edge.arch.spec import spec_from_dict
     from resnet_edge.data import load
     from resnet_edge.io import check_run_folder
-    from resnet_edge.train import resumed_settings, saved_run, spec_for_data, transfer_defaults, transfer_recipe
+    from resnet_edge.train import cluster_task, resumed_settings, saved_run, spec_for_data, transfer_defaults, transfer_recipe
     from resnet_edge.train import train as run_training
 
     check_run_folder(out)
+    role = cluster_task(strategy)  # a bad TF_CONFIG is one line before TensorFlow loads
     ctx = click.get_current_context()
     given = {name for name in ctx.params if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
     recipe_args = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
@@ -252,6 +254,10 @@ def train(model_name, depth, family, plain, shortcut, input_size, source, out, e
     manifest = run_training(spec, data, out, recipe, weights=wf, resume=resume, strategy=strategy,
                             cpu_devices=cpu_devices, limit=limit, verbose=0 if as_json else None,
                             checkpoint_every=checkpoint_every)
+    if role and not role["chief"]:  # a non-chief worker: the chief wrote the run and prints it
+        _echo_json_or(manifest, as_json, lambda m: f"{m['type']} {m['index']} of {m['strategy']['workers']}: "
+                      f"{m['epochs_done']} epochs done ({m['strategy']['replicas']} replicas); the chief wrote {out}")
+        return
     _echo_json_or(manifest, as_json, _train_human)
 
 
