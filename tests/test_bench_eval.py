@@ -226,7 +226,10 @@ def test_eval_compare_with_keras(models, trained_resnet20):
     c = json.loads(r.output)["compare"]
     assert c["keras_top1"] == pytest.approx(m["int8"]["parity"]["keras_accuracy"])
     assert c["top1_agreement"] == pytest.approx(m["int8"]["parity"]["top1_agreement"])
-    assert c["max_abs_diff"] == pytest.approx(m["int8"]["parity"]["max_abs_diff"], rel=1e-5)
+    # The int8 side is exact; the Keras side's float32 scores (in [0, 1]) agree between two processes only to a few
+    # ulps of 1.0 (1.2e-7 each): oneDNN picks its kernels, and so the order of its sums, by the CPU and the threads.
+    # Seen: 4.2e-7 apart on the Intel Xeon CI machine (2026-12-02).
+    assert c["max_abs_diff"] == pytest.approx(m["int8"]["parity"]["max_abs_diff"], abs=2e-6)
 
 
 def test_eval_diff(models):

@@ -264,7 +264,10 @@ def _two_workers(measured, out: Path, storage: str | None) -> list:
     assert len(trials) == 4 and len({t.user_attrs["candidate"] for t in trials}) == 4  # none lost, none done twice
     pids = {t.user_attrs["pid"] for t in trials}
     assert worker["worker"] in pids and main.pid in pids  # both trained
-    assert worker["trials_trained"] == sum(t.user_attrs["pid"] == worker["worker"] for t in trials)
+    # what the joined worker trained (a trial it timed over the budget, or whose network another trial trained, is
+    # its trial too, but not trained)
+    assert worker["trials_trained"] == sum(t.user_attrs["pid"] == worker["worker"] and "train_seconds" in t.user_attrs
+                                           for t in trials)
     assert json.loads(stdout)["winner"]["meets_budget"]
     return trials
 
@@ -355,10 +358,13 @@ def test_drift_is_seen_and_what_was_timed_since_is_timed_again(measured, tmp_pat
     core = min(saved)
     os.sched_setaffinity(0, {core})  # inherited by the harness's process
     try:
-        meter.measure([cheap, dear], again=True)
-        was = meter.latency(dear)  # the larger: an inference long enough to be cut by the other process
-        steady = meter.drift(dear, was, [cheap], tolerance=0.5)
-        assert not steady["drift"]
+        for _ in range(3):  # without the load the reference stays put; the suite's other worker may be busy on this
+            meter.measure([cheap, dear], again=True)  # core for a moment (it was, once, on CI), so up to three tries
+            was = meter.latency(dear)  # the larger: an inference long enough to be cut by the other process
+            steady = meter.drift(dear, was, [cheap], tolerance=0.5, wait=0)
+            if not steady["drift"]:
+                break
+        assert not steady["drift"], steady
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:
             os.sched_setaffinity(hog.pid, {core})
