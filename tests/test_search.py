@@ -55,6 +55,7 @@ def test_the_search_returns_the_only_candidate_under_the_budget(measured, search
     result, out = searched
     w = result["winner"]
     assert w["key"] == cheap.key and w["meets_budget"] and w["p90_ms"] <= budget and w["runs"] >= 100
+    assert w["timings_ms"][-1]["p90_ms"] == w["p90_ms"]  # every timing of the final step is kept, the last counts
     assert result["feasible"] == 1 and result["space"]["candidates"] == 2
     assert result["device_measurements"] == 0  # both were in the results store: nothing measured twice
     assert {t["candidate"] for t in result["trials"]} == {cheap.key}
@@ -85,15 +86,40 @@ def test_the_winner_is_app_ready_and_has_a_recipe(searched):
 
 def test_the_search_continues_where_it_stopped(measured, searched):
     """Run again asking for more trials: the study is read back, its trial stays as it was, and the one feasible
-    candidate, trained already, is not trained again."""
+    candidate, trained already, is not trained again. This time the winner is asked for with uint8 input and output
+    (an app's camera frames): the file and the recipe say so."""
+    from resnet_edge.recipe import load
+    from resnet_edge.tflite.inspect import io_tensors
+
     _, out = searched
     out, budget, *_ = measured
     before = {t["number"]: t for t in json.loads((out / "search.json").read_text())["trials"]}
     r = run("search", *SMALL, "--budget", f"{budget:.4f}ms", "--trials", "3", "--out", out, "--json",
-            "--no-baseline")
+            "--no-baseline", "--io", "uint8")
     assert r.exit_code == 0, r.output
-    after = {t["number"]: t for t in json.loads(r.stdout)["trials"]}
+    result = json.loads(r.stdout)
+    after = {t["number"]: t for t in result["trials"]}
     assert after.keys() == before.keys() and all(after[n]["val_acc"] == before[n]["val_acc"] for n in before)
+    inputs, outputs = io_tensors(Path(result["winner"]["file"]).read_bytes())
+    assert inputs[0]["dtype"] == "uint8" and outputs[0]["dtype"] == "uint8" and result["winner"]["meets_budget"]
+    assert load(result["winner"]["recipe"])["variants"][0]["io"] == "uint8"
+
+
+def test_a_trial_that_reaches_its_last_epoch_is_complete(measured, tmp_path):
+    """A stop asked for at a trial's last epoch (the pruner's, or --max-epochs spent just then) is moot: the trial
+    trained whole and counts as complete, not pruned."""
+    from resnet_edge.data import load
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.search.latency import Meter
+    from resnet_edge.search.study import train_candidate
+    from resnet_edge.targets import resolve
+
+    *_, cheap, _ = measured
+    meter = Meter(resolve("local"), Setting(threads=1), load("digits"), tmp_path / "lat", runs=20, metric="p90_ms")
+    asked = []
+    r = train_candidate(meter, cheap, meter.data, tmp_path / "t", epochs=1, batch_size=32, seed=0, limit=64,
+                        report=lambda acc, epoch: asked.append(epoch) or True)
+    assert asked == [1] and r["epochs"] == 1 and not r["pruned"]
 
 
 WIDER = ("--widths", "0.5,1")  # eight ResNet-20s under the budget (the thinnest ResNet-110 stays over it)
@@ -203,6 +229,9 @@ def test_the_latency_model_fits_what_it_should():
     (("--budget", "1ms", "--widths", "0,1"), "--widths"),
     (("--budget", "1ms", "--max-size", "big"), "is not a size"),
     (("--budget", "1ms", "--time", "soon"), "is not a duration"),
+    (("--budget", "1ms", "--epochs", "6", "--max-epochs", "4"), "no trial could finish"),
+    (("--budget", "1ms", "--io", "uint8"), "give --modes int8"),
+    (("--budget", "1ms", "--io", "int8", "--modes", "int8,float16"), "full-integer"),
 ])
 def test_bad_options_are_one_line_before_tensorflow(args, fragment):
     code = ("import sys; from resnet_edge.cli import main\n"

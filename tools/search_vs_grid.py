@@ -159,9 +159,9 @@ def main(out, depths, widths, epochs, shots, search_seeds, runs, seed, grid_only
         for s_seed in range(seed, seed + search_seeds):
             s_out = out / f"search-{budget:.4f}-seed{s_seed}"
             t = time.monotonic()
-            # the training budget: a fifth of the grid's epochs; as many trials as fit in it
+            # the training budget: a fifth of the grid's epochs (at least one trial's); as many trials as fit in it
             r = search(source, "local", budget, metric="p90", threads=1, trials=len(feasible), epochs=epochs,
-                       max_epochs=grid_epochs // 5, seed=s_seed, out=s_out, depths=space.depths, widths=space.keeps,
+                       max_epochs=max(grid_epochs // 5, epochs), seed=s_seed, out=s_out, depths=space.depths, widths=space.keeps,
                        modes=("int8",), measure=len(grid), runs=runs, batch_size=32, baseline=False,
                        second_seed=False)
             w = r["winner"]

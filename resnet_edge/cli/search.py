@@ -58,13 +58,16 @@ def parse_duration(text: str | None) -> float | None:
 @click.option("--epochs", type=click.IntRange(1, 1000), default=6, show_default=True,
               help="The most epochs a trial trains (successive halving stops most sooner).")
 @click.option("--max-epochs", type=click.IntRange(1), help="Stop starting trials when the trials have trained this "
-                                                           "many epochs in all (the training budget).")
+                                                           "many epochs in all (the training budget; at least --epochs).")
 @click.option("--depths", help="Depths to search (default: the family that fits the data).")
 @click.option("--widths", help="Keep ratios per stage to search (default 0.25,0.5,0.75,1).")
 @click.option("--modes", help="Quantization modes (default int8,float16,int16x8).")
 @click.option("--sizes", help="Input resolutions to search, for an image folder (its images are resized): 96,128,160.")
 @click.option("--runtimes", help="Runtimes to time each candidate on: litert (the default; what app frameworks run), "
                                  "openvino (x86 devices that have it).")
+@click.option("--io", type=click.Choice(["float32", "int8", "uint8"]), default="float32", show_default=True,
+              help="The winner's input and output type (uint8 for apps that feed camera frames); int8 and uint8 "
+                   "need --modes int8.")
 @click.option("--measure", type=click.IntRange(1, 10_000), default=24, show_default=True,
               help="Candidates timed on the device before the search (the latency model predicts the rest).")
 @click.option("--runs", type=click.IntRange(2, 100_000), default=50, show_default=True,
@@ -83,7 +86,7 @@ def parse_duration(text: str | None) -> float | None:
                    "has its number; the search's own settings are read from its storage.")
 @click.option("--json", "as_json", is_flag=True)
 def search(source, target, budget, metric, threads, max_size, min_accuracy, trials, time_limit, epochs, max_epochs,
-           depths, widths, modes, sizes, runtimes, measure, runs, limit, batch_size, seed, out, storage, baseline,
+           depths, widths, modes, sizes, runtimes, io, measure, runs, limit, batch_size, seed, out, storage, baseline,
            second_seed, join_dir, as_json):
     """The most accurate ResNet under a latency budget, measured on the device.
 
@@ -115,16 +118,18 @@ def search(source, target, budget, metric, threads, max_size, min_accuracy, tria
     modes = parse_list(modes, str, "modes")
     sizes = parse_list(sizes, int, "sizes")
     runtimes = parse_list(runtimes, str, "runtimes")
-    from resnet_edge.search.space import check_choices
+    from resnet_edge.search.space import check_choices, check_epochs, check_io
 
     check_choices(depths, widths, modes, sizes, runtimes)  # before TensorFlow: a wrong depth is said in a second
+    check_epochs(epochs, max_epochs)
+    check_io(io, modes)
     from resnet_edge.search.study import search as run_search
 
     result = run_search(source, target, budget_ms, metric=metric, threads=threads, max_bytes=max_bytes,
                         min_accuracy=min_accuracy, trials=trials, epochs=epochs, seed=seed, out=out, storage=storage,
                         depths=depths, widths=widths, modes=modes, measure=measure, batch_size=batch_size,
                         limit=limit, runs=runs, baseline=baseline, time_limit=seconds, second_seed=second_seed,
-                        max_epochs=max_epochs, sizes=sizes, runtimes=runtimes, progress=say)
+                        max_epochs=max_epochs, sizes=sizes, runtimes=runtimes, io=io, progress=say)
     _echo_json_or(result, as_json, _search_human)
 
 

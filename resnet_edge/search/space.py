@@ -104,6 +104,21 @@ def check_choices(depths=None, keeps=None, modes=None, sizes=None, runtimes=None
         raise ConfigError(f"--runtimes {','.join(bad)}: choose from {', '.join(RUNTIMES)}")
 
 
+def check_epochs(epochs: int, max_epochs: int | None) -> None:
+    """A training budget (``--max-epochs``) smaller than one trial's ``--epochs`` would let no trial finish."""
+    if max_epochs is not None and max_epochs < epochs:
+        raise ConfigError(f"--max-epochs {max_epochs} is less than one trial's --epochs {epochs}: no trial could finish; "
+                          "give a larger --max-epochs or fewer --epochs")
+
+
+def check_io(io: str, modes) -> None:
+    """An integer input and output (``--io int8|uint8``) exists only for a full-integer model: every mode searched must
+    be int8, since any candidate may win."""
+    if io != "float32" and tuple(modes or MODES) != ("int8",):
+        raise ConfigError(f"--io {io} is for full-integer models: give --modes int8 with it (the winner may be any "
+                          "mode searched)")
+
+
 def family_for(image_size: int | None) -> str:
     """The family that fits the data: CIFAR ResNets for images up to 32 px, ImageNet ResNets above."""
     return "cifar" if (image_size or 32) <= 32 else "imagenet"
