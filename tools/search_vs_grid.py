@@ -12,7 +12,7 @@ of about +-2.5 points at 85%).
   (by validation accuracy), its test top-1 with a 95% Wilson interval, and the grid's training cost.
 * **Search:** `resnet-edge search` over the same space, budget and epochs, with a training budget of a fifth of the
   grid's epochs (``max_epochs``): as many trials as fit, successive halving stopping most early; ``--search-seeds``
-  searches per budget, each with its own sampler seed (the training seed stays the grid's).
+  searches per budget, each with its own seed, for the sampler and for training (seed 0 trains as the grid does).
 * **Random search** at the search's mean cost in epochs: k feasible candidates drawn at random, each trained fully
   (the grid's runs), the best by validation accuracy. Not one draw but its exact expectation over every draw of k,
   and the chance that it does as well as the search.
@@ -23,7 +23,7 @@ of about +-2.5 points at 85%).
 Budgets: the 35th and 65th percentile of the grid's measured p90 latencies, so that each budget cuts the grid on
 any machine. Usage::
 
-    python tools/search_vs_grid.py --out runs/search-vs-grid                 # about 45 minutes on 2 cores
+    python tools/search_vs_grid.py --out runs/search-vs-grid                 # 60 min on a 2-core Zen 4 (--search-seeds 1: ~45)
     python tools/search_vs_grid.py --out runs/sg --depths 20,56 --epochs 10  # a quick look
 
 Writes OUT/search-vs-grid.json and OUT/search-vs-grid.md; a grid member already trained there is not trained again.
