@@ -23,6 +23,17 @@ from resnet_edge.search.space import Candidate, family_for, features, spec_of
 
 #: A measurement whose coefficient of variation is above this is taken again (with twice the runs), once.
 MAX_CV = 0.10
+#: How far a timing may move from an earlier one of the same model before the device counts as moved (heat, another
+#: load), and how long to wait for it to come back (seconds, a timing every SETTLE_STEP_S): the drift check's and the
+#: final timing's.
+DRIFT_TOLERANCE = 0.10
+SETTLE_WAIT_S = 120.0
+SETTLE_STEP_S = 10.0
+
+
+def moved(now_ms: float, was_ms: float, tolerance: float = DRIFT_TOLERANCE) -> bool:
+    """Whether a timing moved more than ``tolerance`` (a share) from an earlier one."""
+    return abs(now_ms / was_ms - 1) > tolerance
 
 
 class Meter:
@@ -161,8 +172,8 @@ class Meter:
             self.measure(wide, runs=2 * runs, again=True)
         return {c.key: self.results[c.key] for c in cands}
 
-    def drift(self, reference: Candidate, was_ms: float, since: list[Candidate], *, tolerance: float = 0.10,
-              wait: float = 120, step: float = 10) -> dict:
+    def drift(self, reference: Candidate, was_ms: float, since: list[Candidate], *, tolerance: float = DRIFT_TOLERANCE,
+              wait: float = SETTLE_WAIT_S, step: float = SETTLE_STEP_S) -> dict:
         """Time ``reference`` again: when it moved more than ``tolerance`` from ``was_ms`` (heat, another load), wait
         (up to ``wait`` seconds, timing it every ``step``) for it to come back, then time ``since`` (the candidates
         timed after the last good reference) again. Returns what happened."""
@@ -170,16 +181,16 @@ class Meter:
 
         now = self.measure([reference], again=True)[reference.key][self.metric]
         event = {"reference": reference.key, "was_ms": was_ms, "now_ms": now, "moved": now / was_ms - 1}
-        if abs(event["moved"]) <= tolerance:
+        if not moved(now, was_ms, tolerance):
             return {**event, "drift": False}
         self.say(f"latency: the reference moved {100 * event['moved']:+.0f}% ({was_ms:.3g} -> {now:.3g} ms): waiting "
                  "for the device to settle")
         waited = 0.0
-        while abs(now / was_ms - 1) > tolerance and waited < wait:
+        while moved(now, was_ms, tolerance) and waited < wait:
             time.sleep(step)
             waited += step
             now = self.measure([reference], again=True)[reference.key][self.metric]
-        settled = abs(now / was_ms - 1) <= tolerance
+        settled = not moved(now, was_ms, tolerance)
         if since:
             self.say(f"latency: timing the {len(since)} candidate(s) measured since the last good reference again")
             self.measure(since, again=True)

@@ -33,19 +33,12 @@ import numpy as np
 
 from resnet_edge._tmp import pid_alive
 from resnet_edge.errors import ConfigError, ResnetEdgeError
-from resnet_edge.search.latency import LatencyModel, Meter, held_out, spread_pick
+from resnet_edge.search.latency import SETTLE_STEP_S, SETTLE_WAIT_S, LatencyModel, Meter, held_out, moved, spread_pick
 from resnet_edge.search.space import Candidate, check_epochs, check_io, space_for
 
 FINAL_RUNS = 100
 #: How many of the best trials are timed again, in turn, until one meets the budget.
 FINAL_TRIES = 3
-#: The final timing's pause and longest wait for a device that moved since the search (seconds). Seen here (Zen 4, one
-#: thread): a winner timed at 0.255 ms against a 0.213 ms budget right after its search, 0.209 ms beside its
-#: untrained twin a minute later; the same file in one idle process 0.206 ms, and 25 s later 0.246 ms.
-FINAL_PAUSE_S = 10.0
-FINAL_WAIT_S = 120.0
-#: How far the untrained twin may be off its searched latency for the device to count as where it was.
-DRIFT_TOLERANCE = 0.10
 #: Trials (of this worker) between two timings of the reference candidate (drift: heat, another load).
 DRIFT_EVERY = 4
 
@@ -538,8 +531,10 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
     progress(f"search: timing the winner again ({FINAL_RUNS} runs after warm-up)")
     # A miss is timed again beside the untrained twin the search timed, in interleaved rounds, before it stands: the
     # twin shows whether the device moved (heat, another load) since the search. While the twin is more than the
-    # drift tolerance off its searched latency, wait for the device to settle (FINAL_WAIT_S at most, a timing every
-    # FINAL_PAUSE_S); a miss with the twin back where it was is the model's own.
+    # drift tolerance off its searched latency, wait for the device to settle, as the drift check does (SETTLE_WAIT_S
+    # at most, a timing every SETTLE_STEP_S); a miss with the twin back where it was is the model's own. Seen here
+    # (Zen 4, one thread): a winner timed at 0.255 ms against a 0.213 ms budget right after its search, 0.209 ms beside
+    # its untrained twin a minute later; the same file in one idle process 0.206 ms, and 25 s later 0.246 ms.
     tries = []
     waited = 0.0
     while True:
@@ -552,14 +547,14 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
         r = next(x for x in recs if x["model"] == str(tfl))
         twin = next((x for x in recs if x["model"] != str(tfl)), None)
         tries.append({key: r[key], **({f"untrained_{key}": twin[key]} if twin else {})})
-        moved = twin is None or abs(twin[key] / searched_ms - 1) > DRIFT_TOLERANCE
-        if r[key] <= budget_ms or (len(tries) > 1 and not moved) or waited >= FINAL_WAIT_S or not searched_ms:
+        settled = twin is not None and not moved(twin[key], searched_ms)
+        if r[key] <= budget_ms or settled or waited >= SETTLE_WAIT_S or not searched_ms:
             break
         progress(f"search: {r[key]:.3g} ms at {metric}, over {budget_ms:g} ms" + (
             f"; its untrained twin now {twin[key]:.3g} ms against {searched_ms:.3g} ms in the search" if twin else "")
             + ": timing both again")
-        time.sleep(FINAL_PAUSE_S)
-        waited += FINAL_PAUSE_S
+        time.sleep(SETTLE_STEP_S)
+        waited += SETTLE_STEP_S
     cv = r["std_ms"] / r["avg_ms"] if r.get("avg_ms") and r.get("std_ms") is not None else None
     times = r.get("times_ms")
     robust = None
