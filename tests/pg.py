@@ -51,13 +51,19 @@ class Server:
         self._run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
         self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-w", "-l", str(self.folder / "log"), "-o",
                   f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-        for _ in range(50):
+        return self.database("search", tries=50)
+
+    def database(self, name: str, tries: int = 1) -> str:
+        """A new, empty database ``name``; its URL."""
+        for _ in range(tries):
             r = subprocess.run([*self.as_user, str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                                "-U", "postgres", "search"], capture_output=True, text=True)
+                                "-U", "postgres", name], capture_output=True, text=True)
             if r.returncode == 0:
                 break
             time.sleep(0.2)
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/search"
+        else:
+            raise RuntimeError(f"createdb {name}: {r.stderr.strip()}")
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
         subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate",

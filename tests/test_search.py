@@ -274,15 +274,26 @@ def _two_workers(measured, out: Path, storage: str | None) -> list:
     _, budget, *_ = measured
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     extra = ["--storage", storage] if storage else []
-    main = subprocess.Popen([sys.executable, "-m", "resnet_edge", "search", *SMALL, *WIDER, "--epochs", "1",
-                             "--budget", f"{budget:.4f}ms", "--trials", "4", "--out", str(out), "--no-baseline",
-                             "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    deadline = time.monotonic() + 300
-    while storage is None and not (out / "study.db").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    joined = subprocess.run([sys.executable, "-m", "resnet_edge", "search", "--join", str(out), "--json", *extra],
-                            capture_output=True, text=True, env=env, timeout=600)
-    stdout, stderr = main.communicate(timeout=600)
+    # The first worker writes into files, not pipes: nobody reads a pipe while the joined worker runs, and a full
+    # one would stop the first worker (and with it the joined one, which waits for its search).
+    logs = out.parent / f"{out.name}-main.out", out.parent / f"{out.name}-main.err"
+    with open(logs[0], "w") as o, open(logs[1], "w") as e:
+        main = subprocess.Popen([sys.executable, "-m", "resnet_edge", "search", *SMALL, *WIDER, "--epochs", "1",
+                                 "--budget", f"{budget:.4f}ms", "--trials", "4", "--out", str(out), "--no-baseline",
+                                 "--json", *extra], stdout=o, stderr=e, env=env, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while storage is None and not (out / "study.db").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        joined = subprocess.run([sys.executable, "-m", "resnet_edge", "search", "--join", str(out), "--json", *extra],
+                                capture_output=True, text=True, env=env, timeout=600)
+        main.wait(timeout=600)
+    finally:
+        if main.poll() is None:
+            main.kill()
+            main.wait()
+        print("the first worker's stderr:", logs[1].read_text()[-3000:], sep="\n")  # shown when the test fails
+    stdout, stderr = logs[0].read_text(), logs[1].read_text()
     assert main.returncode == 0, stderr[-3000:]
     assert joined.returncode == 0, joined.stderr[-3000:]
     worker = json.loads(joined.stdout)
@@ -305,20 +316,44 @@ def test_two_workers_share_one_sqlite_study(measured, tmp_path):
     _two_workers(measured, tmp_path / "s", None)
 
 
-def test_two_workers_share_one_postgresql_study(measured, tmp_path):
-    """The shared storage workers on several machines use: a real PostgreSQL server on loopback."""
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL server on loopback, for this file's tests."""
     from tests import pg
 
     if pg.binaries() is None:
         pytest.skip("no PostgreSQL here (Debian's package postgresql; .ci/run installs it)")
     pytest.importorskip("psycopg", reason="psycopg is in the dev extra")
     server = pg.Server()
-    url = server.start()
-    try:
-        trials = _two_workers(measured, tmp_path / "s", url)
-        assert all("latency_ms" in t.user_attrs for t in trials)
-    finally:
-        server.stop()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_two_workers_share_one_postgresql_study(measured, postgres, tmp_path):
+    """The shared storage workers on several machines use: a real PostgreSQL server on loopback."""
+    trials = _two_workers(measured, tmp_path / "s", postgres.database("two"))
+    assert all("latency_ms" in t.user_attrs for t in trials)
+
+
+def test_workers_opening_a_new_database_at_once_all_open_it(postgres):
+    """Four processes open one new PostgreSQL database at the same instant (the first search and the workers joining
+    it, started together), on three new databases: the tables are created once, and every process opens its
+    database. Plain Optuna loses this race (all but one fail with a duplicate key in pg_type, optuna/optuna#1092; this
+    test failed in four runs of four without the lock), which once hung a joined worker in CI."""
+    urls = [postgres.database(f"race{i}") for i in range(3)]
+    code = ("import sys, time\n"
+            "import optuna.storages, psycopg, sqlalchemy\n"  # imported before the start: nothing but the opening after
+            "from resnet_edge.search.study import open_storage\n"
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+            "open_storage(sys.argv[1])\n"
+            "print('opened')\n")
+    start = time.time() + 5  # after every process has imported Optuna
+    procs = [subprocess.Popen([sys.executable, "-c", code, url, str(start)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for url in urls for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 and out.strip() == "opened" for p, (out, _) in zip(procs, outs)), \
+        [err[-300:] for p, (_, err) in zip(procs, outs) if p.returncode]
 
 
 def test_a_search_killed_with_9_continues(measured, tmp_path):

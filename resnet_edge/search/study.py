@@ -182,6 +182,16 @@ def reap(study, say) -> int:
     return n
 
 
+def open_storage(storage: str):
+    """The Optuna storage at ``storage``, its tables created under :func:`shared_lock`: workers started at once on a
+    new database otherwise race to create them, and all but one fail (PostgreSQL: duplicate key in pg_type;
+    optuna/optuna#1092)."""
+    import optuna
+
+    with shared_lock(storage, f"resnet-edge storage {storage}"):
+        return optuna.storages.RDBStorage(storage)
+
+
 def device_lock(target, storage: str):
     """Held while a device is timed, so that no two trials time it at once (:func:`shared_lock`)."""
     return shared_lock(storage, f"resnet-edge device {target.url}")
@@ -290,7 +300,8 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     storage = storage or f"sqlite:///{out / 'study.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.create_study(study_name="search", storage=storage, direction="maximize", load_if_exists=True,
+        study = optuna.create_study(study_name="search", storage=open_storage(storage), direction="maximize",
+                                    load_if_exists=True,
                                     sampler=sampler(seed if not worker else seed + os.getpid()),
                                     pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung(epochs),
                                                                                   reduction_factor=3))
@@ -648,7 +659,7 @@ def join(out: str | Path | None, storage: str | None, *, progress: Callable[[str
     deadline = time.monotonic() + wait
     while True:
         try:
-            study = optuna.load_study(study_name="search", storage=storage)
+            study = optuna.load_study(study_name="search", storage=open_storage(storage))
         except KeyError:
             study = None
         except Exception as exc:  # noqa: BLE001 - any storage error is one line
