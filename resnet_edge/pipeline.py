@@ -462,8 +462,9 @@ def _optimize(run: Run, stage: Stage, method: str, s: dict, say) -> dict:
     else:
         from resnet_edge.optimize.channels import channel_prune
 
-        keep = tuple(s["keep"]) if isinstance(s["keep"], list) else s["keep"]  # one ratio, or one per stage
-        manifest = channel_prune(source, run.data, out, keep=keep, criterion=s["criterion"], **common)
+        keep, stream = (tuple(s[k]) if isinstance(s[k], list) else s[k] for k in ("keep", "stream"))  # one ratio,
+        # or one per stage
+        manifest = channel_prune(source, run.data, out, keep=keep, stream=stream, criterion=s["criterion"], **common)
     return {"accuracy": manifest.get("accuracy")}
 
 

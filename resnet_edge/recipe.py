@@ -100,6 +100,14 @@ SCHEMA = _obj({
                                                                   "maximum": 1}}],
                                              "description": "the share of each block's inner channels kept: one "
                                                             "ratio, or one per stage"},
+                                    "stream": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                                                         {"type": "array", "minItems": 1, "maxItems": 8,
+                                                          "items": {"type": "number", "exclusiveMinimum": 0,
+                                                                    "maximum": 1}}],
+                                               "default": 1,
+                                               "description": "the share of each stage's residual-stream channels "
+                                                              "kept (its blocks' outputs, its projection): one ratio, "
+                                                              "or one per stage"},
                                     "criterion": {"enum": ["l1", "bn"], "default": "l1"}}, ("keep",))},
                  ("channels",)),
         ], "default": None},

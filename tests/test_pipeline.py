@@ -30,7 +30,7 @@ variants:
     modes: [float32, int8]
   - name: thin
     optimize:
-      channels: {keep: 0.5, epochs: 1, batch_size: 64}
+      channels: {keep: 0.5, stream: [1, 0.5, 1], epochs: 1, batch_size: 64}
     modes: [int8]
 validate:
   limit: 64
@@ -87,6 +87,8 @@ def test_a_tiny_recipe_end_to_end(recipe_file, done):
         assert x["failed"] == [] and x["target"] == "local"
     assert rows[("float", "float32")]["speedup"] == 1.0 and rows[("float", "float32")]["agreement"] == 1.0
     assert rows[("thin", "int8")]["bytes"] < rows[("float", "int8")]["bytes"] < rows[("float", "float32")]["bytes"]
+    thin = json.loads((done / "variants" / "thin" / "optimize" / "model.json").read_text())
+    assert thin["stream_widths"] == [16, 16, 64] and thin["settings"]["stream"] == [1, 0.5, 1]  # the recipe's stream
     reference = json.loads((done / "reference" / "stage.json").read_text())["result"]
     float32 = json.loads((done / "variants/float/validate_float32/stage.json").read_text())["result"]
     assert float32["float_top1"] == reference["top1"]  # the float model's accuracy, on the same images

@@ -173,6 +173,40 @@ def test_the_sampler_never_trains_what_is_over_the_budget_or_tried(tmp_path):
             assert t.state == optuna.trial.TrialState.PRUNED and "over the budget" in t.user_attrs["skipped"]
 
 
+def test_a_searched_stream_is_the_network_thinning_makes(digits):
+    """--streams: a candidate's network (what is timed and trained) has the shape the winner's recipe gets by thinning
+    the trained full network, so the recipe rebuilds what won; candidates whose stream shortcut A would narrow are
+    not in the search; the study's parameters give the candidate back; the whole stream keeps the old names."""
+    import optuna
+
+    from resnet_edge.arch.keras_model import build_model
+    from resnet_edge.optimize.channels import thin
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.search.latency import Meter
+    from resnet_edge.search.space import Candidate, space_for
+    from resnet_edge.search.study import params_of, suggest
+    from resnet_edge.targets import resolve
+
+    meter = Meter(resolve("local"), Setting(threads=1), digits, Path("unused"), runs=2)
+    for keep, stream in [((0.5, 0.25, 1.0), (0.5, 0.5, 0.25)), ((1.0, 1.0, 0.75), (0.25, 1.0, 0.5))]:
+        c = Candidate(20, keep, "int8", stream=stream)
+        base = meter.base(20)
+        _, thinned = thin(build_model(base), base, keep, "l1", stream)
+        assert meter.spec(c) == thinned
+    space = space_for(8, (20,), (1.0,), ("int8",), streams=(0.25, 1.0))
+    cands = space.candidates()
+    kept = [c for c in cands if meter.buildable(c)]
+    narrowing = {(1.0, 0.25, 0.25), (1.0, 0.25, 1.0), (0.25, 1.0, 0.25), (1.0, 1.0, 0.25)}  # 16 -> 8 or 32 -> 16
+    assert len(cands) == 8 and {c.stream for c in cands if c not in kept} == narrowing
+    study = optuna.create_study()
+    for c in kept:
+        study.enqueue_trial(params_of(c, space))
+        assert suggest(study.ask(), space) == c
+    whole = Candidate(20, (1.0,) * 3, "int8", stream=(1.0,) * 3)
+    assert whole.stream is None and whole.key == Candidate(20, (1.0,) * 3, "int8").key
+    assert "-r0.25-1-1-" in Candidate(20, (1.0,) * 3, "int8", stream=(0.25, 1.0, 1.0)).key
+
+
 def test_a_dead_workers_trial_is_redone(tmp_path):
     """ask/tell has no heartbeat: a trial left RUNNING by a process that is gone is failed and queued again."""
     import optuna

@@ -95,6 +95,10 @@ class ResNetSpec:
     #: Inner channels of every block, in order (None = the paper's widths). A basic block has one inner
     #: width (its first conv), a bottleneck two (its 1x1 and 3x3). Channel pruning sets this.
     inner_widths: tuple[tuple[int, ...], ...] | None = None
+    #: Channels of each stage's residual stream (its blocks' outputs, its projection; None = the paper's: the
+    #: stage's width, four times it in a bottleneck). Where the stem writes into the first stage's stream (CIFAR
+    #: ResNets, ResNet-18/34, not with shortcut C) its filters follow. Channel pruning of the stream sets this.
+    stream_widths: tuple[int, ...] | None = None
 
     @property
     def block(self) -> str:
@@ -133,6 +137,10 @@ class ResNetSpec:
         d = dataclasses.asdict(self)
         if self.inner_widths is not None:
             d["inner_widths"] = [list(w) for w in self.inner_widths]
+        if self.stream_widths is not None:
+            d["stream_widths"] = list(self.stream_widths)
+        else:
+            d.pop("stream_widths")  # the manifests of networks with the paper's stream stay as they were
         d["name"] = self.name
         return d
 
@@ -149,6 +157,8 @@ def spec_from_dict(d: dict) -> ResNetSpec:
         kw["preprocess"] = Preprocess(tuple(p["mean"]), tuple(p["std"]), p.get("input_dtype", "float32"))
     if kw.get("inner_widths") is not None:
         kw["inner_widths"] = tuple(tuple(w) for w in kw["inner_widths"])
+    if kw.get("stream_widths") is not None:
+        kw["stream_widths"] = tuple(int(w) for w in kw["stream_widths"])
     return ResNetSpec(**kw)
 
 
@@ -301,9 +311,18 @@ def plan(spec: ResNetSpec) -> Plan:
     """Expand a spec into its convolutions, named as in Keras Applications (``conv2_block1_1``)."""
     stem = Conv("conv1", 7, 2, 64) if spec.family == "imagenet" else Conv("conv1", 3, 1, 16)
     blocks: list[Block] = []
-    channels = stem.filters
     bottleneck = spec.block == "bottleneck"
     expansion = BOTTLENECK_EXPANSION if bottleneck else 1
+    streams = tuple(w * expansion for w in spec.stage_widths)
+    if spec.stream_widths is not None:
+        if len(spec.stream_widths) != len(spec.stage_blocks) or min(spec.stream_widths) < 1:
+            raise ConfigError(f"stream_widths needs {len(spec.stage_blocks)} widths of at least 1 (one per stage), "
+                              f"got {list(spec.stream_widths)}")
+        if stem.filters == streams[0] and (spec.plain or spec.shortcut != "C"):  # the stem writes the first stage's
+            # stream (no projection in between): it follows its width
+            stem = dataclasses.replace(stem, filters=spec.stream_widths[0])
+        streams = spec.stream_widths
+    channels = stem.filters
     inner = iter(spec.inner_widths) if spec.inner_widths is not None else None
     n_blocks = sum(spec.stage_blocks)
     if spec.inner_widths is not None and len(spec.inner_widths) != n_blocks:
@@ -312,7 +331,7 @@ def plan(spec: ResNetSpec) -> Plan:
         stage = stage_index + 2
         for b in range(1, n + 1):
             stride = 2 if (b == 1 and stage_index > 0) else 1
-            out = width * expansion
+            out = streams[stage_index]
             name = f"conv{stage}_block{b}"
             widths = next(inner) if inner is not None else ((width, width) if bottleneck else (width,))
             if bottleneck:
@@ -330,6 +349,10 @@ def plan(spec: ResNetSpec) -> Plan:
             elif spec.shortcut == "C" or (reshape and spec.shortcut == "B"):
                 shortcut, projection = "projection", Conv(f"{name}_0", 1, stride, out)
             elif reshape:
+                if out < channels:
+                    raise ConfigError(f"{spec.name}: stage {stage} narrows the residual stream from {channels} to {out} "
+                                      "channels, which shortcut A (zero padding) cannot do; keep each stage's stream "
+                                      "at least as wide as the one before, or use shortcut B")
                 shortcut, projection = "pad", None
             else:
                 shortcut, projection = "identity", None

@@ -354,6 +354,9 @@ def qat(model_path, source, epochs, lr, batch_size, limit, out, trust, as_json):
 @click.option("--pqat", is_flag=True, help="Then prune-preserving QAT: the int8 model keeps the zeros.")
 @click.option("--clusters", type=click.IntRange(2, 65_536), help="Weight clustering into N shared values instead of pruning.")
 @click.option("--channels", type=Finite(), callback=_ratio, help="Channel pruning instead: keep this share of each block's inner channels.")
+@click.option("--stream", type=Finite(), callback=_ratio,
+              help="Channel pruning: keep this share of each stage's residual stream too (its blocks' outputs and "
+                   "projection; with shortcut A a stage keeps what it pads from the one before).")
 @click.option("--criterion", type=click.Choice(["l1", "bn"]), default="l1", show_default=True,
               help="Channel ranking: L1 norm of the filters, or |BatchNorm scale|.")
 @click.option("--epochs", type=EPOCHS0, default=2, show_default=True, help="Fine-tuning epochs.")
@@ -366,28 +369,31 @@ def qat(model_path, source, epochs, lr, batch_size, limit, out, trust, as_json):
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Pruned model (.keras or .h5; .h5 with --pqat).")
 @TRUST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def prune(model_path, source, sparsity, schedule, structure, skip, pqat, clusters, channels, criterion, epochs, lr,
-          batch_size, limit, max_drop, out, trust, as_json):
+def prune(model_path, source, sparsity, schedule, structure, skip, pqat, clusters, channels, stream, criterion, epochs,
+          lr, batch_size, limit, max_drop, out, trust, as_json):
     """Prune a trained MODEL: magnitude (unstructured or M:N), clustering, or whole channels.
 
     \b
     Magnitude pruning and clustering shrink the compressed file (gzip sizes are reported); they do not
-    make dense kernels faster. --channels removes filters inside every residual block and rebuilds a
-    thinner dense ResNet: fewer MACs, lower latency on every runtime.
+    make dense kernels faster. --channels removes filters inside every residual block (--stream: from the
+    residual stream too) and rebuilds a thinner dense ResNet: fewer MACs, lower latency on every runtime.
     """
     _check_model_file(model_path, trust)
     from resnet_edge.data import load
 
     data = load(source)
     verbose = 0 if as_json else 2
+    if stream is not None and channels is None:
+        channels = 1.0  # the stream alone
     if max_drop is not None and channels is None:
         raise click.UsageError("--max-drop applies to --channels (channel pruning)")
     if channels is not None:
         if pqat or clusters or structure:
-            raise click.UsageError("--channels does not combine with --pqat, --clusters or --structure")
+            raise click.UsageError("--channels and --stream do not combine with --pqat, --clusters or --structure")
         from resnet_edge.optimize.channels import channel_prune
 
-        manifest = channel_prune(model_path, data, out, keep=channels, criterion=criterion, epochs=epochs,
+        manifest = channel_prune(model_path, data, out, keep=channels, stream=1.0 if stream is None else stream,
+                                 criterion=criterion, epochs=epochs,
                                  lr=lr, batch_size=batch_size, limit=limit, verbose=verbose, trust=trust,
                                  max_drop=max_drop)
         return _echo_json_or(manifest, as_json, _channels_human)

@@ -118,13 +118,21 @@ def _method_text(settings: dict) -> str:
     return f"{settings.get('method', '?')}: {', '.join(rest)}" if rest else str(settings.get("method", "?"))
 
 
+def _shares(ratio) -> str:
+    """0.5 -> "50%"; one per stage -> "100%/50%/25%"."""
+    return "/".join(f"{k:.0%}" for k in ratio) if isinstance(ratio, (list, tuple)) else f"{ratio:.0%}"
+
+
 def _channels_human(m: dict) -> str:
     from resnet_edge.ui import key_values, si
 
     a, c = m["accuracy"], m["counts"]
     return key_values([
         ("written", f"{m['file']['path']} ({m['name']})"),
-        ("kept", f"{m['settings']['keep']:.0%} of inner channels by {m['settings']['criterion']}"),
+        ("kept", f"{_shares(m['settings']['keep'])} of inner channels"
+                 + (f", {_shares(m['settings']['stream'])} of the residual stream "
+                    f"({'/'.join(map(str, m['stream_widths']))} channels)" if m.get("stream_widths") else "")
+                 + f" by {m['settings']['criterion']}"),
         ("MACs", f"{si(c['before']['macs'])} -> {si(c['after']['macs'])} ({c['mac_ratio']:.2f}x)"),
         ("parameters", f"{c['before']['trainable_params']:,} -> {c['after']['trainable_params']:,}"),
         ("val accuracy", f"{a['before']:.2%} -> {a['thinned_before_fine_tune']:.2%} thinned -> "

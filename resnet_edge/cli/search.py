@@ -61,6 +61,9 @@ def parse_duration(text: str | None) -> float | None:
                                                            "many epochs in all (the training budget; at least --epochs).")
 @click.option("--depths", help="Depths to search (default: the family that fits the data).")
 @click.option("--widths", help="Keep ratios per stage to search (default 0.25,0.5,0.75,1).")
+@click.option("--streams", help="Keep ratios of each stage's residual stream to search, 0.5,1 (default: the stream "
+                                "keeps its width; with shortcut A no stage's stream ends narrower than the one "
+                                "before).")
 @click.option("--modes", help="Quantization modes (default int8,float16,int16x8).")
 @click.option("--sizes", help="Input resolutions to search, for an image folder (its images are resized): 96,128,160.")
 @click.option("--runtimes", help="Runtimes to time each candidate on: litert (the default; what app frameworks run), "
@@ -86,7 +89,7 @@ def parse_duration(text: str | None) -> float | None:
                    "has its number; the search's own settings are read from its storage.")
 @click.option("--json", "as_json", is_flag=True)
 def search(source, target, budget, metric, threads, max_size, min_accuracy, trials, time_limit, epochs, max_epochs,
-           depths, widths, modes, sizes, runtimes, io, measure, runs, limit, batch_size, seed, out, storage, baseline,
+           depths, widths, streams, modes, sizes, runtimes, io, measure, runs, limit, batch_size, seed, out, storage, baseline,
            second_seed, join_dir, as_json):
     """The most accurate ResNet under a latency budget, measured on the device.
 
@@ -115,12 +118,13 @@ def search(source, target, budget, metric, threads, max_size, min_accuracy, tria
     max_bytes = parse_bytes(max_size, "--max-size")
     depths = parse_list(depths, int, "depths")
     widths = parse_list(widths, float, "widths")
+    streams = parse_list(streams, float, "streams")
     modes = parse_list(modes, str, "modes")
     sizes = parse_list(sizes, int, "sizes")
     runtimes = parse_list(runtimes, str, "runtimes")
     from resnet_edge.search.space import check_choices, check_epochs, check_io
 
-    check_choices(depths, widths, modes, sizes, runtimes)  # before TensorFlow: a wrong depth is said in a second
+    check_choices(depths, widths, modes, sizes, runtimes, streams)  # before TensorFlow: a wrong depth is said in a second
     check_epochs(epochs, max_epochs)
     check_io(io, modes)
     from resnet_edge.search.study import search as run_search
@@ -129,7 +133,7 @@ def search(source, target, budget, metric, threads, max_size, min_accuracy, tria
                         min_accuracy=min_accuracy, trials=trials, epochs=epochs, seed=seed, out=out, storage=storage,
                         depths=depths, widths=widths, modes=modes, measure=measure, batch_size=batch_size,
                         limit=limit, runs=runs, baseline=baseline, time_limit=seconds, second_seed=second_seed,
-                        max_epochs=max_epochs, sizes=sizes, runtimes=runtimes, io=io, progress=say)
+                        max_epochs=max_epochs, sizes=sizes, runtimes=runtimes, io=io, streams=streams, progress=say)
     _echo_json_or(result, as_json, _search_human)
 
 

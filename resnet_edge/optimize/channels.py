@@ -1,9 +1,14 @@
-"""Channel pruning: remove whole filters from the inside of every residual block (host side).
+"""Channel pruning: remove whole filters from the inside of every residual block, and optionally from each
+stage's residual stream (host side).
 
-Only channels that do not touch the residual stream go: the first convolution of a basic block, the
-1x1 and 3x3 of a bottleneck. The block's output width, the shortcuts and the Add stay as they are, so the
-network keeps its shape and the thinner model is an ordinary dense ResNet (``ResNetSpec.inner_widths``)
-that runs faster on every runtime, unlike unstructured sparsity.
+Inside the blocks (``keep``): the first convolution of a basic block, the 1x1 and 3x3 of a bottleneck; the
+block's output width, the shortcuts and the Add stay as they are. The residual stream (``stream``): the same
+channels go from every block of a stage at once (its last convolutions, its projection, the stem where it writes
+the first stage's stream) and from the inputs that read them (the next convolutions, the classifier). With
+shortcut A a stage keeps the channels of the stage before it that it pads (zero padding maps channel i to channel
+i), so a stage's stream may not end narrower than the one before it. Either way the thinner model is an ordinary
+dense ResNet (``ResNetSpec.inner_widths``, ``ResNetSpec.stream_widths``) that runs faster on every runtime, unlike
+unstructured sparsity.
 
 Ranking criterion, per convolution: ``l1`` (default), the L1 norm of each filter's kernel; or ``bn``, the
 absolute BatchNorm scale that follows it (Liu et al., "network slimming"). The top ``keep`` share of
@@ -31,14 +36,54 @@ def _rank(model, conv_name: str, bn_name: str, criterion: str) -> np.ndarray:
     return np.abs(model.get_layer(bn_name).gamma.numpy())
 
 
-def keep_per_stage(keep, stages: int) -> tuple[float, ...]:
+def keep_per_stage(keep, stages: int, what: str = "--channels") -> tuple[float, ...]:
     """One keep ratio for every stage, or one per stage (a list as long as the network has stages)."""
     ratios = tuple(float(k) for k in keep) if isinstance(keep, (list, tuple)) else (float(keep),) * stages
     if len(ratios) != stages:
-        raise ConfigError(f"--channels per stage needs {stages} ratios (one for each stage), got {len(ratios)}")
+        raise ConfigError(f"{what} per stage needs {stages} ratios (one for each stage), got {len(ratios)}")
     if not all(0 < k <= 1 for k in ratios):
-        raise ConfigError(f"--channels must be in (0, 1], got {', '.join(f'{k:g}' for k in ratios)}")
+        raise ConfigError(f"{what} must be in (0, 1], got {', '.join(f'{k:g}' for k in ratios)}")
     return ratios
+
+
+def _stem_writes_stream(p) -> bool:
+    """Whether the stem's output is the first stage's residual stream (no projection in between)."""
+    return p.blocks[0].shortcut in ("identity", None) and p.blocks[0].in_channels == p.blocks[0].out_channels
+
+
+def select_stream(model, spec: ResNetSpec, stream, criterion: str = "l1") -> list[np.ndarray] | None:
+    """For every stage, the indices of its residual-stream channels to keep, in the order the thin network holds them
+    (None when ``stream`` keeps them all). A channel's score is the sum, over every layer that writes it, of that layer's score relative to its own
+    mean; with shortcut A a stage keeps the channels the stage before it kept (and pads)."""
+    p = plan(spec)
+    stages = len(spec.stage_blocks)
+    ratios = keep_per_stage(stream, stages, "stream")
+    if all(r == 1 for r in ratios):
+        return None
+    by_stage: list[list] = [[] for _ in range(stages)]
+    for block in p.blocks:
+        by_stage[int(block.name[4]) - 2].append(block)
+    kept: list[np.ndarray] = []
+    for si, blocks in enumerate(by_stage):
+        writers = [b.convs[-1].name for b in blocks] + [b.projection.name for b in blocks if b.projection is not None]
+        if si == 0 and _stem_writes_stream(p):
+            writers.append(p.stem.name)
+        scores = sum(r / (r.mean() + 1e-12) for r in (_rank(model, f"{w}_conv", f"{w}_bn", criterion) for w in writers))
+        width = blocks[0].out_channels
+        k = max(1, int(round(width * ratios[si])))
+        if blocks[0].shortcut == "pad":  # zero padding carries channel i of the stage before into channel i here:
+            # the thin stage starts with the channels the stage before kept, in its order, so that its own padding
+            # carries them there; then the best of the others (their shortcut is zero, or a channel thinning dropped)
+            before = kept[-1]
+            if k < len(before):
+                raise ConfigError(f"stream: stage {si + 1} would keep {k} channels, fewer than the {len(before)} of the "
+                                  "stage before, which shortcut A pads into it; give it a larger ratio")
+            rest = np.setdiff1d(np.arange(width), before)
+            new = np.sort(rest[np.argsort(-scores[rest], kind="stable")[:k - len(before)]])
+            kept.append(np.concatenate([before, new]))
+        else:
+            kept.append(np.sort(np.argsort(-scores, kind="stable")[:k]))
+    return kept
 
 
 def select_channels(model, spec: ResNetSpec, keep, criterion: str = "l1") -> dict[str, np.ndarray]:
@@ -56,29 +101,49 @@ def select_channels(model, spec: ResNetSpec, keep, criterion: str = "l1") -> dic
     return chosen
 
 
-def thin(model, spec: ResNetSpec, keep: float, criterion: str = "l1"):
-    """Return ``(thin_model, thin_spec)``: the same network with fewer inner channels and the surviving weights."""
+def thin(model, spec: ResNetSpec, keep, criterion: str = "l1", stream=1.0):
+    """Return ``(thin_model, thin_spec)``: the same network with fewer inner channels (``keep``) and fewer channels
+    in each stage's residual stream (``stream``; one ratio or one per stage), and the surviving weights."""
     from resnet_edge.arch.keras_model import build_model
 
+    p = plan(spec)
     chosen = select_channels(model, spec, keep, criterion)
-    widths = tuple(tuple(len(chosen[c.name]) for c in block.convs[:-1]) for block in plan(spec).blocks)
-    thin_spec = spec.replace(inner_widths=widths)
+    streams = select_stream(model, spec, stream, criterion)
+    widths = tuple(tuple(len(chosen[c.name]) for c in block.convs[:-1]) for block in p.blocks)
+    thin_spec = spec.replace(inner_widths=widths,
+                             **({"stream_widths": tuple(len(k) for k in streams)} if streams is not None else {}))
     thin_model = build_model(thin_spec)
     # Where a layer's output channels were cut, and where its input channels were.
     out_cut, in_cut = {}, {}
-    for block in plan(spec).blocks:
+    for block in p.blocks:
         for i, conv in enumerate(block.convs[:-1]):
             idx = chosen[conv.name]
             out_cut[f"{conv.name}_conv"] = idx
             out_cut[f"{conv.name}_bn"] = idx
             in_cut[f"{block.convs[i + 1].name}_conv"] = idx
+    if streams is not None:
+        incoming = streams[0] if _stem_writes_stream(p) else None  # what the first block reads
+        if incoming is not None:
+            out_cut[f"{p.stem.name}_conv"] = out_cut[f"{p.stem.name}_bn"] = incoming
+        for block in p.blocks:
+            idx = streams[int(block.name[4]) - 2]
+            writers = [block.convs[-1]] + ([block.projection] if block.projection is not None else [])
+            for w in writers:
+                out_cut[f"{w.name}_conv"] = out_cut[f"{w.name}_bn"] = idx
+            if incoming is not None:
+                in_cut[f"{block.convs[0].name}_conv"] = incoming
+                in_cut[f"{block.name}_0_conv"] = incoming  # the projection, if any
+                in_cut[f"{block.name}_0_subsample"] = incoming  # shortcut A's frozen 1 x 1 depthwise
+            incoming = idx
+        in_cut["predictions"] = incoming
     source_names = {layer.name for layer in model.layers}
     for layer in thin_model.layers:
         if layer.name not in source_names and not layer.trainable:
             continue  # a frozen constant layer (shortcut A's subsampling) keeps the value it was built with
         weights = model.get_layer(layer.name).get_weights()
-        if layer.name in in_cut:  # kernel H x W x Cin x Cout: keep the surviving input channels
-            weights[0] = weights[0][:, :, in_cut[layer.name], :]
+        if layer.name in in_cut:  # kernel H x W x Cin x Cout (a Dense's Cin x Cout): keep the surviving inputs
+            w = weights[0]
+            weights[0] = w[in_cut[layer.name], :] if w.ndim == 2 else w[:, :, in_cut[layer.name], :]
         if layer.name in out_cut:  # the last axis of a kernel, every vector of a BatchNorm
             idx = out_cut[layer.name]
             weights = [w[..., idx] for w in weights]
@@ -119,6 +184,7 @@ def channel_prune(
     out: str | Path,
     *,
     keep: float | tuple[float, ...] = 0.5,
+    stream: float | tuple[float, ...] = 1.0,
     criterion: str = "l1",
     epochs: int = 2,
     lr: float = 0.01,
@@ -128,8 +194,8 @@ def channel_prune(
     trust: bool = False,
     max_drop: float | None = None,
 ) -> dict:
-    """Thin ``model_path`` to ``keep`` of its inner channels (one ratio, or one per stage), fine-tune, and write
-    ``out`` + manifest.
+    """Thin ``model_path`` to ``keep`` of its inner channels and ``stream`` of each stage's residual stream (each one
+    ratio, or one per stage), fine-tune, and write ``out`` + manifest.
 
     Needs the model's manifest (``NAME.json``, written by ``build``/``train``) for its recipe. The thinned
     model's BatchNorm statistics are re-estimated before fine-tuning (:func:`recalibrate_batchnorm`).
@@ -155,9 +221,10 @@ def channel_prune(
     check_classes(model, data, model_path)
     t0 = time.perf_counter()
     before = accuracy(model, data, "val", limit)
-    thin_model, thin_spec = thin(model, spec, keep, criterion)
+    thin_model, thin_spec = thin(model, spec, keep, criterion, stream)
     right_after = accuracy(thin_model, data, "val", limit)
-    thinned = min(keep_per_stage(keep, len(spec.stage_blocks))) < 1
+    thinned = min(keep_per_stage(keep, len(spec.stage_blocks)) + keep_per_stage(stream, len(spec.stage_blocks),
+                                                                                  "stream")) < 1
     if thinned:  # with every filter kept the statistics still hold (and the model stays identical)
         recalibrate_batchnorm(thin_model, data, batch_size=batch_size, limit=limit)
     recalibrated = accuracy(thin_model, data, "val", limit) if thinned else right_after
@@ -173,13 +240,16 @@ def channel_prune(
         "source": {"path": str(model_path), "manifest": source.get("file")},
         "spec": thin_spec.to_dict(),
         "data": data.info(),
-        "settings": {"keep": list(keep) if isinstance(keep, (list, tuple)) else keep, "criterion": criterion, "epochs": epochs, "lr": lr, "batch_size": batch_size, "limit": limit},
+        "settings": {"keep": list(keep) if isinstance(keep, (list, tuple)) else keep,
+                     "stream": list(stream) if isinstance(stream, (list, tuple)) else stream, "criterion": criterion,
+                     "epochs": epochs, "lr": lr, "batch_size": batch_size, "limit": limit},
         "accuracy": {"split": "val", "before": before, "thinned_before_fine_tune": right_after,
                      "batchnorm_recalibrated": recalibrated, "after": after, "drop_points": 100 * (before - after)},
         "status": "ok" if 100 * (before - after) <= (1.0 if max_drop is None else max_drop) else "dropped",
         "counts": {"before": c0.to_dict(), "after": c1.to_dict(), "mac_ratio": c1.macs / c0.macs,
                    "param_ratio": c1.trainable_params / c0.trainable_params},
         "inner_widths": [list(w) for w in thin_spec.inner_widths],
+        "stream_widths": list(thin_spec.stream_widths) if thin_spec.stream_widths is not None else None,
         "history": history,
         "seconds": round(time.perf_counter() - t0, 1),
         "versions": versions(),

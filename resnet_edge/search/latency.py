@@ -64,6 +64,16 @@ class Meter:
     def spec(self, c: Candidate):
         return spec_of(c, self.base(c.depth, c.size))
 
+    def buildable(self, c: Candidate) -> bool:
+        """Whether ``c`` is a network (a stream that shortcut A would have to narrow is not)."""
+        from resnet_edge.errors import ConfigError
+
+        try:
+            self.spec(c)
+        except ConfigError:
+            return False
+        return True
+
     def setting_for(self, c: Candidate):
         """The setting ``c`` is timed with: the search's, on ``c``'s runtime."""
         import dataclasses

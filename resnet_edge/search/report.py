@@ -62,7 +62,10 @@ def write(out: str | Path, result: dict) -> Path:
              f"{_n(w.get('searched_ms'))} ms. Validation top-1 {100 * (w['val_acc'] or 0):.2f}%, test "
              f"{100 * w['test_top1']:.2f}% (the test split used once). Rebuild it: `resnet-edge run {w['recipe']}`.", "",
              f"Space: {result['space']['family']} depths {result['space']['depths']}, keep per stage "
-             f"{result['space']['keeps']}, modes {result['space']['modes']}: {result['space']['candidates']} candidates, "
+             f"{result['space']['keeps']}"
+             + (f", residual stream per stage {result['space']['streams']}"
+                if result['space'].get('streams', [1.0]) != [1.0] else "")
+             + f", modes {result['space']['modes']}: {result['space']['candidates']} candidates, "
              f"{result['feasible']} feasible, {result['measured']} timed on the device ({result['device_measurements']} "
              f"measurements, {result['device_seconds']:.0f} s); training {result['train_seconds']:.0f} s, "
              f"{result.get('epochs_trained', 0)} epochs in all; {result.get('draws_skipped', 0)} draws of the sampler "

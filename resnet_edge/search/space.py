@@ -1,5 +1,6 @@
 """The search space, from the family (never hand-listed): depth (the family that fits the data), a keep ratio per
-stage for the convolutions inside the blocks, the input resolution (image folders, whose images are resized), the
+stage for the convolutions inside the blocks and (``--streams``) one for each stage's residual stream, the input
+resolution (image folders, whose images are resized), the
 quantization mode and the runtime that runs it on the device. A candidate's latency does not depend on its
 weights, so it is measured untrained."""
 
@@ -29,6 +30,11 @@ class Candidate:
     mode: str
     size: int | None = None  # the input resolution; None: the data's own (or the family's)
     runtime: str = "litert"
+    stream: tuple[float, ...] | None = None  # the keep ratio of each stage's residual stream; None: all of it
+
+    def __post_init__(self):
+        if self.stream is not None and all(r == 1 for r in self.stream):
+            object.__setattr__(self, "stream", None)  # the whole stream is the default: one name for one network
 
     @property
     def key(self) -> str:
@@ -37,8 +43,10 @@ class Candidate:
         what = {"depth": self.depth, "keep": list(self.keep), "mode": self.mode}
         what.update({"size": self.size} if self.size is not None else {})
         what.update({"runtime": self.runtime} if self.runtime != "litert" else {})
+        what.update({"stream": list(self.stream)} if self.stream is not None else {})
         return (f"resnet{self.depth}" + (f"-s{self.size}" if self.size is not None else "")
-                + f"-k{'-'.join(f'{k:g}' for k in self.keep)}-{self.mode}"
+                + f"-k{'-'.join(f'{k:g}' for k in self.keep)}"
+                + (f"-r{'-'.join(f'{k:g}' for k in self.stream)}" if self.stream is not None else "") + f"-{self.mode}"
                 + (f"-{self.runtime}" if self.runtime != "litert" else "") + "-"
                 + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10])
 
@@ -46,11 +54,11 @@ class Candidate:
     def trained_as(self) -> tuple:
         """What training sees of the candidate: two candidates that differ only in the runtime train the same
         network (the same weights run on either)."""
-        return (self.depth, self.keep, self.mode, self.size)
+        return (self.depth, self.keep, self.stream, self.mode, self.size)
 
     def to_dict(self) -> dict:
-        return {"depth": self.depth, "keep": list(self.keep), "mode": self.mode, "size": self.size,
-                "runtime": self.runtime, "key": self.key}
+        return {"depth": self.depth, "keep": list(self.keep), "stream": list(self.stream) if self.stream else None,
+                "mode": self.mode, "size": self.size, "runtime": self.runtime, "key": self.key}
 
 
 def parse_list(text: str | None, kind, what: str) -> tuple | None:
@@ -75,21 +83,27 @@ class Space:
     stages: int
     sizes: tuple[int | None, ...] = (None,)
     runtimes: tuple[str, ...] = ("litert",)
+    streams: tuple[float, ...] = (1.0,)
 
     def candidates(self) -> list[Candidate]:
-        return [Candidate(d, keep, m, size, rt) for d in self.depths for size in self.sizes
-                for keep in itertools.product(self.keeps, repeat=self.stages) for m in self.modes
+        """Every candidate of the space; those whose stream would narrow where shortcut A cannot (see
+        :func:`spec_of`) are left out by the search."""
+        return [Candidate(d, keep, m, size, rt, stream) for d in self.depths for size in self.sizes
+                for keep in itertools.product(self.keeps, repeat=self.stages)
+                for stream in itertools.product(self.streams, repeat=self.stages) for m in self.modes
                 for rt in self.runtimes]
 
 
-def check_choices(depths=None, keeps=None, modes=None, sizes=None, runtimes=None) -> None:
-    """What can be checked of --depths, --widths, --modes, --sizes and --runtimes without the data."""
+def check_choices(depths=None, keeps=None, modes=None, sizes=None, runtimes=None, streams=None) -> None:
+    """What can be checked of --depths, --widths, --modes, --sizes, --runtimes and --streams without the data."""
     bad = [d for d in depths or () if d not in CIFAR_DEPTHS + IMAGENET_DEPTHS]
     if bad:
         raise ConfigError(f"--depths {','.join(map(str, bad))}: the search takes CIFAR depths "
                           f"{', '.join(map(str, CIFAR_DEPTHS))} (32 px data) or ImageNet {', '.join(map(str, IMAGENET_DEPTHS))}")
     if any(not 0.05 <= k <= 1.0 for k in keeps or ()):
         raise ConfigError(f"--widths are keep ratios between 0.05 and 1, got {','.join(map(str, keeps))}")
+    if any(not 0.05 <= k <= 1.0 for k in streams or ()):
+        raise ConfigError(f"--streams are keep ratios between 0.05 and 1, got {','.join(map(str, streams))}")
     bad = [m for m in modes or () if m not in MODES]
     if bad:
         raise ConfigError(f"--modes {','.join(bad)}: choose from {', '.join(MODES)}")
@@ -124,10 +138,11 @@ def family_for(image_size: int | None) -> str:
     return "cifar" if (image_size or 32) <= 32 else "imagenet"
 
 
-def space_for(image_size: int | None, depths=None, keeps=None, modes=None, sizes=None, runtimes=None) -> Space:
+def space_for(image_size: int | None, depths=None, keeps=None, modes=None, sizes=None, runtimes=None,
+              streams=None) -> Space:
     """The space for data of ``image_size`` (None: an image folder, resized to any ``sizes``): CIFAR ResNets up to
-    32 px, ImageNet ResNet-18/34/50 above."""
-    check_choices(depths, keeps, modes, sizes, runtimes)
+    32 px, ImageNet ResNet-18/34/50 above; the residual stream keeps its width unless ``streams`` are given."""
+    check_choices(depths, keeps, modes, sizes, runtimes, streams)
     if sizes and image_size is not None:
         raise ConfigError(f"--sizes: these images are all {image_size}x{image_size} (the data is not resized); "
                           "input resolution is searched on an image folder (folder:DIR)")
@@ -140,19 +155,28 @@ def space_for(image_size: int | None, depths=None, keeps=None, modes=None, sizes
                           f"{', '.join(map(str, allowed))}")
     keeps, modes = keeps or KEEPS, modes or MODES
     return Space(family, tuple(depths), tuple(sorted(set(keeps))), tuple(modes), 3 if family == "cifar" else 4,
-                 tuple(sorted(set(sizes))) if sizes else (None,), tuple(runtimes) if runtimes else ("litert",))
+                 tuple(sorted(set(sizes))) if sizes else (None,), tuple(runtimes) if runtimes else ("litert",),
+                 tuple(sorted(set(streams))) if streams else (1.0,))
 
 
 def spec_of(candidate: Candidate, base):
-    """The network of ``candidate``: ``base`` (the data's spec at that depth) with each stage's inner widths kept."""
+    """The network of ``candidate``: ``base`` (the data's spec at that depth) with each stage's inner widths and
+    residual stream kept as :func:`resnet_edge.optimize.channels.thin` keeps them (the winner's recipe thins a trained
+    network to the same shape). A stream narrower than the stage's before it, with shortcut A: ConfigError."""
     from resnet_edge.arch.spec import plan
 
+    p = plan(base)
     widths = []
-    for block in plan(base).blocks:
+    for block in p.blocks:
         stage = int(block.name[4]) - 2
         k = candidate.keep[stage]
         widths.append(tuple(max(1, int(round(c.filters * k))) for c in block.convs[:-1]))
-    return base.replace(inner_widths=tuple(widths))
+    spec = base.replace(inner_widths=tuple(widths))
+    if candidate.stream is not None:
+        full = {int(b.name[4]) - 2: b.out_channels for b in p.blocks}
+        spec = spec.replace(stream_widths=tuple(max(1, int(round(full[i] * r))) for i, r in enumerate(candidate.stream)))
+        plan(spec)  # shortcut A cannot narrow the stream
+    return spec
 
 
 def features(spec) -> list[float]:

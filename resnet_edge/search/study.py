@@ -69,10 +69,12 @@ def sampler(seed: int):
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=STARTUP)
 
 
-def params_of(c: Candidate) -> dict:
-    """A candidate as the study's parameters (what :func:`suggest` draws)."""
+def params_of(c: Candidate, space) -> dict:
+    """A candidate as the study's parameters (what :func:`suggest` draws in ``space``)."""
     return {"depth": c.depth, **({"input_size": c.size} if c.size is not None else {}),
-            **{f"keep_conv{i + 2}": k for i, k in enumerate(c.keep)}, "mode": c.mode,
+            **{f"keep_conv{i + 2}": k for i, k in enumerate(c.keep)},
+            **{f"stream_conv{i + 2}": k for i, k in enumerate(c.stream or (1.0,) * len(c.keep))
+               if space.streams != (1.0,)}, "mode": c.mode,
             **({"runtime": c.runtime} if c.runtime != "litert" else {})}
 
 
@@ -82,10 +84,12 @@ def suggest(trial, space) -> Candidate:
     depth = trial.suggest_categorical("depth", list(space.depths))
     size = space.sizes[0] if space.sizes == (None,) else int(trial.suggest_categorical("input_size", list(space.sizes)))
     keep = tuple(float(trial.suggest_categorical(f"keep_conv{i + 2}", list(space.keeps))) for i in range(space.stages))
+    stream = None if space.streams == (1.0,) else tuple(
+        float(trial.suggest_categorical(f"stream_conv{i + 2}", list(space.streams))) for i in range(space.stages))
     mode = trial.suggest_categorical("mode", list(space.modes))
     runtime = space.runtimes[0] if space.runtimes == ("litert",) else trial.suggest_categorical("runtime",
                                                                                                list(space.runtimes))
-    return Candidate(int(depth), keep, mode, size, runtime)
+    return Candidate(int(depth), keep, mode, size, runtime, stream)
 
 
 def trials_of(study) -> list:
@@ -150,7 +154,7 @@ def draw(study, space, feasible: set[str], by_key: dict, rng):
             untried = sorted(feasible - set(tried))
             if not untried:
                 return None
-            study.enqueue_trial(params_of(by_key[untried[int(rng.integers(len(untried)))]]))
+            study.enqueue_trial(params_of(by_key[untried[int(rng.integers(len(untried)))]], space))
             skips = 0
 
 
@@ -272,7 +276,7 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
            measure: int = 24, batch_size: int = 64, limit: int | None = None, runs: int = 50,
            baseline: bool = True, store_path: str | None = None, worker: bool = False,
            time_limit: float | None = None, second_seed: bool = True, max_epochs: int | None = None,
-           sizes=None, runtimes=None, io: str = "float32",
+           sizes=None, runtimes=None, io: str = "float32", streams=None,
            progress: Callable[[str], None] = lambda text: None) -> dict:
     """Search, and write ``out``/search.json, the winner's ``.tflite`` and a recipe that rebuilds it; return the
     result (see the module docstring). ``worker``: only train trials of the search already started in this storage
@@ -294,7 +298,7 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     if len(data.split("val")) < 10 or len(data.split("train")) < 20:
         raise ConfigError(f"{source}: {len(data.split('train'))} training and {len(data.split('val'))} validation "
                           "images are too few to choose a model on; give at least 20 and 10")
-    space = space_for(data.image_size, depths, widths, modes, sizes, runtimes)
+    space = space_for(data.image_size, depths, widths, modes, sizes, runtimes, streams)
     cands = space.candidates()
     key = f"{metric}_ms"
     storage = storage or f"sqlite:///{out / 'study.db'}"
@@ -314,9 +318,11 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
             "depths": list(depths) if depths else None, "widths": list(widths) if widths else None,
             "modes": list(modes) if modes else None, "measure": measure, "batch_size": batch_size, "limit": limit,
             "runs": runs, "max_epochs": max_epochs, "sizes": list(sizes) if sizes else None,
-            "runtimes": list(runtimes) if runtimes else None, "io": io})
+            "runtimes": list(runtimes) if runtimes else None, "io": io,
+            "streams": list(streams) if streams else None})
     meter = Meter(target, setting, data, out / "latency", runs=runs, metric=key, store_path=store_path,
                   progress=progress, shared=study, lock=lambda: device_lock(target, storage))
+    cands = [c for c in cands if meter.buildable(c)]  # shortcut A cannot narrow the stream from one stage to the next
     rng = np.random.default_rng(seed)
     t_device = time.monotonic()
     first = spread_pick(cands, max(1, min(len(cands), measure // 2)), rng)
@@ -376,7 +382,7 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     with shared_lock(storage, f"resnet-edge trials {storage}"):
         if not study.get_trials(deepcopy=False):  # a new search: the first trial is the prior's choice
             first_pick = prior([by_key[k] for k in keys], meter)
-            study.enqueue_trial(params_of(first_pick), user_attrs={"prior": True})
+            study.enqueue_trial(params_of(first_pick, space), user_attrs={"prior": True})
             progress(f"search: the first trial is {first_pick.key}, the feasible candidate with the most weights")
     mine = 0
     since: list[Candidate] = []  # timed by the trials since the last reference timing
@@ -507,7 +513,7 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     result.update({"budget_ms": budget_ms, "metric": metric, "target": str(target), "setting": setting.label(),
                    "space": {"family": space.family, "depths": list(space.depths), "keeps": list(space.keeps),
                              "modes": list(space.modes), "sizes": list(space.sizes), "runtimes": list(space.runtimes),
-                             "candidates": len(cands)},
+                             "streams": list(space.streams), "candidates": len(cands)},
                    "feasible": len(keys), "measured": len(meter.results), "device_measurements": meter.measurements,
                    "device_seconds": round(device_seconds, 1), "train_seconds": round(train_seconds, 1),
                    "latency_model": accuracy_of_model, "drift": drift, "trials": trials_out,
@@ -583,7 +589,10 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
                         **({"input_size": winner.size} if winner.size is not None else {})},
               "data": source,
               "variants": [{"name": "winner", "modes": [winner.mode], **({"io": io} if io != "float32" else {}),
-                            **({"optimize": {"channels": {"keep": list(winner.keep)}}} if min(winner.keep) < 1 else {})}],
+                            **({"optimize": {"channels": {
+                                "keep": list(winner.keep),
+                                **({"stream": list(winner.stream)} if winner.stream is not None else {})}}}
+                               if min(winner.keep) < 1 or winner.stream is not None else {})}],
               "gates": {"latency": {"target": str(target), f"{metric}_ms": budget_ms}}}
     atomic_write_bytes(out / "winner.yaml", dump(recipe).encode())
     return {"winner": {**winner.to_dict(), "file": str(tfl), "bytes": tfl.stat().st_size,
