@@ -276,6 +276,32 @@ def test_bad_options_are_one_line_before_tensorflow(args, fragment):
     assert len([x for x in r.stderr.splitlines() if x.startswith("Error")]) == 1
 
 
+def test_max_memory_is_measured_on_the_device_and_kept(measured, tmp_path):
+    """--max-memory: each candidate's peak memory is measured with its latency (a fresh process each; it is mostly
+    the runtime's own, so 1 MiB is out of reach for every one): one line naming the least measured, nothing trained;
+    the measurements carry the memory, and a second meter reads them back from the store without timing anything."""
+    import optuna
+
+    from resnet_edge.data import load
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.search.latency import Meter
+    from resnet_edge.targets import resolve
+
+    _, budget, low, high, cheap, dear = measured
+    r = run("search", *SMALL, "--budget", f"{budget:.4f}ms", "--max-memory", "1MiB", "--out", tmp_path / "s",
+            "--trials", "1")
+    line = one_line_error(r, "1 candidate(s) reach", "none within --max-memory 1 MiB", "the least peak memory measured is",
+                          cheap.key)
+    least = float(line.split("measured is ")[1].split(" MiB")[0])
+    assert 1 < least < 500
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 's' / 'study.db'}")
+    assert study.trials == []
+    meter = Meter(resolve("local"), Setting(threads=1), load("digits"), tmp_path / "m", runs=20, memory=True)
+    got = meter.measure([cheap])[cheap.key]
+    assert got["stored"] and round(got["memory_mb"], 1) == least  # what the search measured, read back
+    assert meter.measurements == 0
+
+
 def test_a_budget_nothing_reaches_names_the_fastest(measured, tmp_path):
     _, budget, low, high, cheap, dear = measured
     r = run("search", *SMALL, "--budget", "0.001ms", "--out", tmp_path / "s", "--trials", "1")

@@ -50,6 +50,8 @@ def parse_duration(text: str | None) -> float | None:
               help="p90: a model that meets the budget only at the median misses it every tenth frame.")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--max-size", help="The largest .tflite allowed: 8MB.")
+@click.option("--max-memory", help="The most peak memory a candidate may take on the device while it runs: 300MB "
+                                   "(measured with its latency, in a fresh process each).")
 @click.option("--min-accuracy", type=click.FloatRange(0, 100), help="Say so when the winner's test top-1 (%) is below.")
 @click.option("--trials", type=click.IntRange(1, 10_000), default=12, show_default=True,
               help="Trials trained (pruned ones count).")
@@ -88,7 +90,7 @@ def parse_duration(text: str | None) -> float | None:
               help="Add a worker to the search in this folder (or in --storage): it trains trials until the search "
                    "has its number; the search's own settings are read from its storage.")
 @click.option("--json", "as_json", is_flag=True)
-def search(source, target, budget, metric, threads, max_size, min_accuracy, trials, time_limit, epochs, max_epochs,
+def search(source, target, budget, metric, threads, max_size, max_memory, min_accuracy, trials, time_limit, epochs, max_epochs,
            depths, widths, streams, modes, sizes, runtimes, io, measure, runs, limit, batch_size, seed, out, storage, baseline,
            second_seed, join_dir, as_json):
     """The most accurate ResNet under a latency budget, measured on the device.
@@ -116,6 +118,7 @@ def search(source, target, budget, metric, threads, max_size, min_accuracy, tria
     budget_ms = parse_budget(budget)
     seconds = parse_duration(time_limit)
     max_bytes = parse_bytes(max_size, "--max-size")
+    max_memory_bytes = parse_bytes(max_memory, "--max-memory")
     depths = parse_list(depths, int, "depths")
     widths = parse_list(widths, float, "widths")
     streams = parse_list(streams, float, "streams")
@@ -130,6 +133,7 @@ def search(source, target, budget, metric, threads, max_size, min_accuracy, tria
     from resnet_edge.search.study import search as run_search
 
     result = run_search(source, target, budget_ms, metric=metric, threads=threads, max_bytes=max_bytes,
+                        max_memory_mb=max_memory_bytes / 2**20 if max_memory_bytes else None,
                         min_accuracy=min_accuracy, trials=trials, epochs=epochs, seed=seed, out=out, storage=storage,
                         depths=depths, widths=widths, modes=modes, measure=measure, batch_size=batch_size,
                         limit=limit, runs=runs, baseline=baseline, time_limit=seconds, second_seed=second_seed,

@@ -41,8 +41,10 @@ class Meter:
 
     def __init__(self, target, setting, data, folder: Path, *, runs: int = 50, warmup: int = 10, metric: str = "p90_ms",
                  store_path: str | None = None, progress: Callable[[str], None] = lambda text: None,
-                 shared=None, lock=None):
+                 shared=None, lock=None, memory: bool = False):
         self.target, self.setting, self.data, self.folder = target, setting, data, Path(folder)
+        #: Measure each candidate's peak memory too (a fresh process per candidate on the device; --max-memory).
+        self.memory = memory
         self.runs, self.warmup, self.metric, self.store_path, self.say = runs, warmup, metric, store_path, progress
         self.bases: dict[int, object] = {}
         self.results: dict[str, dict] = {}
@@ -111,7 +113,8 @@ class Meter:
 
         if shared:
             got = shared.get(self._shared_key(c))
-            if isinstance(got, dict) and isinstance(got.get(self.metric), (int, float)) and (got.get("runs") or 0) >= self.runs:
+            if (isinstance(got, dict) and isinstance(got.get(self.metric), (int, float))
+                    and (got.get("runs") or 0) >= self.runs and (not self.memory or got.get("memory_mb") is not None)):
                 return {**got, "stored": True}
 
         rows = []
@@ -122,7 +125,8 @@ class Meter:
                 except ValueError:  # a row another writer damaged: measured again
                     continue
                 runs = (rec.get("runs") or 0) * (rec.get("rounds") or 1) if isinstance(rec, dict) else 0
-                if r.get("setting") == self.setting_for(c).label() and isinstance(runs, int) and runs >= self.runs:
+                if (r.get("setting") == self.setting_for(c).label() and isinstance(runs, int) and runs >= self.runs
+                        and (not self.memory or isinstance(rec.get("memory_overall_mb"), (int, float)))):
                     rows.append((r, rec))
         if not rows:
             return None
@@ -161,7 +165,8 @@ class Meter:
             self.say(f"latency: timing {len(group)} candidate(s) on {self.target} ({setting.label()}, {runs} runs)")
             with self.lock():
                 result = bench(files, [setting], runs=runs // rounds, warmup=self.warmup, rounds=rounds,
-                               target=None if self.target.kind == "local" else self.target, measure_memory=False)
+                               target=None if self.target.kind == "local" else self.target,
+                               measure_memory=self.memory and not again)
             self.measurements += len(result["records"])
             with Store(self.store_path) as store:
                 store.add(result["records"], target=result["target"], target_url=result["target_url"],
@@ -172,7 +177,10 @@ class Meter:
         wide = []
         for c in todo:
             rec = records[c.key]
+            before = self.results.get(c.key) or {}
             self.results[c.key] = _figures(rec, runs, stored=False)
+            if self.results[c.key]["memory_mb"] is None:  # timed again for latency only: the memory stays
+                self.results[c.key]["memory_mb"] = before.get("memory_mb")
             if self.shared is not None:
                 self.shared.set_user_attr(self._shared_key(c), self.results[c.key])
             if (self.results[c.key]["cv"] or 0) > MAX_CV:
@@ -213,9 +221,11 @@ class Meter:
 
 
 def _figures(record: dict, runs: int, *, stored: bool) -> dict:
-    """What the search keeps of a bench record (fresh, or a results-store row's): latency, spread, size, runs."""
+    """What the search keeps of a bench record (fresh, or a results-store row's): latency, spread, size, peak memory
+    (when measured), runs."""
     return {"p50_ms": record.get("p50_ms"), "p90_ms": record.get("p90_ms"), "avg_ms": record.get("avg_ms"),
-            "cv": _cv(record), "bytes": record.get("model_bytes"), "runs": runs, "stored": stored}
+            "cv": _cv(record), "bytes": record.get("model_bytes"), "memory_mb": record.get("memory_overall_mb"),
+            "runs": runs, "stored": stored}
 
 
 def _cv(record: dict) -> float | None:

@@ -4,7 +4,9 @@
    converted untrained and timed on the device; the latency model is fitted on them; the candidates it predicts
    near the budget are timed next, up to ``measure`` in all, and the model is fitted again. A candidate is
    *feasible* when its measured latency at the metric is within the budget, or, not measured, when its predicted
-   latency is within 90% of it; and its file within ``max_bytes``.
+   latency is within 90% of it; and its file within ``max_bytes`` and its peak memory on the device within
+   ``max_memory_mb`` (measured with its latency when asked for; a candidate not measured yet is checked when a trial
+   draws it).
 2. **Accuracy.** An Optuna study (storage: SQLite in the run folder by default, or any Optuna storage URL; resumable)
    maximizes validation accuracy over the feasible candidates, ask/tell: a trial whose candidate was only predicted
    is timed on the device first (the device step), and dropped when it misses the budget; then trained epoch by epoch
@@ -271,7 +273,8 @@ def train_candidate(meter: Meter, c: Candidate, data, folder: Path, *, epochs: i
 
 
 def search(source: str, target_text: str | None, budget_ms: float, *, metric: str = "p90", threads: int | None = 1,
-           max_bytes: int | None = None, min_accuracy: float | None = None, trials: int = 12, epochs: int = 6,
+           max_bytes: int | None = None, max_memory_mb: float | None = None, min_accuracy: float | None = None,
+           trials: int = 12, epochs: int = 6,
            seed: int = 0, out: str | Path, storage: str | None = None, depths=None, widths=None, modes=None,
            measure: int = 24, batch_size: int = 64, limit: int | None = None, runs: int = 50,
            baseline: bool = True, store_path: str | None = None, worker: bool = False,
@@ -314,14 +317,15 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     if not worker:
         study.set_user_attr("settings", {
             "source": source, "target_text": target_text, "budget_ms": budget_ms, "metric": metric, "threads": threads,
-            "max_bytes": max_bytes, "trials": trials, "epochs": epochs, "seed": seed,
+            "max_bytes": max_bytes, "max_memory_mb": max_memory_mb, "trials": trials, "epochs": epochs, "seed": seed,
             "depths": list(depths) if depths else None, "widths": list(widths) if widths else None,
             "modes": list(modes) if modes else None, "measure": measure, "batch_size": batch_size, "limit": limit,
             "runs": runs, "max_epochs": max_epochs, "sizes": list(sizes) if sizes else None,
             "runtimes": list(runtimes) if runtimes else None, "io": io,
             "streams": list(streams) if streams else None})
     meter = Meter(target, setting, data, out / "latency", runs=runs, metric=key, store_path=store_path,
-                  progress=progress, shared=study, lock=lambda: device_lock(target, storage))
+                  progress=progress, shared=study, lock=lambda: device_lock(target, storage),
+                  memory=max_memory_mb is not None)
     cands = [c for c in cands if meter.buildable(c)]  # shortcut A cannot narrow the stream from one stage to the next
     rng = np.random.default_rng(seed)
     t_device = time.monotonic()
@@ -352,12 +356,30 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
         return model.predict(c, meter.features(c))
 
     def size_ok(c):
-        measured = (meter.results.get(c.key) or {}).get("bytes")
-        return max_bytes is None or (measured if measured else 0) <= max_bytes
+        """Within --max-size and --max-memory, as far as measured (a candidate not timed yet is checked when drawn)."""
+        r = meter.results.get(c.key) or {}
+        return ((max_bytes is None or (r.get("bytes") or 0) <= max_bytes)
+                and (max_memory_mb is None or (r.get("memory_mb") or 0) <= max_memory_mb))
 
-    feasible = [c for c in cands if size_ok(c) and (
-        (meter.latency(c) is not None and meter.latency(c) <= budget_ms)
-        or (meter.latency(c) is None and predicted(c) <= 0.9 * budget_ms))]
+    if max_memory_mb is not None and any(r.get("memory_mb") is None for r in meter.results.values()):
+        raise ConfigError(f"--max-memory: {target} did not report the peak memory of what it ran (its kernel keeps no "
+                          "resident-set high-water mark that can be reset); search without --max-memory")
+    fast = [c for c in cands if (meter.latency(c) is not None and meter.latency(c) <= budget_ms)
+            or (meter.latency(c) is None and predicted(c) <= 0.9 * budget_ms)]
+    feasible = [c for c in fast if size_ok(c)]
+    if fast and not feasible:
+        measured = [c for c in fast if meter.results.get(c.key)]
+        parts = []
+        if max_memory_mb is not None:
+            least = min(measured, key=lambda c: meter.results[c.key].get("memory_mb") or math.inf)
+            parts.append(f"--max-memory {max_memory_mb:.4g} MiB (the least peak memory measured is "
+                         f"{meter.results[least.key].get('memory_mb') or math.nan:.1f} MiB, {least.key})")
+        if max_bytes is not None:
+            least = min(measured, key=lambda c: meter.results[c.key].get("bytes") or math.inf)
+            parts.append(f"--max-size {max_bytes / 1e6:g} MB (the smallest file is "
+                         f"{(meter.results[least.key].get('bytes') or 0) / 1e6:.3g} MB, {least.key})")
+        raise ConfigError(f"{len(fast)} candidate(s) reach {budget_ms:g} ms at {metric} on {target}, none within "
+                          + " and ".join(parts) + ": allow more, or search smaller networks (--depths, --widths)")
     if not feasible:
         fastest = min((c for c in cands if meter.latency(c) is not None), key=meter.latency)
         raise ConfigError(
@@ -413,10 +435,13 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
         lat = meter.latency(c)
         trial.set_user_attr("latency_ms", lat)
         trial.set_user_attr("predicted_ms", predicted(c))
-        if lat > budget_ms:
+        if meter.results[c.key].get("memory_mb") is not None:
+            trial.set_user_attr("memory_mb", meter.results[c.key]["memory_mb"])
+        if lat > budget_ms or not size_ok(c):
             trial.set_user_attr("over_budget", True)
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            progress(f"search: trial {trial.number} {c.key}: {lat:.3g} ms measured, over the budget")
+            progress(f"search: trial {trial.number} {c.key}: {lat:.3g} ms measured, " + (
+                "over the budget" if lat > budget_ms else "over --max-size or --max-memory"))
             continue
         twin = _twin(study, trial, c, by_key)
         if twin is not None:  # the same network on another runtime: that trial's training is this one's
@@ -596,6 +621,7 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
               "gates": {"latency": {"target": str(target), f"{metric}_ms": budget_ms}}}
     atomic_write_bytes(out / "winner.yaml", dump(recipe).encode())
     return {"winner": {**winner.to_dict(), "file": str(tfl), "bytes": tfl.stat().st_size,
+                       "memory_mb": (meter.results.get(winner.key) or {}).get("memory_mb"),  # untrained: the same
                        "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "cv": cv, "cv_robust": robust,
                        "runs": r["runs"] * r.get("rounds", 1),
                        "meets_budget": r[key] <= budget_ms, "searched_ms": searched_ms, "timings_ms": tries,
