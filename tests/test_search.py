@@ -451,21 +451,36 @@ def test_a_search_killed_with_9_continues(measured, tmp_path):
 
 def test_the_search_through_the_test_sshd(measured, sshd, monkeypatch, tmp_path):
     """The same search with the device behind a real OpenSSH server (on loopback, so the budget between the two
-    candidates still holds): the candidates are timed there, stored under that target, and the winner meets it."""
+    depths still holds), with --jobs 2: the candidates are timed there, stored under that target; two worker
+    processes train the trials; the winner meets the budget."""
+    import optuna
+
     from resnet_edge.measure.results import Store
+    from resnet_edge.search.study import trials_of
 
     monkeypatch.setenv("RESNET_EDGE_SSH_CONFIG", str(sshd.config))
     _, budget, low, high, cheap, dear = measured
     url = f"{sshd.url}/?python={sys.executable}"
-    r = run("search", *SMALL, "--target", url, "--budget", f"{budget:.4f}ms", "--trials", "1", "--epochs", "1",
-            "--out", tmp_path / "s", "--no-baseline", "--json")
+    r = run("search", *SMALL, *WIDER, "--target", url, "--budget", f"{budget:.4f}ms", "--trials", "2", "--epochs", "1",
+            "--jobs", "2", "--out", tmp_path / "s", "--no-baseline", "--json")
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
-    assert result["winner"]["key"] == cheap.key and result["winner"]["meets_budget"]
+    winner = result["winner"]["key"]
+    assert winner.startswith("resnet20-") and result["winner"]["meets_budget"] and result["jobs"] == 2
     assert result["device_measurements"] >= 1  # timed over SSH, not read from this machine's rows
     with Store(write=False) as store:
         rows = store.query(model=f"{cheap.key}.tflite", target=url)
     assert rows and all(row["target_url"] == url for row in rows)
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 's' / 'study.db'}")
+    trained = [t for t in trials_of(study) if "train_seconds" in t.user_attrs]
+    assert len(trained) == 2 and len({t.user_attrs["pid"] for t in trained}) == 2  # two workers, a trial each
+    assert (tmp_path / "s" / "workers" / "worker-2.log").exists()
+
+
+def test_jobs_need_a_device_elsewhere(tmp_path):
+    r = run("search", "--budget", "1ms", "--jobs", "2", "--out", tmp_path / "s")
+    assert r.exit_code == 2 and "the device is this machine" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "s").exists()
 
 
 def test_drift_is_seen_and_what_was_timed_since_is_timed_again(measured, tmp_path):

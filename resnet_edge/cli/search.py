@@ -86,13 +86,16 @@ def parse_duration(text: str | None) -> float | None:
               help="Also time and train the plain grid (every depth, full width, int8) under the same budget.")
 @click.option("--second-seed/--no-second-seed", default=True, show_default=True,
               help="Train the winner and the best of the grid again with the next seed, to show the spread.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Workers training trials at once on this machine (each a process of `search --join`); the device "
+                   "must be elsewhere (ssh://, adb://): timings beside training would carry its load.")
 @click.option("--join", "join_dir", type=click.Path(file_okay=False),
               help="Add a worker to the search in this folder (or in --storage): it trains trials until the search "
                    "has its number; the search's own settings are read from its storage.")
 @click.option("--json", "as_json", is_flag=True)
 def search(source, target, budget, metric, threads, max_size, max_memory, min_accuracy, trials, time_limit, epochs, max_epochs,
            depths, widths, streams, modes, sizes, runtimes, io, measure, runs, limit, batch_size, seed, out, storage, baseline,
-           second_seed, join_dir, as_json):
+           second_seed, jobs, join_dir, as_json):
     """The most accurate ResNet under a latency budget, measured on the device.
 
     \b
@@ -107,6 +110,9 @@ def search(source, target, budget, metric, threads, max_size, max_memory, min_ac
 
     say = (lambda text: None) if as_json else (lambda text: click.echo(safe_text(text, 400), err=True))
     if join_dir or (storage and budget is None):
+        if jobs > 1:
+            raise click.UsageError("--jobs starts workers for a search it starts; to add several workers to a running "
+                                   "one, run --join once for each")
         from resnet_edge.search.study import join
 
         done = join(join_dir, storage, progress=say)
@@ -130,6 +136,9 @@ def search(source, target, budget, metric, threads, max_size, max_memory, min_ac
     check_choices(depths, widths, modes, sizes, runtimes, streams)  # before TensorFlow: a wrong depth is said in a second
     check_epochs(epochs, max_epochs)
     check_io(io, modes)
+    if jobs > 1 and target in (None, "local"):
+        raise click.UsageError(f"--jobs {jobs} trains beside the device's timings, and the device is this machine: "
+                               "give a device elsewhere (--target ssh://...), or leave --jobs out")
     from resnet_edge.search.study import search as run_search
 
     result = run_search(source, target, budget_ms, metric=metric, threads=threads, max_bytes=max_bytes,
@@ -137,7 +146,8 @@ def search(source, target, budget, metric, threads, max_size, max_memory, min_ac
                         min_accuracy=min_accuracy, trials=trials, epochs=epochs, seed=seed, out=out, storage=storage,
                         depths=depths, widths=widths, modes=modes, measure=measure, batch_size=batch_size,
                         limit=limit, runs=runs, baseline=baseline, time_limit=seconds, second_seed=second_seed,
-                        max_epochs=max_epochs, sizes=sizes, runtimes=runtimes, io=io, streams=streams, progress=say)
+                        max_epochs=max_epochs, sizes=sizes, runtimes=runtimes, io=io, streams=streams, jobs=jobs,
+                        progress=say)
     _echo_json_or(result, as_json, _search_human)
 
 

@@ -198,6 +198,45 @@ def open_storage(storage: str):
         return optuna.storages.RDBStorage(storage)
 
 
+class Crew:
+    """The worker processes ``--jobs`` adds (each ``search --join``), started as soon as the search's settings are in
+    its storage so that they are ready when its first trial is; their output goes to ``out``/workers/."""
+
+    def __init__(self, n: int, out: Path, storage: str, progress: Callable[[str], None]):
+        self.n, self.out, self.storage, self.say = n, out, storage, progress
+        self.procs: list = []
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+
+        if not self.n:
+            return
+        folder = self.out / "workers"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.say(f"search: starting {self.n} more worker(s) (--jobs); their output in {folder}")
+        for i in range(self.n):
+            with open(folder / f"worker-{i + 2}.log", "wb") as log:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "resnet_edge", "search", "--join", str(self.out), "--storage", self.storage,
+                     "--json"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+
+    def wait(self) -> None:
+        """After the last trial was asked for: each worker trains what it holds and ends."""
+        for i, p in enumerate(self.procs):
+            if p.wait() != 0:
+                self.say(f"search: worker {i + 2} ended with exit code {p.returncode} (see "
+                         f"{self.out / 'workers'}/worker-{i + 2}.log); a trial it held is failed and redone")
+
+    def stop(self) -> None:
+        """The search failed or was interrupted: the workers go too (else they would wait for it)."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            p.wait()
+
+
 def device_lock(target, storage: str):
     """Held while a device is timed, so that no two trials time it at once (:func:`shared_lock`)."""
     return shared_lock(storage, f"resnet-edge device {target.url}")
@@ -272,18 +311,27 @@ def train_candidate(meter: Meter, c: Candidate, data, folder: Path, *, epochs: i
     return {"val_acc": acc, "epochs": done, "pruned": False, "seconds": time.monotonic() - t0}
 
 
-def search(source: str, target_text: str | None, budget_ms: float, *, metric: str = "p90", threads: int | None = 1,
-           max_bytes: int | None = None, max_memory_mb: float | None = None, min_accuracy: float | None = None,
-           trials: int = 12, epochs: int = 6,
-           seed: int = 0, out: str | Path, storage: str | None = None, depths=None, widths=None, modes=None,
-           measure: int = 24, batch_size: int = 64, limit: int | None = None, runs: int = 50,
-           baseline: bool = True, store_path: str | None = None, worker: bool = False,
-           time_limit: float | None = None, second_seed: bool = True, max_epochs: int | None = None,
-           sizes=None, runtimes=None, io: str = "float32", streams=None,
-           progress: Callable[[str], None] = lambda text: None) -> dict:
+def search(source: str, target_text: str | None, budget_ms: float, **options) -> dict:
     """Search, and write ``out``/search.json, the winner's ``.tflite`` and a recipe that rebuilds it; return the
-    result (see the module docstring). ``worker``: only train trials of the search already started in this storage
+    result (see the module docstring and :func:`_search` for the options). ``jobs``: worker processes in all on this
+    machine (the device elsewhere); ``worker``: only train trials of the search already started in this storage
     (:func:`join`), then return what this worker did."""
+    crew = Crew(0, Path(options["out"]), "", options.get("progress") or (lambda text: None))
+    try:
+        return _search(source, target_text, budget_ms, crew=crew, **options)
+    finally:
+        crew.stop()
+
+
+def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Crew, metric: str = "p90",
+            threads: int | None = 1, max_bytes: int | None = None, max_memory_mb: float | None = None,
+            min_accuracy: float | None = None, trials: int = 12, epochs: int = 6, seed: int = 0, out: str | Path,
+            storage: str | None = None, depths=None, widths=None, modes=None, measure: int = 24, batch_size: int = 64,
+            limit: int | None = None, runs: int = 50, baseline: bool = True, store_path: str | None = None,
+            worker: bool = False, time_limit: float | None = None, second_seed: bool = True,
+            max_epochs: int | None = None, sizes=None, runtimes=None, io: str = "float32", streams=None, jobs: int = 1,
+            progress: Callable[[str], None] = lambda text: None) -> dict:
+    """:func:`search`, with the workers of ``--jobs`` in ``crew`` (started here, stopped by the caller)."""
     import optuna
 
     from resnet_edge.data import load
@@ -296,6 +344,10 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target = resolve(target_text)
+    if jobs > 1 and target.kind == "local":
+        raise ConfigError(f"--jobs {jobs} trains beside the device's timings, and the device is this machine: its "
+                          "timings would carry the training's load; give a device elsewhere (--target ssh://...), "
+                          "or leave --jobs out")
     setting = Setting(threads=threads)
     data = load(source)
     if len(data.split("val")) < 10 or len(data.split("train")) < 20:
@@ -323,6 +375,8 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
             "runs": runs, "max_epochs": max_epochs, "sizes": list(sizes) if sizes else None,
             "runtimes": list(runtimes) if runtimes else None, "io": io,
             "streams": list(streams) if streams else None})
+        crew.n, crew.storage = jobs - 1, storage
+        crew.start()  # they join once the feasible candidates are in the storage
     meter = Meter(target, setting, data, out / "latency", runs=runs, metric=key, store_path=store_path,
                   progress=progress, shared=study, lock=lambda: device_lock(target, storage),
                   memory=max_memory_mb is not None)
@@ -477,6 +531,7 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
         else:
             study.tell(trial, r["val_acc"])
             progress(f"search: trial {trial.number}: {100 * r['val_acc']:.1f}% after {r['epochs']} epochs")
+    crew.wait()
     if worker:
         return {"worker": os.getpid(), "host": socket.gethostname(), "trials_trained": mine, "storage": storage,
                 "train_seconds": round(time.monotonic() - t_train, 1)}
@@ -539,7 +594,7 @@ def search(source: str, target_text: str | None, budget_ms: float, *, metric: st
                    "space": {"family": space.family, "depths": list(space.depths), "keeps": list(space.keeps),
                              "modes": list(space.modes), "sizes": list(space.sizes), "runtimes": list(space.runtimes),
                              "streams": list(space.streams), "candidates": len(cands)},
-                   "feasible": len(keys), "measured": len(meter.results), "device_measurements": meter.measurements,
+                   "feasible": len(keys), "measured": len(meter.results), "jobs": jobs, "device_measurements": meter.measurements,
                    "device_seconds": round(device_seconds, 1), "train_seconds": round(train_seconds, 1),
                    "latency_model": accuracy_of_model, "drift": drift, "trials": trials_out,
                    "draws_skipped": len(skipped), "epochs_trained": epochs_spent(trials_of(study)), "pareto": _pareto(trials_out),
