@@ -590,15 +590,23 @@ def _train(spec, data, run_dir: Path, out_dir: Path, recipe, weights, identity, 
             model = load_model(found[-1] / "model.keras", compile=True)  # trainable flags of its phase
             phase = state.get("phase")
         else:
-            model = build_model(spec)
             if weights is not None:
                 from resnet_edge.arch.weights import load_into
 
+                whole = spec.replace(inner_widths=None, stream_widths=None)  # the network the file holds
+                model = build_model(whole)
                 identity.update(load_into(model, weights, new_classifier=True))
+                if whole != spec:  # a thinner child starts from its parent's weights (NetAdapt), not from scratch
+                    from resnet_edge.optimize.channels import thin_to
+
+                    model = thin_to(model, whole, spec)
                 head = model.get_layer("predictions")  # zero-initialized (BiT): uniform predictions at the start
                 head.set_weights([w * 0 for w in head.get_weights()])
-                say(f"loaded {identity['layers']} layers of {identity['file']} ({identity['format']}); "
-                              f"new classifier for {spec.classes} classes")
+                say(f"loaded {identity['layers']} layers of {identity['file']} ({identity['format']})"
+                    + (", kept the channels of the thinner network that rank highest" if whole != spec else "")
+                    + f"; new classifier for {spec.classes} classes")
+            else:
+                model = build_model(spec)
             if phase:
                 set_phase(model, recipe, phase, flags)
             compile_model(model, recipe, spec)

@@ -86,6 +86,9 @@ def parse_duration(text: str | None) -> float | None:
               help="Also time and train the plain grid (every depth, full width, int8) under the same budget.")
 @click.option("--second-seed/--no-second-seed", default=True, show_default=True,
               help="Train the winner and the best of the grid again with the next seed, to show the spread.")
+@click.option("--weights", help="Start every candidate from published ImageNet weights: imagenet (the files in the "
+                                "weight folders, one per depth) or FILE (its depth only); a thinner candidate keeps "
+                                "its parent's channels that rank highest. For image folders (ImageNet family).")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Workers training trials at once on this machine (each a process of `search --join`); the device "
                    "must be elsewhere (ssh://, adb://): timings beside training would carry its load.")
@@ -95,7 +98,7 @@ def parse_duration(text: str | None) -> float | None:
 @click.option("--json", "as_json", is_flag=True)
 def search(source, target, budget, metric, threads, max_size, max_memory, min_accuracy, trials, time_limit, epochs, max_epochs,
            depths, widths, streams, modes, sizes, runtimes, io, measure, runs, limit, batch_size, seed, out, storage, baseline,
-           second_seed, jobs, join_dir, as_json):
+           second_seed, weights, jobs, join_dir, as_json):
     """The most accurate ResNet under a latency budget, measured on the device.
 
     \b
@@ -136,6 +139,10 @@ def search(source, target, budget, metric, threads, max_size, max_memory, min_ac
     check_choices(depths, widths, modes, sizes, runtimes, streams)  # before TensorFlow: a wrong depth is said in a second
     check_epochs(epochs, max_epochs)
     check_io(io, modes)
+    if weights is not None and weights != "imagenet":
+        from resnet_edge.arch.weights import choose
+
+        choose(weights)  # a missing or damaged file is said before TensorFlow loads
     if jobs > 1 and target in (None, "local"):
         raise click.UsageError(f"--jobs {jobs} trains beside the device's timings, and the device is this machine: "
                                "give a device elsewhere (--target ssh://...), or leave --jobs out")
@@ -146,7 +153,7 @@ def search(source, target, budget, metric, threads, max_size, max_memory, min_ac
                         min_accuracy=min_accuracy, trials=trials, epochs=epochs, seed=seed, out=out, storage=storage,
                         depths=depths, widths=widths, modes=modes, measure=measure, batch_size=batch_size,
                         limit=limit, runs=runs, baseline=baseline, time_limit=seconds, second_seed=second_seed,
-                        max_epochs=max_epochs, sizes=sizes, runtimes=runtimes, io=io, streams=streams, jobs=jobs,
+                        max_epochs=max_epochs, sizes=sizes, runtimes=runtimes, io=io, streams=streams, jobs=jobs, weights=weights,
                         progress=say)
     _echo_json_or(result, as_json, _search_human)
 

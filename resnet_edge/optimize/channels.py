@@ -151,6 +151,25 @@ def thin(model, spec: ResNetSpec, keep, criterion: str = "l1", stream=1.0):
     return thin_model, thin_spec
 
 
+def thin_to(model, spec: ResNetSpec, target: ResNetSpec):
+    """``model`` (of ``spec``) thinned to the shape of ``target`` (the same network with the inner and stream widths
+    of a search candidate, :func:`resnet_edge.search.space.spec_of`): the channels that rank highest are kept, as
+    :func:`thin` keeps them. Returns the thin model; ConfigError when ``target`` is not a thinning of ``spec``."""
+    if spec.replace(inner_widths=None, stream_widths=None) != target.replace(inner_widths=None, stream_widths=None):
+        raise ConfigError(f"{target.name} is not a thinning of {spec.name}")
+    whole, want = plan(spec), plan(target)
+    keep, stream = [], []
+    for si in range(len(spec.stage_blocks)):
+        a = next(b for b in whole.blocks if int(b.name[4]) - 2 == si)
+        b = next(b for b in want.blocks if int(b.name[4]) - 2 == si)
+        keep.append(b.convs[0].filters / a.convs[0].filters)
+        stream.append(b.out_channels / a.out_channels)
+    thin_model, thin_spec = thin(model, spec, tuple(keep), "l1", tuple(stream))
+    if thin_spec != target:
+        raise ConfigError(f"{target.name}: its widths are not one ratio per stage of {spec.name}'s")
+    return thin_model
+
+
 def recalibrate_batchnorm(model, data, *, batches: int = 30, batch_size: int = 128, seed: int = 0,
                           limit: int | None = None) -> None:
     """Re-estimate every BatchNorm's moving mean and variance from ``batches`` training batches.

@@ -41,10 +41,12 @@ class Meter:
 
     def __init__(self, target, setting, data, folder: Path, *, runs: int = 50, warmup: int = 10, metric: str = "p90_ms",
                  store_path: str | None = None, progress: Callable[[str], None] = lambda text: None,
-                 shared=None, lock=None, memory: bool = False):
+                 shared=None, lock=None, memory: bool = False, weights: dict | None = None):
         self.target, self.setting, self.data, self.folder = target, setting, data, Path(folder)
         #: Measure each candidate's peak memory too (a fresh process per candidate on the device; --max-memory).
         self.memory = memory
+        #: Published weights per depth (``--weights``): a network's normalization and variant are theirs.
+        self.weights = weights or {}
         self.runs, self.warmup, self.metric, self.store_path, self.say = runs, warmup, metric, store_path, progress
         self.bases: dict[int, object] = {}
         self.results: dict[str, dict] = {}
@@ -60,7 +62,8 @@ class Meter:
 
         if (depth, size) not in self.bases:
             self.bases[depth, size] = spec_for_data(self.data, depth=depth, input_size=size,
-                                                    family=family_for(size or self.data.image_size))
+                                                    family=family_for(size or self.data.image_size),
+                                                    weights=self.weights.get(depth))
         return self.bases[depth, size]
 
     def spec(self, c: Candidate):

@@ -288,21 +288,53 @@ def _val_accuracy(run_dir: Path) -> float | None:
     return float(history[-1]["val_acc"]) if history else None
 
 
+def _weights_for(weights: str | None, space, depths) -> tuple[dict, object]:
+    """``--weights``: the published file for each depth searched (``imagenet``: from the weight folders), or the one
+    FILE given (the space narrowed to its depth); ({}, space) without. The files are checked tensor by tensor here."""
+    import dataclasses
+
+    from resnet_edge.arch.weights import choose
+
+    if weights is None:
+        return {}, space
+    if space.family != "imagenet":
+        raise ConfigError(f"--weights {weights}: published weights are ImageNet networks (ResNet-18/34/50); these "
+                          "images are searched with the CIFAR family: give an image folder and --sizes of 64 px or more")
+    if weights == "imagenet":
+        return {d: choose("imagenet", d).file for d in space.depths}, space
+    chosen = choose(weights)
+    if depths and tuple(depths) != (chosen.depth,):
+        raise ConfigError(f"--weights {weights} holds ResNet-{chosen.depth}: give --depths {chosen.depth} or leave "
+                          "--depths out")
+    if chosen.depth not in space.depths:
+        raise ConfigError(f"--weights {weights} holds ResNet-{chosen.depth}, which the search does not take "
+                          f"(ImageNet depths {', '.join(map(str, space.depths))})")
+    return {chosen.depth: chosen.file}, dataclasses.replace(space, depths=(chosen.depth,))
+
+
 def train_candidate(meter: Meter, c: Candidate, data, folder: Path, *, epochs: int, batch_size: int, seed: int,
                     limit: int | None, report: Callable[[float, int], bool] | None = None) -> dict:
     """Train ``c`` for up to ``epochs`` (one epoch per call of :func:`train`, resumed from its checkpoint),
     calling ``report(val_acc, epoch)`` after each; stop when it returns True (pruned). Returns what happened."""
     from resnet_edge.train import Recipe, saved_run, train
 
-    recipe = Recipe(epochs=epochs, batch_size=batch_size, seed=seed)
+    weights = meter.weights.get(c.depth)
+    if weights is not None:  # from published weights (thinner children from their parent's): a transfer recipe
+        from resnet_edge.train import TRANSFER_LR, transfer_recipe
+
+        recipe = transfer_recipe({"epochs": epochs, "batch_size": batch_size, "seed": seed, "lr": TRANSFER_LR,
+                                  "warmup": 0}, {"freeze": "none", "head_epochs": 0, "fine_tune_lr": None}, True,
+                                 len(data.train), data.num_classes)
+    else:
+        recipe = Recipe(epochs=epochs, batch_size=batch_size, seed=seed)
     t0 = time.monotonic()
     done = _epochs_done(folder)
     acc = _val_accuracy(folder) if done else None
     if done >= epochs and (folder / "model.keras").exists():  # trained whole before (a search run again)
         return {"val_acc": acc, "epochs": done, "pruned": False, "seconds": 0.0}
     while done < epochs:
-        train(meter.spec(c), data, folder, recipe, resume=saved_run(folder) is not None, stop_after=1, limit=limit,
-              verbose=0)
+        train(meter.spec(c), data, folder, recipe, weights=weights, resume=saved_run(folder) is not None, stop_after=1,
+              limit=limit, verbose=0)
         done += 1
         acc = _val_accuracy(folder)
         # reported at every epoch; a stop at the last one is moot: the trial has trained whole
@@ -330,7 +362,7 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
             limit: int | None = None, runs: int = 50, baseline: bool = True, store_path: str | None = None,
             worker: bool = False, time_limit: float | None = None, second_seed: bool = True,
             max_epochs: int | None = None, sizes=None, runtimes=None, io: str = "float32", streams=None, jobs: int = 1,
-            progress: Callable[[str], None] = lambda text: None) -> dict:
+            weights: str | None = None, progress: Callable[[str], None] = lambda text: None) -> dict:
     """:func:`search`, with the workers of ``--jobs`` in ``crew`` (started here, stopped by the caller)."""
     import optuna
 
@@ -354,6 +386,7 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
         raise ConfigError(f"{source}: {len(data.split('train'))} training and {len(data.split('val'))} validation "
                           "images are too few to choose a model on; give at least 20 and 10")
     space = space_for(data.image_size, depths, widths, modes, sizes, runtimes, streams)
+    files, space = _weights_for(weights, space, depths)
     cands = space.candidates()
     key = f"{metric}_ms"
     storage = storage or f"sqlite:///{out / 'study.db'}"
@@ -374,12 +407,12 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
             "modes": list(modes) if modes else None, "measure": measure, "batch_size": batch_size, "limit": limit,
             "runs": runs, "max_epochs": max_epochs, "sizes": list(sizes) if sizes else None,
             "runtimes": list(runtimes) if runtimes else None, "io": io,
-            "streams": list(streams) if streams else None})
+            "streams": list(streams) if streams else None, "weights": weights})
         crew.n, crew.storage = jobs - 1, storage
         crew.start()  # they join once the feasible candidates are in the storage
     meter = Meter(target, setting, data, out / "latency", runs=runs, metric=key, store_path=store_path,
                   progress=progress, shared=study, lock=lambda: device_lock(target, storage),
-                  memory=max_memory_mb is not None)
+                  memory=max_memory_mb is not None, weights=files)
     cands = [c for c in cands if meter.buildable(c)]  # shortcut A cannot narrow the stream from one stage to the next
     rng = np.random.default_rng(seed)
     t_device = time.monotonic()
@@ -667,6 +700,8 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
               "description": f"the winner of resnet-edge search under {budget_ms:g} ms at {metric} on {target}",
               "model": {"depth": winner.depth, "family": meter.base(winner.depth, winner.size).family,
                         **({"input_size": winner.size} if winner.size is not None else {})},
+              **({"weights": str(Path(meter.weights[winner.depth].path).resolve())}
+                 if winner.depth in meter.weights else {}),
               "data": source,
               "variants": [{"name": "winner", "modes": [winner.mode], **({"io": io} if io != "float32" else {}),
                             **({"optimize": {"channels": {
