@@ -59,6 +59,8 @@ SCHEMA = _obj({
         "shortcut": {"enum": ["A", "B", "C"]},
         "input_size": {"type": "integer", "minimum": 8, "maximum": 8192},
     }, default={}),
+    "search": {"type": ["string", "null"], "minLength": 1, "maxLength": 4096, "default": None,
+               "description": "the search.json of the resnet-edge search this model won: the report shows its history"},
     "weights": {"type": ["string", "null"], "minLength": 1, "maxLength": 4096, "default": None,
                 "description": "a weights file, or imagenet: start from published ImageNet weights"},
     "data": {"type": "string", "minLength": 1, "maxLength": 4096, "default": "digits",

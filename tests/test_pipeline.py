@@ -402,3 +402,39 @@ def test_the_photos_recipe_from_a_keras_applications_weights_file(tmp_path):
     inputs, outputs = io_tensors((tmp_path / "run" / "variants/float/convert/float_int8.tflite").read_bytes())
     assert inputs[0]["dtype"] == "uint8" and outputs[0]["dtype"] == "uint8" and outputs[0]["shape"][-1] == 5
     assert [(x["variant"], x["mode"]) for x in j["rows"]] == [("float", "int8")]
+
+
+def test_the_report_shows_the_search_the_model_won(copy, tmp_path):
+    """A recipe that a search wrote (`search: .../search.json`): the run's report tells how the search chose the model,
+    every trial and the accuracy-latency plot; a record that is damaged, foreign or hostile never breaks the report
+    and never reaches the page as markup."""
+    dest = copy
+    record = {"budget_ms": 0.25, "metric": "p90", "target": "local", "setting": "litert xnnpack 1t", "feasible": 3,
+              "space": {"candidates": 6}, "train_seconds": 12.5, "device_seconds": 4.0, "device_measurements": 6,
+              "winner": {"key": "resnet8-k1-1-1-int8-abc", "p90_ms": 0.2, "searched_ms": 0.19, "val_acc": 0.9,
+                         "test_top1": 0.88},
+              "trials": [{"number": 0, "candidate": "resnet8-k1-1-1-int8-abc", "state": "COMPLETE", "latency_ms": 0.19,
+                          "val_acc": 0.9, "epochs": 2, "prior": True},
+                         {"number": 1, "candidate": "<script>alert(1)</script>", "state": "PRUNED", "latency_ms": 0.12,
+                          "val_acc": 0.5, "epochs": 1}],
+              "pareto": [{"latency_ms": 0.12, "val_acc": 0.5}, {"latency_ms": 0.19, "val_acc": 0.9}]}
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps(record))
+    results = json.loads((dest / "results.json").read_text())
+    results["recipe"]["search"] = str(path)
+    (dest / "results.json").write_text(json.dumps(results))
+    r = CliRunner().invoke(cli, ["report", str(dest)])
+    assert r.exit_code == 0, r.output
+    html, md = (dest / "report.html").read_text(), (dest / "report.md").read_text()
+    assert "How the search chose it" in html and "resnet8-k1-1-1-int8-abc" in html and "3 of\n6 candidates" in html
+    assert 'alt="validation accuracy against measured latency of every trial of the search"' in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert "| 0 | resnet8-k1-1-1-int8-abc | complete | 0.19 | 90.00% | 2 | the prior's pick |" in md
+    for text, said in (("{", "is not JSON"), (json.dumps({"trials": "many"}), "is not the record of a resnet-edge search"),
+                       (None, "cannot be read")):
+        if text is None:
+            path.unlink()
+        else:
+            path.write_text(text)
+        r = CliRunner().invoke(cli, ["report", str(dest)])
+        assert r.exit_code == 0 and said in (dest / "report.html").read_text(), r.output

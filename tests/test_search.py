@@ -83,6 +83,11 @@ def test_the_winner_is_app_ready_and_has_a_recipe(searched):
     recipe = load(str(out / "winner.yaml"))
     assert recipe["model"]["depth"] == CHEAP and recipe["variants"][0]["modes"] == ["int8"]
     assert recipe["gates"]["latency"]["p90_ms"] == result["budget_ms"]
+    from resnet_edge.report.page import _search_record
+
+    record = _search_record(recipe["search"])  # what the run's report reads of the search that chose it
+    assert recipe["search"] == str((out / "search.json").resolve()) and not record.get("error")
+    assert record["winner"]["key"] == result["winner"]["key"]
 
 
 def test_the_search_continues_where_it_stopped(measured, searched):

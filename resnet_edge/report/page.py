@@ -53,7 +53,31 @@ def collect(folder: str | Path) -> dict:
         history = json.loads((folder / "train" / "history.json").read_text())
     except (OSError, ValueError):
         history = []
-    return {"folder": str(folder), "results": results, "stages": stages, "history": history}
+    return {"folder": str(folder), "results": results, "stages": stages, "history": history,
+            "search": _search_record((results.get("recipe") or {}).get("search"))}
+
+
+#: The largest search.json the report reads (a search of thousands of trials is a few MB).
+MAX_SEARCH_BYTES = 64 * 2**20
+
+
+def _search_record(path) -> dict | None:
+    """The search.json a recipe names (``search:``), read as data and checked for the fields the report shows; a
+    file that is missing, too large or not a search's record gives ``{"error": ...}`` (the report says so)."""
+    if not path:
+        return None
+    p = Path(str(path))
+    try:
+        if p.stat().st_size > MAX_SEARCH_BYTES:
+            return {"path": str(p), "error": f"larger than {MAX_SEARCH_BYTES // 2**20} MiB"}
+        record = json.loads(p.read_bytes())
+    except OSError as exc:
+        return {"path": str(p), "error": f"cannot be read ({exc.strerror or type(exc).__name__})"}
+    except ValueError:
+        return {"path": str(p), "error": "is not JSON"}
+    ok = (isinstance(record, dict) and isinstance(record.get("trials"), list) and isinstance(record.get("winner"), dict)
+          and isinstance(record.get("budget_ms"), (int, float)) and all(isinstance(t, dict) for t in record["trials"]))
+    return {"path": str(p), **record} if ok else {"path": str(p), "error": "is not the record of a resnet-edge search"}
 
 
 def _png(fig) -> str:
@@ -199,7 +223,52 @@ def figures(ctx: dict, other: dict | None = None) -> dict[str, str]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         out["curves"] = _png(fig)
+    search = _search_view(ctx)
+    if search and search["trials"]:
+        from resnet_edge.report.plots import pareto_figure
+
+        fig = pareto_figure(search["record"])
+        if fig is not None:
+            out["search"] = _png(fig)
     return out
+
+
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _search_view(ctx: dict) -> dict | None:
+    """The search this recipe's model won, as the report shows it: what was asked, what it cost, every trial (read
+    from its search.json as plain values: a damaged or foreign record shows what it can, never fails the report)."""
+    record = ctx.get("search")
+    if not record:
+        return None
+    if record.get("error"):
+        return {"path": record["path"], "error": record["error"], "trials": []}
+    trials = []
+    for t in record["trials"]:
+        trials.append({"number": t.get("number") if isinstance(t.get("number"), int) else "-",
+                       "candidate": str(t.get("candidate", "?"))[:120], "state": str(t.get("state", "?")).lower()[:20],
+                       "latency_ms": _num(t.get("latency_ms")), "val_acc": _num(t.get("val_acc")),
+                       "epochs": t.get("epochs") if isinstance(t.get("epochs"), int) else None,
+                       "note": "over budget" if t.get("over_budget") else ("the prior's pick" if t.get("prior") else
+                                                                         str(t.get("stopped") or "")[:60])})
+    clean = all(isinstance(t.get("latency_ms"), (int, float, type(None))) and isinstance(t.get("val_acc"), (int, float, type(None)))
+                for t in record["trials"])
+    w = record["winner"]
+    best = ((record.get("baseline") or {}).get("best") or {}) if isinstance(record.get("baseline"), dict) else {}
+    return {"path": record["path"], "error": None, "trials": trials,
+            "budget_ms": _num(record.get("budget_ms")), "metric": str(record.get("metric", "p90"))[:10],
+            "target": str(record.get("target", "?"))[:300], "setting": str(record.get("setting", ""))[:200],
+            "winner": str(w.get("key", "?"))[:120], "winner_ms": _num(w.get(f"{record.get('metric', 'p90')}_ms")),
+            "winner_val": _num(w.get("val_acc")), "winner_test": _num(w.get("test_top1")),
+            "feasible": _num(record.get("feasible")), "candidates": _num((record.get("space") or {}).get("candidates"))
+            if isinstance(record.get("space"), dict) else None,
+            "train_seconds": _num(record.get("train_seconds")), "device_seconds": _num(record.get("device_seconds")),
+            "device_measurements": _num(record.get("device_measurements")),
+            "baseline": {"candidate": str(best.get("candidate", ""))[:120], "val_acc": _num(best.get("val_acc")),
+                         "latency_ms": _num(best.get("latency_ms"))} if isinstance(best, dict) and best else None,
+            "record": record if clean else {**record, "trials": []}}
 
 
 def _layer_view(ctx: dict) -> list[dict]:
@@ -281,7 +350,7 @@ def view(ctx: dict, other: dict | None = None) -> dict:
             "other": None if other is None else {"name": other["results"]["recipe"].get("name"),
                                                  "folder": other["folder"], "rows": other["results"]["rows"]},
             "per_class": _chosen_result(ctx).get("per_class", []), "layers": _layer_view(ctx),
-            "stages": _stage_view(ctx), "qat_variants": _qat_variants(r["recipe"])}
+            "stages": _stage_view(ctx), "qat_variants": _qat_variants(r["recipe"]), "search": _search_view(ctx)}
 
 
 def _qat_variants(recipe: dict) -> list[str]:

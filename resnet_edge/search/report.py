@@ -9,7 +9,7 @@ from pathlib import Path
 
 def write(out: str | Path, result: dict) -> Path:
     from resnet_edge.io import atomic_path, atomic_write_bytes
-    from resnet_edge.report.plots import _pyplot
+    from resnet_edge.report.plots import _pyplot, pareto_figure
 
     out = Path(out)
     plt = _pyplot()
@@ -30,25 +30,8 @@ def write(out: str | Path, result: dict) -> Path:
         with atomic_path(out / "search-latency.png") as tmp:
             fig.savefig(tmp, format="png", bbox_inches="tight")
         plt.close(fig)
-    trials = [t for t in result["trials"] if t.get("latency_ms") is not None and t.get("val_acc") is not None]
-    if trials:
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-        ax.scatter([t["latency_ms"] for t in trials], [100 * t["val_acc"] for t in trials], s=16, color="gray",
-                   label="trials (pruned ones at their last epoch)")
-        front = result.get("pareto") or []
-        ax.plot([p["latency_ms"] for p in front], [100 * p["val_acc"] for p in front], "-o", color="black", ms=4,
-                label="Pareto front")
-        for row in (result.get("baseline") or {}).get("rows") or []:
-            if row.get("val_acc") is not None:
-                ax.scatter([row["latency_ms"]], [100 * row["val_acc"]], marker="s", color="orange", s=40)
-                ax.annotate(row["candidate"].split("-k")[0], (row["latency_ms"], 100 * row["val_acc"]), fontsize=7)
-        w = result["winner"]
-        ax.scatter([w["searched_ms"] if w.get("searched_ms") is not None else w[f"{result['metric']}_ms"]], [100 * (w["val_acc"] or 0)], marker="*", s=160, color="red", label="winner")
-        ax.axvline(result["budget_ms"], color="red", ls="--", lw=1, label=f"budget ({result['metric']})")
-        ax.set(xlabel=f"{result['metric']} measured on {result['target']} (ms)", ylabel="validation top-1 (%)",
-               title="accuracy against latency (squares: the plain grid)")
-        ax.legend(fontsize=7, loc="lower right")
-        ax.grid(alpha=0.3)
+    fig = pareto_figure(result)  # the run report draws it too
+    if fig is not None:
         with atomic_path(out / "search-pareto.png") as tmp:
             fig.savefig(tmp, format="png", bbox_inches="tight")
         plt.close(fig)

@@ -221,6 +221,19 @@ class Crew:
                     [sys.executable, "-m", "resnet_edge", "search", "--join", str(self.out), "--storage", self.storage,
                      "--json"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
 
+    def ready(self, study, timeout: float = 600) -> None:
+        """Wait until every worker is at its first trial (each says so in the storage, :func:`_search`), so that the
+        trials start together; a worker that ended, or ``timeout`` seconds, ends the wait."""
+        waiting = {p.pid for p in self.procs}
+        if waiting:
+            self.say(f"search: waiting for the {len(waiting)} other worker(s) to be ready")
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            said = study.user_attrs
+            waiting = {p.pid for p in self.procs if p.poll() is None and f"ready {p.pid}" not in said}
+            if waiting:
+                time.sleep(0.5)
+
     def wait(self) -> None:
         """After the last trial was asked for: each worker trains what it holds and ends."""
         for i, p in enumerate(self.procs):
@@ -493,6 +506,9 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
             first_pick = prior([by_key[k] for k in keys], meter)
             study.enqueue_trial(params_of(first_pick, space), user_attrs={"prior": True})
             progress(f"search: the first trial is {first_pick.key}, the feasible candidate with the most weights")
+    if worker:
+        study.set_user_attr(f"ready {os.getpid()}", socket.gethostname())  # the first worker's --jobs wait on it
+    crew.ready(study)
     mine = 0
     since: list[Candidate] = []  # timed by the trials since the last reference timing
     t_train = time.monotonic()
@@ -702,6 +718,7 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
                         **({"input_size": winner.size} if winner.size is not None else {})},
               **({"weights": str(Path(meter.weights[winner.depth].path).resolve())}
                  if winner.depth in meter.weights else {}),
+              "search": str((out / "search.json").resolve()),
               "data": source,
               "variants": [{"name": "winner", "modes": [winner.mode], **({"io": io} if io != "float32" else {}),
                             **({"optimize": {"channels": {
