@@ -275,6 +275,11 @@ def test_the_latency_model_fits_what_it_should():
     (("--budget", "1ms", "--epochs", "6", "--max-epochs", "4"), "no trial could finish"),
     (("--budget", "1ms", "--io", "uint8"), "give --modes int8"),
     (("--budget", "1ms", "--io", "int8", "--modes", "int8,float16"), "full-integer"),
+    (("--budget", "1ms", "--streams", "0,1"), "--streams are keep ratios"),
+    (("--budget", "1ms", "--sizes", "40"), "give 64 px or more"),
+    (("--budget", "1ms", "--max-memory", "lots"), "is not a size"),
+    (("--budget", "1ms", "--jobs", "2"), "the device is this machine"),
+    (("--budget", "1ms", "--weights", "/nonexistent/resnet18.safetensors"), "resnet18.safetensors"),
 ])
 def test_bad_options_are_one_line_before_tensorflow(args, fragment):
     code = ("import sys; from resnet_edge.cli import main\n"

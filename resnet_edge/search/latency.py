@@ -70,11 +70,15 @@ class Meter:
         return spec_of(c, self.base(c.depth, c.size))
 
     def buildable(self, c: Candidate) -> bool:
-        """Whether ``c`` is a network (a stream that shortcut A would have to narrow is not)."""
+        """Whether ``c`` is a network (a stream that shortcut A would have to narrow is not). What is wrong with the
+        data's network itself (an input size the family cannot take) is raised, one line."""
         from resnet_edge.errors import ConfigError
 
+        base = self.base(c.depth, c.size)
+        if c.stream is None:
+            return True
         try:
-            self.spec(c)
+            spec_of(c, base)
         except ConfigError:
             return False
         return True

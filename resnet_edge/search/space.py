@@ -110,6 +110,10 @@ def check_choices(depths=None, keeps=None, modes=None, sizes=None, runtimes=None
     bad = [str(x) for x in sizes or () if not SIZES[0] <= x <= SIZES[1]]
     if bad:
         raise ConfigError(f"--sizes {','.join(bad)}: input resolutions are {SIZES[0]} to {SIZES[1]} px")
+    bad = [str(x) for x in sizes or () if 32 < x < 64]
+    if bad:
+        raise ConfigError(f"--sizes {','.join(bad)}: above 32 px images are searched with the ImageNet family, whose stem "
+                          "and stages shrink them 32x: give 64 px or more (or up to 32 for the CIFAR family)")
     if sizes and family_for(min(sizes)) != family_for(max(sizes)):
         raise ConfigError(f"--sizes {','.join(map(str, sizes))} mixes the CIFAR family (up to 32 px) and the ImageNet "
                           "one (above): search one of them at a time")
