@@ -216,6 +216,25 @@ def test_a_searched_stream_is_the_network_thinning_makes(digits):
     assert "-r0.25-1-1-" in Candidate(20, (1.0,) * 3, "int8", stream=(0.25, 1.0, 1.0)).key
 
 
+def test_the_first_trial_is_what_a_user_would_pick_by_hand(digits):
+    """The prior: the shallowest network at full width (int8 where it is feasible), so the search's winner is never
+    below that choice on validation; without one under the budget, the feasible candidate with the most weights."""
+    from resnet_edge.runtime.setting import Setting
+    from resnet_edge.search.latency import Meter
+    from resnet_edge.search.space import Candidate
+    from resnet_edge.search.study import prior
+    from resnet_edge.targets import resolve
+
+    meter = Meter(resolve("local"), Setting(threads=1), digits, Path("unused"), runs=2)
+    full = (1.0,) * 3
+    feasible = [Candidate(32, full, "int8"), Candidate(20, full, "float16"), Candidate(20, full, "int8"),
+                Candidate(20, full, "int8", stream=(0.5, 1.0, 1.0)), Candidate(44, (0.25, 0.25, 1.0), "int8")]
+    assert prior(feasible, meter)[0] == Candidate(20, full, "int8")
+    thin = [Candidate(20, (0.25, 1.0, 1.0), "int8"), Candidate(44, (0.25, 0.25, 1.0), "int8")]
+    pick, why = prior(thin, meter)
+    assert pick == thin[1] and "most weights" in why
+
+
 def test_a_dead_workers_trial_is_redone(tmp_path):
     """ask/tell has no heartbeat: a trial left RUNNING by a process that is gone is failed and queued again."""
     import optuna

@@ -108,12 +108,19 @@ def epochs_spent(trials: list) -> int:
     return sum(len(t.intermediate_values) for t in trials)
 
 
-def prior(feasible: list[Candidate], meter) -> Candidate:
-    """The first trial: the feasible candidate with the most trainable weights (the most capacity the budget
-    allows; the fastest of equals)."""
+def prior(feasible: list[Candidate], meter) -> tuple[Candidate, str]:
+    """The first trial, and why: the network a user would pick by hand when it meets the budget (the shallowest depth
+    searched at full width, its whole residual stream, on LiteRT; int8 where it is feasible), so that what the search
+    returns is never below that choice on validation; else the feasible candidate with the most trainable weights
+    (the most capacity the budget allows). The fastest of equals, then the largest input."""
     from resnet_edge.arch.spec import count
 
-    return max(feasible, key=lambda c: (count(meter.spec(c)).trainable_params, -(meter.latency(c) or 0.0), c.key))
+    plain = [c for c in feasible if min(c.keep) == 1 and c.stream is None and c.runtime == "litert"]
+    if plain:
+        return (min(plain, key=lambda c: (c.depth, c.mode != "int8", -(c.size or 0), meter.latency(c) or 0.0, c.key)),
+                "the shallowest network at full width, as a user would pick it by hand")
+    return (max(feasible, key=lambda c: (count(meter.spec(c)).trainable_params, -(meter.latency(c) or 0.0), c.key)),
+            "the feasible candidate with the most weights")
 
 
 def draw(study, space, feasible: set[str], by_key: dict, rng):
@@ -503,9 +510,9 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
     reap(study, progress)
     with shared_lock(storage, f"resnet-edge trials {storage}"):
         if not study.get_trials(deepcopy=False):  # a new search: the first trial is the prior's choice
-            first_pick = prior([by_key[k] for k in keys], meter)
+            first_pick, why = prior([by_key[k] for k in keys], meter)
             study.enqueue_trial(params_of(first_pick, space), user_attrs={"prior": True})
-            progress(f"search: the first trial is {first_pick.key}, the feasible candidate with the most weights")
+            progress(f"search: the first trial is {first_pick.key}, {why}")
     if worker:
         study.set_user_attr(f"ready {os.getpid()}", socket.gethostname())  # the first worker's --jobs wait on it
     crew.ready(study)
