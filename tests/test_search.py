@@ -217,8 +217,8 @@ def test_a_searched_stream_is_the_network_thinning_makes(digits):
 
 
 def test_the_first_trial_is_what_a_user_would_pick_by_hand(digits):
-    """The prior: the shallowest network at full width (int8 where it is feasible), so the search's winner is never
-    below that choice on validation; without one under the budget, the feasible candidate with the most weights."""
+    """The prior: the shallowest network at full width (int8 where it is feasible; it trains whole, so the winner is at
+    least that choice on validation); without one under the budget, the feasible candidate with the most weights."""
     from resnet_edge.runtime.setting import Setting
     from resnet_edge.search.latency import Meter
     from resnet_edge.search.space import Candidate

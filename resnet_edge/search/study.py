@@ -110,8 +110,8 @@ def epochs_spent(trials: list) -> int:
 
 def prior(feasible: list[Candidate], meter) -> tuple[Candidate, str]:
     """The first trial, and why: the network a user would pick by hand when it meets the budget (the shallowest depth
-    searched at full width, its whole residual stream, on LiteRT; int8 where it is feasible), so that what the search
-    returns is never below that choice on validation; else the feasible candidate with the most trainable weights
+    searched at full width, its whole residual stream, on LiteRT; int8 where it is feasible): it trains whole (nothing to
+    compare it with at the first rung), so what the search returns is at least that choice on validation; else the feasible candidate with the most trainable weights
     (the most capacity the budget allows). The fastest of equals, then the largest input."""
     from resnet_edge.arch.spec import count
 
