@@ -298,6 +298,11 @@ class Block:
     shortcut: str | None
     projection: Conv | None = None
 
+    @property
+    def stage(self) -> int:
+        """The residual stage this block is in, from 0 (``conv2_*``)."""
+        return int(self.name[4]) - 2
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -305,6 +310,9 @@ class Plan:
     stem_pool: bool
     blocks: tuple[Block, ...]
     features: int
+    #: Whether the stem's output is the first stage's residual stream (no projection in between: CIFAR ResNets,
+    #: ResNet-18/34, not with shortcut C), so that the stem's filters are that stream's channels.
+    stem_writes_stream: bool = False
 
 
 def plan(spec: ResNetSpec) -> Plan:
@@ -314,12 +322,12 @@ def plan(spec: ResNetSpec) -> Plan:
     bottleneck = spec.block == "bottleneck"
     expansion = BOTTLENECK_EXPANSION if bottleneck else 1
     streams = tuple(w * expansion for w in spec.stage_widths)
+    stem_writes_stream = stem.filters == streams[0] and (spec.plain or spec.shortcut != "C")
     if spec.stream_widths is not None:
         if len(spec.stream_widths) != len(spec.stage_blocks) or min(spec.stream_widths) < 1:
             raise ConfigError(f"stream_widths needs {len(spec.stage_blocks)} widths of at least 1 (one per stage), "
                               f"got {list(spec.stream_widths)}")
-        if stem.filters == streams[0] and (spec.plain or spec.shortcut != "C"):  # the stem writes the first stage's
-            # stream (no projection in between): it follows its width
+        if stem_writes_stream:  # the stem follows the first stage's stream
             stem = dataclasses.replace(stem, filters=spec.stream_widths[0])
         streams = spec.stream_widths
     channels = stem.filters
@@ -358,7 +366,8 @@ def plan(spec: ResNetSpec) -> Plan:
                 shortcut, projection = "identity", None
             blocks.append(Block(name, channels, out, stride, convs, shortcut, projection))
             channels = out
-    return Plan(stem=stem, stem_pool=spec.family == "imagenet", blocks=tuple(blocks), features=channels)
+    return Plan(stem=stem, stem_pool=spec.family == "imagenet", blocks=tuple(blocks), features=channels,
+                stem_writes_stream=stem_writes_stream)
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,6 @@ def keep_per_stage(keep, stages: int, what: str = "--channels") -> tuple[float, 
     return ratios
 
 
-def _stem_writes_stream(p) -> bool:
-    """Whether the stem's output is the first stage's residual stream (no projection in between)."""
-    return p.blocks[0].shortcut in ("identity", None) and p.blocks[0].in_channels == p.blocks[0].out_channels
-
-
 def select_stream(model, spec: ResNetSpec, stream, criterion: str = "l1") -> list[np.ndarray] | None:
     """For every stage, the indices of its residual-stream channels to keep, in the order the thin network holds them
     (None when ``stream`` keeps them all). A channel's score is the sum, over every layer that writes it, of that layer's score relative to its own
@@ -62,11 +57,11 @@ def select_stream(model, spec: ResNetSpec, stream, criterion: str = "l1") -> lis
         return None
     by_stage: list[list] = [[] for _ in range(stages)]
     for block in p.blocks:
-        by_stage[int(block.name[4]) - 2].append(block)
+        by_stage[block.stage].append(block)
     kept: list[np.ndarray] = []
     for si, blocks in enumerate(by_stage):
         writers = [b.convs[-1].name for b in blocks] + [b.projection.name for b in blocks if b.projection is not None]
-        if si == 0 and _stem_writes_stream(p):
+        if si == 0 and p.stem_writes_stream:
             writers.append(p.stem.name)
         scores = sum(r / (r.mean() + 1e-12) for r in (_rank(model, f"{w}_conv", f"{w}_bn", criterion) for w in writers))
         width = blocks[0].out_channels
@@ -96,7 +91,7 @@ def select_channels(model, spec: ResNetSpec, keep, criterion: str = "l1") -> dic
     for block in plan(spec).blocks:
         for conv in block.convs[:-1]:  # the last conv of a block writes to the residual stream: kept whole
             scores = _rank(model, f"{conv.name}_conv", f"{conv.name}_bn", criterion)
-            k = max(1, int(round(len(scores) * ratios[int(block.name[4]) - 2])))
+            k = max(1, int(round(len(scores) * ratios[block.stage])))
             chosen[conv.name] = np.sort(np.argsort(-scores, kind="stable")[:k])
     return chosen
 
@@ -122,11 +117,11 @@ def thin(model, spec: ResNetSpec, keep, criterion: str = "l1", stream=1.0):
             out_cut[f"{conv.name}_bn"] = idx
             in_cut[f"{block.convs[i + 1].name}_conv"] = idx
     if streams is not None:
-        incoming = streams[0] if _stem_writes_stream(p) else None  # what the first block reads
+        incoming = streams[0] if p.stem_writes_stream else None  # what the first block reads
         if incoming is not None:
             out_cut[f"{p.stem.name}_conv"] = out_cut[f"{p.stem.name}_bn"] = incoming
         for block in p.blocks:
-            idx = streams[int(block.name[4]) - 2]
+            idx = streams[block.stage]
             writers = [block.convs[-1]] + ([block.projection] if block.projection is not None else [])
             for w in writers:
                 out_cut[f"{w.name}_conv"] = out_cut[f"{w.name}_bn"] = idx
@@ -160,8 +155,8 @@ def thin_to(model, spec: ResNetSpec, target: ResNetSpec):
     whole, want = plan(spec), plan(target)
     keep, stream = [], []
     for si in range(len(spec.stage_blocks)):
-        a = next(b for b in whole.blocks if int(b.name[4]) - 2 == si)
-        b = next(b for b in want.blocks if int(b.name[4]) - 2 == si)
+        a = next(b for b in whole.blocks if b.stage == si)
+        b = next(b for b in want.blocks if b.stage == si)
         keep.append(b.convs[0].filters / a.convs[0].filters)
         stream.append(b.out_channels / a.out_channels)
     thin_model, thin_spec = thin(model, spec, tuple(keep), "l1", tuple(stream))

@@ -172,12 +172,11 @@ def spec_of(candidate: Candidate, base):
     p = plan(base)
     widths = []
     for block in p.blocks:
-        stage = int(block.name[4]) - 2
-        k = candidate.keep[stage]
+        k = candidate.keep[block.stage]
         widths.append(tuple(max(1, int(round(c.filters * k))) for c in block.convs[:-1]))
     spec = base.replace(inner_widths=tuple(widths))
     if candidate.stream is not None:
-        full = {int(b.name[4]) - 2: b.out_channels for b in p.blocks}
+        full = {b.stage: b.out_channels for b in p.blocks}
         spec = spec.replace(stream_widths=tuple(max(1, int(round(full[i] * r))) for i, r in enumerate(candidate.stream)))
         plan(spec)  # shortcut A cannot narrow the stream
     return spec
