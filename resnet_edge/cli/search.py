@@ -8,6 +8,7 @@ import re
 import click
 
 from resnet_edge.cli.render import _echo_json_or, _search_human
+from resnet_edge.errors import ConfigError
 
 _UNITS_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}
 _UNITS_B = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
@@ -134,7 +135,7 @@ def search(source, target, budget, metric, threads, max_size, max_memory, min_ac
     modes = parse_list(modes, str, "modes")
     sizes = parse_list(sizes, int, "sizes")
     runtimes = parse_list(runtimes, str, "runtimes")
-    from resnet_edge.search.space import check_choices, check_epochs, check_io
+    from resnet_edge.search.space import check_choices, check_epochs, check_io, check_jobs
 
     check_choices(depths, widths, modes, sizes, runtimes, streams)  # before TensorFlow: a wrong depth is said in a second
     check_epochs(epochs, max_epochs)
@@ -143,9 +144,10 @@ def search(source, target, budget, metric, threads, max_size, max_memory, min_ac
         from resnet_edge.arch.weights import choose
 
         choose(weights)  # a missing or damaged file is said before TensorFlow loads
-    if jobs > 1 and target in (None, "local"):
-        raise click.UsageError(f"--jobs {jobs} trains beside the device's timings, and the device is this machine: "
-                               "give a device elsewhere (--target ssh://...), or leave --jobs out")
+    try:  # a saved device that is this machine is said after it resolves
+        check_jobs(jobs, target in (None, "local"))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     from resnet_edge.search.study import search as run_search
 
     result = run_search(source, target, budget_ms, metric=metric, threads=threads, max_bytes=max_bytes,

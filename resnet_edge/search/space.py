@@ -137,6 +137,14 @@ def check_io(io: str, modes) -> None:
                           "mode searched)")
 
 
+def check_jobs(jobs: int, local: bool) -> None:
+    """``--jobs`` trains beside the device's timings: only for a device elsewhere (``local``: it is this machine)."""
+    if jobs > 1 and local:
+        raise ConfigError(f"--jobs {jobs} trains beside the device's timings, and the device is this machine: its "
+                          "timings would carry the training's load; give a device elsewhere (--target ssh://...), "
+                          "or leave --jobs out")
+
+
 def family_for(image_size: int | None) -> str:
     """The family that fits the data: CIFAR ResNets for images up to 32 px, ImageNet ResNets above."""
     return "cifar" if (image_size or 32) <= 32 else "imagenet"

@@ -36,7 +36,7 @@ import numpy as np
 from resnet_edge._tmp import pid_alive
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.search.latency import SETTLE_STEP_S, SETTLE_WAIT_S, LatencyModel, Meter, held_out, moved, spread_pick
-from resnet_edge.search.space import Candidate, check_epochs, check_io, space_for
+from resnet_edge.search.space import Candidate, check_epochs, check_io, check_jobs, space_for
 
 FINAL_RUNS = 100
 #: How many of the best trials are timed again, in turn, until one meets the budget.
@@ -110,9 +110,10 @@ def epochs_spent(trials: list) -> int:
 
 def prior(feasible: list[Candidate], meter) -> tuple[Candidate, str]:
     """The first trial, and why: the network a user would pick by hand when it meets the budget (the shallowest depth
-    searched at full width, its whole residual stream, on LiteRT; int8 where it is feasible): it trains whole (nothing to
-    compare it with at the first rung), so what the search returns is at least that choice on validation; else the feasible candidate with the most trainable weights
-    (the most capacity the budget allows). The fastest of equals, then the largest input."""
+    searched at full width, its whole residual stream, on LiteRT; int8 where it is feasible): it trains whole (nothing
+    to compare it with at the first rung), so what the search returns is at least that choice on validation; else the
+    feasible candidate with the most trainable weights (the most capacity the budget allows). The fastest of equals,
+    then the largest input."""
     from resnet_edge.arch.spec import count
 
     plain = [c for c in feasible if min(c.keep) == 1 and c.stream is None and c.runtime == "litert"]
@@ -209,23 +210,24 @@ class Crew:
     """The worker processes ``--jobs`` adds (each ``search --join``), started as soon as the search's settings are in
     its storage so that they are ready when its first trial is; their output goes to ``out``/workers/."""
 
-    def __init__(self, n: int, out: Path, storage: str, progress: Callable[[str], None]):
-        self.n, self.out, self.storage, self.say = n, out, storage, progress
+    def __init__(self, out: Path, progress: Callable[[str], None]):
+        self.out, self.say = out, progress
         self.procs: list = []
 
-    def start(self) -> None:
+    def start(self, n: int, storage: str) -> None:
+        """``n`` workers joining the search in ``storage``."""
         import subprocess
         import sys
 
-        if not self.n:
+        if not n:
             return
         folder = self.out / "workers"
         folder.mkdir(parents=True, exist_ok=True)
-        self.say(f"search: starting {self.n} more worker(s) (--jobs); their output in {folder}")
-        for i in range(self.n):
+        self.say(f"search: starting {n} more worker(s) (--jobs); their output in {folder}")
+        for i in range(n):
             with open(folder / f"worker-{i + 2}.log", "wb") as log:
                 self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "resnet_edge", "search", "--join", str(self.out), "--storage", self.storage,
+                    [sys.executable, "-m", "resnet_edge", "search", "--join", str(self.out), "--storage", storage,
                      "--json"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
 
     def ready(self, study, timeout: float = 600) -> None:
@@ -368,7 +370,7 @@ def search(source: str, target_text: str | None, budget_ms: float, **options) ->
     result (see the module docstring and :func:`_search` for the options). ``jobs``: worker processes in all on this
     machine (the device elsewhere); ``worker``: only train trials of the search already started in this storage
     (:func:`join`), then return what this worker did."""
-    crew = Crew(0, Path(options["out"]), "", options.get("progress") or (lambda text: None))
+    crew = Crew(Path(options["out"]), options.get("progress") or (lambda text: None))
     try:
         return _search(source, target_text, budget_ms, crew=crew, **options)
     finally:
@@ -396,10 +398,7 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target = resolve(target_text)
-    if jobs > 1 and target.kind == "local":
-        raise ConfigError(f"--jobs {jobs} trains beside the device's timings, and the device is this machine: its "
-                          "timings would carry the training's load; give a device elsewhere (--target ssh://...), "
-                          "or leave --jobs out")
+    check_jobs(jobs, target.kind == "local")
     setting = Setting(threads=threads)
     data = load(source)
     if len(data.split("val")) < 10 or len(data.split("train")) < 20:
@@ -428,8 +427,7 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
             "runs": runs, "max_epochs": max_epochs, "sizes": list(sizes) if sizes else None,
             "runtimes": list(runtimes) if runtimes else None, "io": io,
             "streams": list(streams) if streams else None, "weights": weights})
-        crew.n, crew.storage = jobs - 1, storage
-        crew.start()  # they join once the feasible candidates are in the storage
+        crew.start(jobs - 1, storage)  # they join once the feasible candidates are in the storage
     meter = Meter(target, setting, data, out / "latency", runs=runs, metric=key, store_path=store_path,
                   progress=progress, shared=study, lock=lambda: device_lock(target, storage),
                   memory=max_memory_mb is not None, weights=files)
