@@ -40,6 +40,12 @@ _OPT_COMMON = {"epochs": {**_EPOCHS0, "default": 2}, "lr": {**_POS, "maximum": 1
                "batch_size": {"type": "integer", "minimum": 1, "maximum": 65_536, "default": 128}}
 
 
+#: A keep ratio in (0, 1], or one per stage.
+_RATIOS = {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                     {"type": "array", "minItems": 1, "maxItems": 8,
+                      "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}]}
+
+
 def _obj(properties: dict, required: tuple = (), **extra) -> dict:
     return {"type": "object", "additionalProperties": False, "properties": properties, "required": list(required),
             **extra}
@@ -96,17 +102,9 @@ SCHEMA = _obj({
                                  "clusters": {"type": ["integer", "null"], "minimum": 2, "maximum": 65_536,
                                               "default": None}}, default={})}, ("prune",)),
             _obj({"channels": _obj({**_OPT_COMMON,
-                                    "keep": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                                                       {"type": "array", "minItems": 1, "maxItems": 8,
-                                                        "items": {"type": "number", "exclusiveMinimum": 0,
-                                                                  "maximum": 1}}],
-                                             "description": "the share of each block's inner channels kept: one "
-                                                            "ratio, or one per stage"},
-                                    "stream": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                                                         {"type": "array", "minItems": 1, "maxItems": 8,
-                                                          "items": {"type": "number", "exclusiveMinimum": 0,
-                                                                    "maximum": 1}}],
-                                               "default": 1,
+                                    "keep": {**_RATIOS, "description": "the share of each block's inner channels "
+                                                                       "kept: one ratio, or one per stage"},
+                                    "stream": {**_RATIOS, "default": 1,
                                                "description": "the share of each stage's residual-stream channels "
                                                               "kept (its blocks' outputs, its projection): one ratio, "
                                                               "or one per stage"},
