@@ -418,6 +418,10 @@ def _train(run: Run, stage: Stage, say) -> dict:
     spec = spec_for_data(run.data, model=m.get("name"), depth=m.get("depth") or (run.weights.depth if run.weights else None),
                          family=m.get("family"), plain=m.get("plain") or None, shortcut=m.get("shortcut"),
                          input_size=m.get("input_size"), weights=weights)
+    if m.get("keep") is not None or m.get("stream") is not None:  # built thin (a search's winner), trained so
+        from resnet_edge.arch.spec import thinned
+
+        spec = thinned(spec, m.get("keep", 1.0), m.get("stream"))
     transfer = {k: r[k] for k in ("freeze", "head_epochs", "fine_tune_lr")}
     if weights is not None:
         images = min(len(run.data.train), r["limit"] or len(run.data.train))

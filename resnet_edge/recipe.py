@@ -64,6 +64,10 @@ SCHEMA = _obj({
         "plain": {"type": "boolean", "default": False},
         "shortcut": {"enum": ["A", "B", "C"]},
         "input_size": {"type": "integer", "minimum": 8, "maximum": 8192},
+        "keep": {**_RATIOS, "description": "build the network thin, trained as it is: the share of each block's inner "
+                                           "channels (one ratio, or one per stage; what resnet-edge search returns)"},
+        "stream": {**_RATIOS, "description": "build the network with each stage's residual stream this share of its "
+                                             "width (one ratio, or one per stage)"},
     }, default={}),
     "search": {"type": ["string", "null"], "minLength": 1, "maxLength": 4096, "default": None,
                "description": "the search.json of the resnet-edge search this model won: the report shows its history"},

@@ -46,6 +46,8 @@ def test_defaults_are_filled_in_everywhere(tmp_path):
     (GOOD.replace("[float32]", "[int9]"), 'r.yaml:6: variants[0].modes[0]: "int9" is not allowed: one of float32'),
     (GOOD + "gates:\n  latency: {target: local, p50: 3}\n", "r.yaml:8: gates.latency.p50: unknown key"),
     (GOOD + "    optimize:\n      channels: {keep: 1.5}\n", "variants[0].optimize.channels.keep: 1.5 is not allowed"),
+    (GOOD.replace("  name: resnet20\n", "  name: resnet20\n  keep: 0\n"), "model.keep: 0 is not allowed"),
+    (GOOD.replace("  name: resnet20\n", "  name: resnet20\n  stream: [0.5, 2]\n"), "model.stream"),
     (GOOD.replace("name: tiny\n", ""), "r.yaml:1: name: is missing (required)"),
     (GOOD + "  - name: float\n", "variants[1].name: 'float' is given twice"),
     (GOOD + "    io: uint8\n", "variants[0].io: sets the int8 model's input/output type"),

@@ -370,6 +370,34 @@ def plan(spec: ResNetSpec) -> Plan:
                 stem_writes_stream=stem_writes_stream)
 
 
+def keep_per_stage(keep, stages: int, what: str = "--channels") -> tuple[float, ...]:
+    """One keep ratio for every stage, or one per stage (a list as long as the network has stages)."""
+    ratios = tuple(float(k) for k in keep) if isinstance(keep, (list, tuple)) else (float(keep),) * stages
+    if len(ratios) != stages:
+        raise ConfigError(f"{what} per stage needs {stages} ratios (one for each stage), got {len(ratios)}")
+    if not all(0 < k <= 1 for k in ratios):
+        raise ConfigError(f"{what} must be in (0, 1], got {', '.join(f'{k:g}' for k in ratios)}")
+    return ratios
+
+
+def thinned(spec: ResNetSpec, keep=1.0, stream=None) -> ResNetSpec:
+    """``spec`` with each stage's inner widths kept at ``keep`` and its residual stream at ``stream`` (one ratio, or
+    one per stage; None or all 1: the paper's stream), rounded as channel pruning rounds them, so that a network
+    built thin (a search candidate, a recipe's ``model.keep``) has the shape :func:`resnet_edge.optimize.channels.thin`
+    gives the whole one. A stream that shortcut A would have to narrow: ConfigError."""
+    stages = len(spec.stage_blocks)
+    keep = keep_per_stage(keep, stages, "keep")
+    p = plan(spec.replace(inner_widths=None, stream_widths=None))
+    out = spec.replace(inner_widths=tuple(tuple(max(1, int(round(c.filters * keep[b.stage]))) for c in b.convs[:-1])
+                                          for b in p.blocks))
+    ratios = keep_per_stage(1.0 if stream is None else stream, stages, "stream")
+    if any(r != 1 for r in ratios):
+        full = {b.stage: b.out_channels for b in p.blocks}
+        out = out.replace(stream_widths=tuple(max(1, int(round(full[i] * r))) for i, r in enumerate(ratios)))
+        plan(out)  # shortcut A cannot narrow the stream
+    return out
+
+
 @dataclass(frozen=True)
 class Counts:
     """Parameters and multiply-accumulates (MACs) of a network.

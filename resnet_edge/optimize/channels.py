@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_edge.arch.spec import ResNetSpec, plan, spec_from_dict
+from resnet_edge.arch.spec import ResNetSpec, keep_per_stage, plan, spec_from_dict
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 
 CRITERIA = ("l1", "bn")
@@ -34,16 +34,6 @@ def _rank(model, conv_name: str, bn_name: str, criterion: str) -> np.ndarray:
         kernel = model.get_layer(conv_name).kernel.numpy()
         return np.abs(kernel).sum(axis=(0, 1, 2))
     return np.abs(model.get_layer(bn_name).gamma.numpy())
-
-
-def keep_per_stage(keep, stages: int, what: str = "--channels") -> tuple[float, ...]:
-    """One keep ratio for every stage, or one per stage (a list as long as the network has stages)."""
-    ratios = tuple(float(k) for k in keep) if isinstance(keep, (list, tuple)) else (float(keep),) * stages
-    if len(ratios) != stages:
-        raise ConfigError(f"{what} per stage needs {stages} ratios (one for each stage), got {len(ratios)}")
-    if not all(0 < k <= 1 for k in ratios):
-        raise ConfigError(f"{what} must be in (0, 1], got {', '.join(f'{k:g}' for k in ratios)}")
-    return ratios
 
 
 def select_stream(model, spec: ResNetSpec, stream, criterion: str = "l1") -> list[np.ndarray] | None:
