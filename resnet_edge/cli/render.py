@@ -486,7 +486,9 @@ def _search_human(r: dict) -> str:
              + (f", {100 * w['cv_robust']:.1f}% from the median deviation" if w.get("cv_robust") is not None else "")
              + f") on {r['target']} {r['setting']}: "
              + ("meets" if w["meets_budget"] else "MISSES") + f" the {r['budget_ms']:g} ms budget at {r['metric']}",
-             f"accuracy  validation {100 * (w['val_acc'] or 0):.2f}%, test {100 * w['test_top1']:.2f}% (measured once)",
+             f"accuracy  validation {100 * (w['val_acc'] or 0):.2f}%, test {100 * w['test_top1']:.2f}% (measured once) "
+             f"as {w.get('mode', 'converted')}" + (f"; the float network {100 * w['float_val_acc']:.2f}% on validation"
+                                                   if w.get("float_val_acc") is not None else ""),
              f"search    {len(r['trials'])} trials ({r.get('epochs_trained', 0)} epochs trained in all, "
              f"{r.get('draws_skipped', 0)} draws skipped), {r['feasible']} of {r['space']['candidates']} candidates "
              f"feasible, {r['measured']} timed ({r['device_measurements']} measurements), training "

@@ -67,13 +67,15 @@ def parse_duration(text: str | None) -> float | None:
 @click.option("--streams", help="Keep ratios of each stage's residual stream to search, 0.5,1 (default: the stream "
                                 "keeps its width; with shortcut A no stage's stream ends narrower than the one "
                                 "before).")
-@click.option("--modes", help="Quantization modes (default int8,float16,int16x8).")
+@click.option("--modes", help="Quantization modes (default int8,float16,int16x8,qat; qat: int8 after "
+                              "quantization-aware fine-tuning, a fifth of --epochs more). A trial is worth the "
+                              "validation accuracy of its converted model.")
 @click.option("--sizes", help="Input resolutions to search, for an image folder (its images are resized): 96,128,160.")
 @click.option("--runtimes", help="Runtimes to time each candidate on: litert (the default; what app frameworks run), "
                                  "openvino (x86 devices that have it).")
 @click.option("--io", type=click.Choice(["float32", "int8", "uint8"]), default="float32", show_default=True,
               help="The winner's input and output type (uint8 for apps that feed camera frames); int8 and uint8 "
-                   "need --modes int8.")
+                   "need --modes int8 or int8,qat.")
 @click.option("--measure", type=click.IntRange(1, 10_000), default=24, show_default=True,
               help="Candidates timed on the device before the search (the latency model predicts the rest).")
 @click.option("--runs", type=click.IntRange(2, 100_000), default=50, show_default=True,

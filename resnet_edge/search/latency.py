@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from resnet_edge.search.shipped import converted_as
 from resnet_edge.search.space import Candidate, family_for, features, spec_of
 
 #: A measurement whose coefficient of variation is above this is taken again (with twice the runs), once.
@@ -93,7 +94,8 @@ class Meter:
         return features(self.spec(c))
 
     def file(self, c: Candidate) -> Path:
-        """The candidate converted untrained (written once; the same .tflite whatever runtime times it)."""
+        """The candidate converted untrained (written once; the same .tflite whatever runtime times it); a QAT
+        candidate through tfmot's QAT graph, as its trained model is converted."""
         from resnet_edge.arch.keras_model import build_model
         from resnet_edge.convert import representative_samples, to_tflite
         from resnet_edge.io import atomic_write_bytes
@@ -101,8 +103,12 @@ class Meter:
         path = self.folder / self.file_name(c)
         if not path.exists():
             model = build_model(self.spec(c))
+            if c.mode == "qat":  # the QAT graph (its input normalization in int8 too), converted to full int8
+                from resnet_edge.optimize.qat import quantize
+
+                model = quantize(model)
             rep = representative_samples(model, self.data, 8) if c.mode in ("int8", "int16x8") else None
-            atomic_write_bytes(path, to_tflite(model, c.mode, representative=rep))
+            atomic_write_bytes(path, to_tflite(model, converted_as(c.mode), representative=rep))
         return path
 
     @staticmethod
@@ -247,13 +253,15 @@ def _group(c: Candidate) -> str:
 
 class LatencyModel:
     """Per mode and runtime, latency ~ features (least squares): the MACs of each stage when there are three
-    measurements per coefficient, else total MACs and blocks; a group with fewer than three measurements is scaled
-    by total MACs."""
+    measurements per coefficient, else total MACs and blocks. A group with fewer than three measurements is the fitted
+    group with the most (int8 first, for QAT int8: the same integer kernels) times the median ratio of its own
+    measurements to that group's predictions; a group with none is scaled by total MACs."""
 
     def __init__(self):
         self.coef: dict[str, np.ndarray] = {}
         self.per_mac: dict[str, float] = {}
         self.size: dict[str, int] = {}
+        self.borrowed: dict[str, tuple[str, float]] = {}  # group -> (the fitted group it follows, times what)
 
     def fit(self, points: list[tuple[Candidate, list[float], float]]) -> "LatencyModel":
         by_mode: dict[str, list] = {}
@@ -267,7 +275,20 @@ class LatencyModel:
                 lam = 1e-6 * np.eye(x.shape[1])
                 self.coef[mode] = np.linalg.solve(x.T @ x + lam, x.T @ y)
                 self.size[mode] = len(rows)
+        for mode, rows in by_mode.items():
+            if mode in self.coef or not self.coef:
+                continue
+            runtime = mode.partition(" ")[2]
+            base = max(self.coef, key=lambda g: (g.partition(" ")[0] == "int8" and g.partition(" ")[2] == runtime,
+                                                 self.size[g], g))
+            preds = [self._fitted(base, f) for f, _ in rows]
+            ratios = [ms / p for (_, ms), p in zip(rows, preds) if p > 0]
+            if ratios:
+                self.borrowed[mode] = (base, float(np.median(ratios)))
         return self
+
+    def _fitted(self, g: str, f: list[float]) -> float:
+        return float(np.asarray(self._x(f, self.size[g])) @ self.coef[g])
 
     @staticmethod
     def _x(f: list[float], n: int) -> list[float]:
@@ -277,7 +298,12 @@ class LatencyModel:
     def predict(self, c: Candidate, f: list[float]) -> float:
         g = _group(c)
         if g in self.coef:
-            ms = float(np.asarray(self._x(f, self.size[g])) @ self.coef[g])
+            ms = self._fitted(g, f)
+            if ms > 0:
+                return ms
+        if g in self.borrowed:
+            base, ratio = self.borrowed[g]
+            ms = self._fitted(base, f) * ratio
             if ms > 0:
                 return ms
         rate = self.per_mac.get(g) or (float(np.median(list(self.per_mac.values()))) if self.per_mac else 0.0)

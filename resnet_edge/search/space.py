@@ -1,8 +1,8 @@
 """The search space, from the family (never hand-listed): depth (the family that fits the data), a keep ratio per
 stage for the convolutions inside the blocks and (``--streams``) one for each stage's residual stream, the input
 resolution (image folders, whose images are resized), the
-quantization mode and the runtime that runs it on the device. A candidate's latency does not depend on its
-weights, so it is measured untrained."""
+quantization mode (QAT int8 among them) and the runtime that runs it on the device. A candidate's latency does not
+depend on its weights, so it is measured untrained."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from resnet_edge.errors import ConfigError
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 IMAGENET_DEPTHS = (18, 34, 50)
 KEEPS = (0.25, 0.5, 0.75, 1.0)
-MODES = ("int8", "float16", "int16x8")
+#: Quantization modes: int8 and int16x8 calibrated on training images, float16, and qat (int8 after
+#: quantization-aware training: the trained network fine-tuned with fake quantization, then converted).
+MODES = ("int8", "float16", "int16x8", "qat")
+#: The modes whose model is integer-only (``--io int8|uint8`` takes nothing else).
+INTEGER_MODES = ("int8", "qat")
 #: Runtimes a candidate may be timed on: LiteRT (XNNPACK; what MediaPipe and the Task Library run) and OpenVINO's CPU
 #: plugin reading the same .tflite (x86 devices that have it).
 RUNTIMES = ("litert", "openvino")
@@ -52,9 +56,9 @@ class Candidate:
 
     @property
     def trained_as(self) -> tuple:
-        """What training sees of the candidate: two candidates that differ only in the runtime train the same
-        network (the same weights run on either)."""
-        return (self.depth, self.keep, self.stream, self.mode, self.size)
+        """What training sees of the candidate: two candidates that differ only in the mode or the runtime train the
+        same float network (its weights are converted in each mode, :mod:`resnet_edge.search.shipped`)."""
+        return (self.depth, self.keep, self.stream, self.size)
 
     def to_dict(self) -> dict:
         return {"depth": self.depth, "keep": list(self.keep), "stream": list(self.stream) if self.stream else None,
@@ -132,9 +136,9 @@ def check_epochs(epochs: int, max_epochs: int | None) -> None:
 def check_io(io: str, modes) -> None:
     """An integer input and output (``--io int8|uint8``) exists only for a full-integer model: every mode searched must
     be int8, since any candidate may win."""
-    if io != "float32" and tuple(modes or MODES) != ("int8",):
-        raise ConfigError(f"--io {io} is for full-integer models: give --modes int8 with it (the winner may be any "
-                          "mode searched)")
+    if io != "float32" and not set(modes or MODES) <= set(INTEGER_MODES):
+        raise ConfigError(f"--io {io} is for full-integer models: give --modes int8 (or int8,qat) with it (the winner "
+                          "may be any mode searched)")
 
 
 def check_jobs(jobs: int, local: bool) -> None:
@@ -173,21 +177,12 @@ def space_for(image_size: int | None, depths=None, keeps=None, modes=None, sizes
 
 def spec_of(candidate: Candidate, base):
     """The network of ``candidate``: ``base`` (the data's spec at that depth) with each stage's inner widths and
-    residual stream kept as :func:`resnet_edge.optimize.channels.thin` keeps them (the winner's recipe thins a trained
-    network to the same shape). A stream narrower than the stage's before it, with shortcut A: ConfigError."""
-    from resnet_edge.arch.spec import plan
+    residual stream kept as :func:`resnet_edge.optimize.channels.thin` keeps them (:func:`resnet_edge.arch.spec.thinned`;
+    a recipe's ``model.keep`` and ``model.stream`` build the same). A stream narrower than the stage's before it, with
+    shortcut A: ConfigError."""
+    from resnet_edge.arch.spec import thinned
 
-    p = plan(base)
-    widths = []
-    for block in p.blocks:
-        k = candidate.keep[block.stage]
-        widths.append(tuple(max(1, int(round(c.filters * k))) for c in block.convs[:-1]))
-    spec = base.replace(inner_widths=tuple(widths))
-    if candidate.stream is not None:
-        full = {b.stage: b.out_channels for b in p.blocks}
-        spec = spec.replace(stream_widths=tuple(max(1, int(round(full[i] * r))) for i, r in enumerate(candidate.stream)))
-        plan(spec)  # shortcut A cannot narrow the stream
-    return spec
+    return thinned(base, candidate.keep, candidate.stream)
 
 
 def features(spec) -> list[float]:

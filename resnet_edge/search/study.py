@@ -36,6 +36,7 @@ import numpy as np
 from resnet_edge._tmp import pid_alive
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 from resnet_edge.search.latency import SETTLE_STEP_S, SETTLE_WAIT_S, LatencyModel, Meter, held_out, moved, spread_pick
+from resnet_edge.search.shipped import converted_as, model_file, shipped
 from resnet_edge.search.space import Candidate, check_epochs, check_io, check_jobs, space_for
 
 FINAL_RUNS = 100
@@ -57,6 +58,13 @@ def first_rung(epochs: int) -> int:
     """The epochs every trial trains before successive halving may stop it: a third of ``epochs``. The paper's
     warm-up makes the first epoch's accuracy chance for every candidate, which would prune at random."""
     return max(1, epochs // 3)
+
+
+def pruner_for(epochs: int):
+    """Successive halving over a trial's epochs: its first rung at :func:`first_rung`, a third kept at each rung."""
+    import optuna
+
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung(epochs), reduction_factor=3)
 
 
 def sampler(seed: int):
@@ -104,8 +112,9 @@ def trials_of(study) -> list:
 
 
 def epochs_spent(trials: list) -> int:
-    """Epochs trained by ``trials`` so far (each epoch reports one validation accuracy)."""
-    return sum(len(t.intermediate_values) for t in trials)
+    """Epochs trained by ``trials`` so far (each float epoch reports one validation accuracy; QAT epochs are kept
+    apart)."""
+    return sum(len(t.intermediate_values) + (t.user_attrs.get("qat_epochs") or 0) for t in trials)
 
 
 def prior(feasible: list[Candidate], meter) -> tuple[Candidate, str]:
@@ -169,16 +178,27 @@ def draw(study, space, feasible: set[str], by_key: dict, rng):
 
 
 def _twin(study, trial, c: Candidate, by_key: dict):
-    """A finished trial that trained the same network as ``c`` (another runtime), or None."""
+    """A finished trial that trained the same float network as ``c`` (another mode or runtime), or None. One
+    trained whole by a worker on another machine (its model is not here) is no twin: ``c`` trains here."""
     import optuna
 
     for t in trials_of(study):
         other = by_key.get(t.user_attrs.get("candidate"))
         if (t.number != trial.number and other is not None and other.trained_as == c.trained_as
-                and t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                and (t.state == optuna.trial.TrialState.PRUNED
+                     or (t.state == optuna.trial.TrialState.COMPLETE
+                         and (Path(t.user_attrs.get("folder") or "-") / "model.keras").exists()))
                 and t.user_attrs.get("folder") and not t.user_attrs.get("twin_of")):
             return t
     return None
+
+
+def _shipped_attrs(trial, got: dict, float_val_acc: float | None) -> None:
+    """What a trial keeps of its converted model's figure (:func:`shipped`): the float network's accuracy beside
+    it, and the QAT epochs it trained (not when they were spent before, by a twin on another runtime)."""
+    trial.set_user_attr("float_val_acc", float_val_acc)
+    if got.get("qat_epochs") and not got.get("read_back"):
+        trial.set_user_attr("qat_epochs", got["qat_epochs"])
 
 
 def reap(study, say) -> int:
@@ -259,7 +279,7 @@ class Crew:
             p.wait()
 
 
-def device_lock(target, storage: str):
+def device_lock(target, storage: str, say: Callable[[str], None] = lambda text: None):
     """Held while a device is timed, so that no two trials time it at once (:func:`shared_lock`)."""
     return shared_lock(storage, f"resnet-edge device {target.url}")
 
@@ -336,9 +356,12 @@ def _weights_for(weights: str | None, space, depths) -> tuple[dict, object]:
 
 def train_candidate(meter: Meter, c: Candidate, data, folder: Path, *, epochs: int, batch_size: int, seed: int,
                     limit: int | None, report: Callable[[float, int], bool] | None = None) -> dict:
-    """Train ``c`` for up to ``epochs`` (one epoch per call of :func:`train`, resumed from its checkpoint),
-    calling ``report(val_acc, epoch)`` after each; stop when it returns True (pruned). Returns what happened."""
-    from resnet_edge.train import Recipe, saved_run, train
+    """Train ``c``'s float network for up to ``epochs`` (one epoch per call of :func:`train`, resumed from its
+    checkpoint), calling ``report(val_acc, epoch)`` after each with the float validation accuracy; stop when it returns
+    True (pruned). Trained whole, the network is converted in ``c``'s mode (QAT first for ``qat``) and ``val_acc`` is
+    that model's (:func:`resnet_edge.search.shipped.shipped`; ``float_val_acc`` the float network's). Returns what
+    happened."""
+    from resnet_edge.train import Recipe
 
     weights = meter.weights.get(c.depth)
     if weights is not None:  # from published weights (thinner children from their parent's): a transfer recipe
@@ -352,8 +375,21 @@ def train_candidate(meter: Meter, c: Candidate, data, folder: Path, *, epochs: i
     t0 = time.monotonic()
     done = _epochs_done(folder)
     acc = _val_accuracy(folder) if done else None
-    if done >= epochs and (folder / "model.keras").exists():  # trained whole before (a search run again)
-        return {"val_acc": acc, "epochs": done, "pruned": False, "seconds": 0.0}
+    if not (done >= epochs and (folder / "model.keras").exists()):  # else trained whole before (a search run again)
+        r = _train_float(meter, c, data, folder, recipe, weights, done, acc, epochs, limit, report)
+        if r["pruned"]:
+            return {**r, "seconds": time.monotonic() - t0}
+        acc, done = r["val_acc"], r["epochs"]
+    got = shipped(c.mode, folder, data, epochs=epochs, batch_size=batch_size, limit=limit)
+    return {"val_acc": got["accuracy"], "float_val_acc": acc, "epochs": done, "pruned": False,
+            "qat_epochs": got.get("qat_epochs"), "seconds": time.monotonic() - t0}
+
+
+def _train_float(meter: Meter, c: Candidate, data, folder: Path, recipe, weights, done: int, acc: float | None,
+                 epochs: int, limit: int | None, report) -> dict:
+    """:func:`train_candidate`'s float training from epoch ``done`` (validation accuracy ``acc`` then) on."""
+    from resnet_edge.train import saved_run, train
+
     while done < epochs:
         train(meter.spec(c), data, folder, recipe, weights=weights, resume=saved_run(folder) is not None, stop_after=1,
               limit=limit, verbose=0)
@@ -361,8 +397,8 @@ def train_candidate(meter: Meter, c: Candidate, data, folder: Path, *, epochs: i
         acc = _val_accuracy(folder)
         # reported at every epoch; a stop at the last one is moot: the trial has trained whole
         if report is not None and report(acc, done) and done < epochs:
-            return {"val_acc": acc, "epochs": done, "pruned": True, "seconds": time.monotonic() - t0}
-    return {"val_acc": acc, "epochs": done, "pruned": False, "seconds": time.monotonic() - t0}
+            return {"val_acc": acc, "epochs": done, "pruned": True}
+    return {"val_acc": acc, "epochs": done, "pruned": False}
 
 
 def search(source: str, target_text: str | None, budget_ms: float, **options) -> dict:
@@ -414,8 +450,7 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
         study = optuna.create_study(study_name="search", storage=open_storage(storage), direction="maximize",
                                     load_if_exists=True,
                                     sampler=sampler(seed if not worker else seed + os.getpid()),
-                                    pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung(epochs),
-                                                                                  reduction_factor=3))
+                                    pruner=pruner_for(epochs))
     except Exception as exc:  # noqa: BLE001 - any storage error is one line
         raise ConfigError(f"--storage {storage}: cannot open it ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not worker:
@@ -429,7 +464,7 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
             "streams": list(streams) if streams else None, "weights": weights})
         crew.start(jobs - 1, storage)  # they join once the feasible candidates are in the storage
     meter = Meter(target, setting, data, out / "latency", runs=runs, metric=key, store_path=store_path,
-                  progress=progress, shared=study, lock=lambda: device_lock(target, storage),
+                  progress=progress, shared=study, lock=lambda: device_lock(target, storage, progress),
                   memory=max_memory_mb is not None, weights=files)
     cands = [c for c in cands if meter.buildable(c)]  # shortcut A cannot narrow the stream from one stage to the next
     rng = np.random.default_rng(seed)
@@ -552,16 +587,19 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
                 "over the budget" if lat > budget_ms else "over --max-size or --max-memory"))
             continue
         twin = _twin(study, trial, c, by_key)
-        if twin is not None:  # the same network on another runtime: that trial's training is this one's
+        if twin is not None:  # the same float network (another mode or runtime): that trial's training is this one's
             trial.set_user_attr("twin_of", twin.number)
             trial.set_user_attr("epochs", twin.user_attrs.get("epochs"))
             trial.set_user_attr("folder", twin.user_attrs["folder"])
+            progress(f"search: trial {trial.number} {c.key} ({lat:.3g} ms): the network of trial {twin.number}, "
+                     "trained already" + (f"; converting it ({c.mode})" if twin.state.name == "COMPLETE" else ""))
             if twin.state == optuna.trial.TrialState.COMPLETE:
-                study.tell(trial, twin.value)
+                got = shipped(c.mode, Path(twin.user_attrs["folder"]), data, epochs=epochs, batch_size=batch_size,
+                              limit=limit)
+                _shipped_attrs(trial, got, twin.user_attrs.get("float_val_acc"))
+                study.tell(trial, got["accuracy"])
             else:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            progress(f"search: trial {trial.number} {c.key} ({lat:.3g} ms): the network of trial {twin.number}, "
-                     "trained already")
             continue
         folder = out / "trials" / f"{trial.number:03d}-{c.key}"
         progress(f"search: trial {trial.number} {c.key} ({lat:.3g} ms): training")
@@ -583,8 +621,11 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             progress(f"search: trial {trial.number}: pruned after {r['epochs']} epoch(s) at {100 * r['val_acc']:.1f}%")
         else:
+            _shipped_attrs(trial, r, r["float_val_acc"])
             study.tell(trial, r["val_acc"])
-            progress(f"search: trial {trial.number}: {100 * r['val_acc']:.1f}% after {r['epochs']} epochs")
+            progress(f"search: trial {trial.number}: {100 * r['val_acc']:.1f}% converted ({c.mode}; "
+                     f"{100 * r['float_val_acc']:.1f}% in float) after {r['epochs']} epochs"
+                     + (f" and {r['qat_epochs']} of QAT" if r.get("qat_epochs") else ""))
     crew.wait()
     if worker:
         return {"worker": os.getpid(), "host": socket.gethostname(), "trials_trained": mine, "storage": storage,
@@ -612,7 +653,7 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
         searched = meter.latency(winner)  # None when another worker timed it: then the trial's record of it
         searched = best.user_attrs.get("latency_ms") if searched is None else searched
         result = _finish(meter, winner, folder, data, source, out, budget_ms, metric, key, setting, target, progress,
-                         searched, io)
+                         searched, io, {"epochs": epochs, "batch_size": batch_size, "seed": seed, "limit": limit})
         if result["winner"]["meets_budget"]:
             break
         misses.append(result["winner"])
@@ -629,10 +670,12 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
                    "val_acc": t.value if t.state == optuna.trial.TrialState.COMPLETE else
                    (max(t.intermediate_values.values()) if t.intermediate_values else None),
                    **{k: t.user_attrs.get(k) for k in ("latency_ms", "predicted_ms", "epochs", "train_seconds",
-                                                       "over_budget", "stopped", "prior", "twin_of")}}
+                                                       "over_budget", "stopped", "prior", "twin_of",
+                                                       "float_val_acc", "qat_epochs")}}
                   for t in trials_of(study)]
     skipped = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("skipped")]
-    grid = _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress) if baseline else None
+    grid = _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress,
+                     _trained(trials_of(study), by_key)) if baseline else None
     spread = None
     if second_seed:  # the winner and the best of the grid again with another seed: how much of the gap is the seed
         spread = {}
@@ -643,7 +686,8 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
             folder = out / "second-seed" / c.key  # the same candidate in both roles: trained once
             r = train_candidate(meter, c, data, folder, epochs=epochs, batch_size=batch_size, seed=seed + 1, limit=limit)
             spread[role] = {"candidate": c.key, "seed": seed + 1, "val_acc": r["val_acc"],
-                            "test_top1": _keras_test(folder, data)}
+                            "test_top1": shipped(c.mode, folder, data, epochs=epochs, batch_size=batch_size,
+                                                 limit=limit, split="test")["accuracy"]}
     result.update({"budget_ms": budget_ms, "metric": metric, "target": str(target), "setting": setting.label(),
                    "space": {"family": space.family, "depths": list(space.depths), "keeps": list(space.keeps),
                              "modes": list(space.modes), "sizes": list(space.sizes), "runtimes": list(space.runtimes),
@@ -661,10 +705,10 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
 
 
 def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path, budget_ms, metric, key, setting,
-            target, progress, searched_ms: float | None, io: str = "float32") -> dict:
+            target, progress, searched_ms: float | None, io: str = "float32", training: dict | None = None) -> dict:
     """The winner converted with its weights and metadata (``io``: its input and output type), timed with FINAL_RUNS
-    runs, its test accuracy once, and the recipe that rebuilds it; ``searched_ms`` is its untrained measurement
-    during the search."""
+    runs, its test accuracy once, and the recipe that rebuilds it (:func:`winner_recipe`; ``training``: the trials'
+    epochs, batch size, seed and limit); ``searched_ms`` is its untrained measurement during the search."""
     from resnet_edge.convert import convert
     from resnet_edge.io import atomic_write_bytes
     from resnet_edge.measure.bench import bench
@@ -672,8 +716,9 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
     from resnet_edge.recipe import dump
 
     progress(f"search: the winner {winner.key}: converting with its weights")
-    model_path = folder / "model.keras"
-    (manifest,) = convert(model_path=model_path, modes=[winner.mode], out=str(out / "winner") + os.sep, data=data,
+    training = training or {"epochs": 6, "batch_size": 64, "seed": 0, "limit": None}
+    model_path = model_file(winner.mode, folder)
+    (manifest,) = convert(model_path=model_path, modes=[converted_as(winner.mode)], out=str(out / "winner") + os.sep, data=data,
                           io=io, check_old_runtime=False, name="winner")
     tfl = out / "winner" / manifest["file"]["path"] if not os.path.isabs(manifest["file"]["path"]) else \
         Path(manifest["file"]["path"])
@@ -717,28 +762,49 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
                            "cv": cv, "cv_robust": robust, "meets_budget": False, "searched_ms": searched_ms,
                            "timings_ms": tries}}
     test = evaluate_tflite(tfl, data, split="test")
-    recipe = {"recipe_version": 1, "name": f"search-{winner.key}",
-              "description": f"the winner of resnet-edge search under {budget_ms:g} ms at {metric} on {target}",
-              "model": {"depth": winner.depth, "family": meter.base(winner.depth, winner.size).family,
-                        **({"input_size": winner.size} if winner.size is not None else {})},
-              **({"weights": str(Path(meter.weights[winner.depth].path).resolve())}
-                 if winner.depth in meter.weights else {}),
-              "search": str((out / "search.json").resolve()),
-              "data": source,
-              "variants": [{"name": "winner", "modes": [winner.mode], **({"io": io} if io != "float32" else {}),
-                            **({"optimize": {"channels": {
-                                "keep": list(winner.keep),
-                                **({"stream": list(winner.stream)} if winner.stream is not None else {})}}}
-                               if min(winner.keep) < 1 or winner.stream is not None else {})}],
-              "gates": {"latency": {"target": str(target), f"{metric}_ms": budget_ms}}}
+    recipe = winner_recipe(winner, meter, source, out, budget_ms, metric, target, io, training)
     atomic_write_bytes(out / "winner.yaml", dump(recipe).encode())
     return {"winner": {**winner.to_dict(), "file": str(tfl), "bytes": tfl.stat().st_size,
                        "memory_mb": (meter.results.get(winner.key) or {}).get("memory_mb"),  # untrained: the same
                        "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "cv": cv, "cv_robust": robust,
                        "runs": r["runs"] * r.get("rounds", 1),
                        "meets_budget": r[key] <= budget_ms, "searched_ms": searched_ms, "timings_ms": tries,
-                       "test_top1": test["top1"], "val_acc": _val_accuracy(folder), "recipe": str(out / "winner.yaml"),
+                       "test_top1": test["top1"], "recipe": str(out / "winner.yaml"),
+                       "val_acc": shipped(winner.mode, folder, data, **{k: training[k] for k in ("epochs", "batch_size",
+                                                                                                 "limit")})["accuracy"],
+                       "float_val_acc": _val_accuracy(folder),
                        "measured_on": meter.setting_for(winner).label(), **_app_path(winner)}}
+
+
+def winner_recipe(winner: Candidate, meter, source: str, out: Path, budget_ms: float, metric: str, target, io: str,
+                  training: dict) -> dict:
+    """The recipe of ``resnet-edge run`` that trains what the search trained: the winner's network built thin
+    (``model.keep``, ``model.stream``), from the published weights thinned to it where the search started from them,
+    with the trials' epochs, batch size, seed and limit; QAT fine-tuning for a ``qat`` winner; converted in its mode,
+    on its runtime; the budget as the run's latency gate."""
+    from resnet_edge.search.shipped import qat_epochs
+    from resnet_edge.train import TRANSFER_LR
+
+    train = {k: training[k] for k in ("epochs", "batch_size", "seed", "limit")}
+    if winner.depth in meter.weights:  # the transfer recipe the trials trained with (train_candidate)
+        train.update({"lr": TRANSFER_LR, "warmup": 0, "freeze": "none", "head_epochs": 0})
+    variant = {"name": "winner", "modes": [converted_as(winner.mode)], **({"io": io} if io != "float32" else {}),
+               **({"runtime": winner.runtime} if winner.runtime != "litert" else {})}
+    if winner.mode == "qat":
+        variant["optimize"] = {"qat": {"epochs": qat_epochs(training["epochs"]), "batch_size": training["batch_size"]}}
+    return {"recipe_version": 1, "name": f"search-{winner.key}",
+            "description": f"the winner of resnet-edge search under {budget_ms:g} ms at {metric} on {target}",
+            "model": {"depth": winner.depth, "family": meter.base(winner.depth, winner.size).family,
+                      **({"input_size": winner.size} if winner.size is not None else {}),
+                      **({"keep": list(winner.keep)} if min(winner.keep) < 1 else {}),
+                      **({"stream": list(winner.stream)} if winner.stream is not None else {})},
+            **({"weights": str(Path(meter.weights[winner.depth].path).resolve())}
+               if winner.depth in meter.weights else {}),
+            "search": str((out / "search.json").resolve()),
+            "data": source,
+            "train": train,
+            "variants": [variant],
+            "gates": {"latency": {"target": str(target), f"{metric}_ms": budget_ms}}}
 
 
 def _app_path(winner: Candidate) -> dict:
@@ -749,10 +815,24 @@ def _app_path(winner: Candidate) -> dict:
                         "model is slower (its LiteRT twin's latency is in search.json when it was timed)"}
 
 
-def _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress) -> dict:
+def _trained(trials: list, by_key: dict) -> dict:
+    """The float networks the trials trained whole on this machine: {Candidate.trained_as: (trial, folder)}."""
+    out = {}
+    for t in trials:
+        c, folder = by_key.get(t.user_attrs.get("candidate")), t.user_attrs.get("folder")
+        if (c is not None and folder and t.state.name == "COMPLETE" and not t.user_attrs.get("twin_of")
+                and (Path(folder) / "model.keras").exists()):
+            out.setdefault(c.trained_as, (t, Path(folder)))
+    return out
+
+
+def _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress,
+              trained: dict | None = None) -> dict:
     """The plain grid a user tries by hand: every depth at full width in int8 on LiteRT (at the largest resolution
     searched: the family's default is larger still), timed on the same device; those under the budget trained as
-    the trials are."""
+    the trials are. A member whose network a trial trained (``trained``, :func:`_trained`) is that training, converted
+    in int8, with that trial's training time as its cost."""
+    trained = trained or {}
     grid = [Candidate(d, (1.0,) * space.stages, "int8", max(space.sizes) if space.sizes != (None,) else None)
             for d in space.depths]
     meter.measure(grid)
@@ -762,21 +842,16 @@ def _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limi
         lat = meter.latency(c)
         row = {"candidate": c.key, "latency_ms": lat, "under_budget": lat <= budget_ms}
         if lat <= budget_ms:
-            progress(f"search: baseline {c.key}: training")
-            r = train_candidate(meter, c, data, out / "baseline" / c.key, epochs=epochs, batch_size=batch_size,
-                                seed=seed, limit=limit)
-            row.update({"val_acc": r["val_acc"], "train_seconds": round(r["seconds"], 1)})
+            trial, folder = trained.get(c.trained_as, (None, out / "baseline" / c.key))
+            progress(f"search: baseline {c.key}: " + (f"the network of trial {trial.number}" if trial else "training"))
+            r = train_candidate(meter, c, data, folder, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
+            row.update({"val_acc": r["val_acc"], "float_val_acc": r["float_val_acc"],
+                        "train_seconds": round(trial.user_attrs.get("train_seconds") or 0 if trial else r["seconds"], 1),
+                        **({"trial": trial.number} if trial else {})})
         rows.append(row)
     trained = [r for r in rows if r.get("val_acc") is not None]
     return {"rows": rows, "best": max(trained, key=lambda r: r["val_acc"]) if trained else None,
             "train_seconds": round(time.monotonic() - t0, 1), "members": {c.key: c for c in grid}}
-
-
-def _keras_test(folder: Path, data) -> float | None:
-    """The test top-1 of the Keras model a training left in ``folder`` (the test split's one use for it)."""
-    from resnet_edge.evaluate import evaluate
-
-    return evaluate(folder / "model.keras", data, "test")["top1"]
 
 
 def _pareto(trials: list[dict]) -> list[dict]:
