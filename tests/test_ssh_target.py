@@ -255,3 +255,43 @@ def test_eval_of_images_that_live_on_the_device(sshd, models, digits, tmp_path):
                    "are not the model's classes")
     r = run("eval", models["int8"], "--data", f"device-folder:{folder}")
     assert r.exit_code == 2 and "give --target ssh://" in r.output
+
+
+HOLDER = """
+import sys, time
+from resnet_edge.targets import open_target, parse_url
+with open_target(parse_url(sys.argv[1])).hold(lambda text: print("waiting", flush=True)) as got:
+    print("held" if got else "no flock", flush=True)
+    sys.stdin.readline()  # until the test says so, or dies
+"""
+
+
+def test_the_device_is_locked_on_the_device_itself(sshd):
+    """Two processes (two searches, two machines: nothing shared but the device) take the device's own lock in turn:
+    the second waits while the first holds it and gets it once the first lets go; a holder killed with -9 leaves the
+    device free (the lock lives in the device's shell, which ends with the connection)."""
+    import signal
+    import time
+
+    from resnet_edge.targets import open_target
+
+    def holder():
+        return subprocess.Popen([sys.executable, "-c", HOLDER, url(sshd)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
+
+    first = holder()
+    assert first.stdout.readline().strip() == "held"
+    second = holder()
+    assert second.stdout.readline().strip() == "waiting"
+    time.sleep(1)
+    assert second.poll() is None
+    first.stdin.write("\n")
+    first.stdin.flush()
+    assert second.stdout.readline().strip() == "held" and first.wait(timeout=30) == 0
+    second.send_signal(signal.SIGKILL)
+    second.wait(timeout=30)
+    waited = []
+    t0 = time.monotonic()
+    with open_target(parse_url(url(sshd))).hold(waited.append) as got:
+        assert got
+    assert time.monotonic() - t0 < 20  # the dead holder's shell has ended; at most the wait for its connection to close

@@ -33,13 +33,20 @@ def lock_path(target: TargetURL) -> str:
 @contextlib.contextmanager
 def device_lock(target: TargetURL, waiting: Callable[[], None] | None = None):
     """Hold the target's lock (:func:`resnet_edge.io.exclusive`, as long as it takes; ``waiting`` is called
-    once if another process has it)."""
+    once if another process has it), and on an SSH device the device's own
+    (:meth:`resnet_edge.targets.ssh.SSHTarget.hold`: processes of other machines too)."""
     import math
 
     from resnet_edge.io import exclusive
 
     with exclusive(lock_path(target), wait=math.inf, waiting=(lambda holder: waiting()) if waiting else None):
-        yield
+        if target.kind != "ssh":
+            yield
+            return
+        from resnet_edge.targets import open_target
+
+        with open_target(target).hold(lambda text: waiting() if waiting else None):
+            yield
 
 
 @dataclasses.dataclass

@@ -279,9 +279,19 @@ class Crew:
             p.wait()
 
 
+@contextlib.contextmanager
 def device_lock(target, storage: str, say: Callable[[str], None] = lambda text: None):
-    """Held while a device is timed, so that no two trials time it at once (:func:`shared_lock`)."""
-    return shared_lock(storage, f"resnet-edge device {target.url}")
+    """Held while a device is timed, so that no two trials time it at once: the storage's lock (:func:`shared_lock`:
+    the workers of this search, on any machine), then, on an SSH device, the device's own
+    (:meth:`resnet_edge.targets.ssh.SSHTarget.hold`: any process, another search's too)."""
+    with shared_lock(storage, f"resnet-edge device {target.url}"):
+        if target.kind != "ssh":
+            yield
+            return
+        from resnet_edge.targets import open_target
+
+        with open_target(target).hold(say):
+            yield
 
 
 @contextlib.contextmanager

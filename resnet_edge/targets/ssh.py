@@ -32,6 +32,7 @@ import time
 from typing import Callable
 
 from resnet_edge import _child
+from resnet_edge.targets.hold import HOLD, held
 from resnet_edge.targets.url import TargetError, TargetURL
 from resnet_edge.ui import safe_text
 
@@ -334,6 +335,14 @@ class SSHTarget:
             return result, files
         finally:
             self.cleanup(folder, kill=not finished)
+
+    @contextlib.contextmanager
+    def hold(self, say: Callable[[str], None] = lambda text: None):
+        """Hold the device's own lock while the block runs, so that no other process times this device at once,
+        whatever machine or search it belongs to (:data:`resnet_edge.targets.hold.HOLD`). Yields True when held, False when the device has
+        no ``flock`` (then nothing is held there and the caller's own lock is all there is)."""
+        with held(self._ssh(HOLD), str(self), say) as got:
+            yield got
 
     def probe(self, timeout: float | None = None) -> dict:
         """What the device can run (the runner's ``probe``): machine, Python, numpy, runtimes, memory."""
