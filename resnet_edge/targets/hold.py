@@ -24,8 +24,9 @@ HOLD = ('command -v flock >/dev/null 2>&1 || { echo noflock; exit 0; }; l="${TMP
 @contextlib.contextmanager
 def held(argv: list[str], device: str, say: Callable[[str], None]):
     """Run ``argv`` (a shell on the device running :data:`HOLD`) and hold what it holds until the block ends; yields
-    True when the device's lock is held, False when the device has no flock. A device that drops the connection or
-    answers anything else: :class:`TargetError`."""
+    True when the device's lock is held, False when the device has no flock or gave no answer (unreachable, or its
+    temporary folder not writable: the timing that follows says what is wrong, as it would without the lock). A device
+    that answers anything else: :class:`TargetError`."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     except OSError as exc:
@@ -35,6 +36,9 @@ def held(argv: list[str], device: str, say: Callable[[str], None]):
         if reply == b"busy":
             say(f"{device}: another process is timing this device; waiting for it")
             reply = proc.stdout.readline(64).strip()
+        if not reply:  # the connection failed, or the device's shell could not open the file: no lock there; what
+            yield False  # is wrong with the device is said by the timing that follows, as it is without the lock
+            return
         if reply not in (b"locked", b"noflock"):
             raise TargetError(f"{device}: could not lock the device for timing (it answered "
                               f"{safe_text(reply.decode('utf-8', 'replace'), 60)!r}, exit code {proc.poll()}); "
