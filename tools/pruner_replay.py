@@ -78,6 +78,45 @@ def replayed(curves: dict, grid: dict, pruner):
         study.train_candidate, study._finish, study.pruner_for, report.write = saved
 
 
+def curves_of(grid_dir: Path) -> tuple[dict, dict]:
+    """Each grid member's validation curve and its result (val_acc, test_top1, ...), by candidate key."""
+    curves, grid = {}, {}
+    for folder in (grid_dir / "grid").iterdir():
+        if (folder / "result.json").exists():
+            curves[folder.name] = [h["val_acc"] for h in json.loads((folder / "history.json").read_text())]
+            grid[folder.name] = json.loads((folder / "result.json").read_text())
+    return curves, grid
+
+
+def replay(grid_dir: Path, budget: float, feasible: int, epochs: int, *, seeds: int, make=None, runs: int = 60,
+           store: str | None = None, tag: str = "0") -> dict:
+    """The search under ``budget`` (``feasible`` grid members within it) replayed with sampler seeds 0..seeds-1 and
+    the pruner ``make`` (default: the search's own): the winners' grid test top-1 (mean, sd, each), the epochs
+    spent, each winner."""
+    import numpy as np
+
+    from resnet_edge.search import study
+
+    curves, grid = curves_of(grid_dir)
+    depths = sorted({int(k.split("-")[0][6:]) for k in curves})
+    widths = sorted({float(x) for k in curves for x in k.split("-k")[1].split("-int8")[0].split("-")})
+    tests, spent, winners = [], [], []
+    t0 = time.monotonic()
+    for seed in range(seeds):
+        out = grid_dir / "replay" / f"{tag}-{budget:.4f}-{seed}"
+        with replayed(curves, grid, make or study.pruner_for):
+            r = study.search(f"folder:{grid_dir / 'data'}", "local", budget, metric="p90", threads=1, trials=feasible,
+                             epochs=epochs, max_epochs=max(epochs * feasible // 5, epochs), seed=seed, out=out,
+                             depths=depths, widths=widths, modes=("int8",), measure=len(curves), runs=runs,
+                             batch_size=32, baseline=False, second_seed=False, store_path=store)
+        tests.append(r["winner"]["test_top1"])
+        spent.append(r["epochs_trained"])
+        winners.append(r["winner"]["key"])
+    return {"seeds": seeds, "mean_test_top1": float(np.mean(tests)), "sd_test_top1": float(np.std(tests)),
+            "tests": tests, "winners": winners, "mean_epochs": float(np.mean(spent)),
+            "seconds": round(time.monotonic() - t0, 1)}
+
+
 @click.command()
 @click.option("--grid", "grid_dir", type=click.Path(exists=True, file_okay=False), required=True,
               help="A tools/search_vs_grid.py output folder (its grid trained, its search-vs-grid.json written).")
@@ -86,54 +125,26 @@ def replayed(curves: dict, grid: dict, pruner):
 @click.option("--store", default=None, help="The results store the benchmark timed into (default: the usual one, "
                                             "$RESNET_EDGE_RESULTS).")
 def main(grid_dir, seeds, only, store):
-    import numpy as np
-
-    from resnet_edge.search.study import search
-
     grid_dir = Path(grid_dir)
     bench = json.loads((grid_dir / "search-vs-grid.json").read_text())
     epochs = bench["epochs"]
-    curves, grid = {}, {}
-    for folder in (grid_dir / "grid").iterdir():
-        history = json.loads((folder / "history.json").read_text())
-        curves[folder.name] = [h["val_acc"] for h in history]
-        grid[folder.name] = json.loads((folder / "result.json").read_text())
-    source = f"folder:{grid_dir / 'data'}"
-    depths = sorted({int(k.split("-")[0][6:]) for k in curves})
-    widths = sorted({float(x) for k in curves for x in k.split("-k")[1].split("-int8")[0].split("-")})
     rows = []
     for index, (name, make) in enumerate(schedules(epochs).items()):
         if only and only not in name:
             continue
         for b in bench["budgets"]:
-            budget, feasible = b["budget_ms"], b["feasible"]
             best = b["grid"]
-            low = best["ci95"][0]
-            tests, epochs_spent, hits, inside = [], [], 0, 0
-            t0 = time.monotonic()
-            for seed in range(seeds):
-                out = grid_dir / "replay" / f"{index}-{budget:.4f}-{seed}"
-                with replayed(curves, grid, make):
-                    r = search(source, "local", budget, metric="p90", threads=1, trials=feasible, epochs=epochs,
-                               max_epochs=max(epochs * feasible // 5, epochs), seed=seed, out=out, depths=depths,
-                               widths=widths, modes=("int8",), measure=len(curves), runs=bench.get("runs", 60),
-                               batch_size=32, baseline=False, second_seed=False, store_path=store)
-                test = r["winner"]["test_top1"]
-                tests.append(test)
-                epochs_spent.append(r["epochs_trained"])
-                hits += r["winner"]["key"] == best["best"]
-                inside += test >= low
-            rows.append({"schedule": name, "budget_ms": budget, "seeds": seeds,
-                         "mean_test_top1": float(np.mean(tests)), "sd_test_top1": float(np.std(tests)),
-                         "grid_best": best["best"], "grid_best_test_top1": best["test_top1"],
-                         "found_grid_best": hits / seeds, "inside_grid_ci": inside / seeds,
-                         "mean_epochs": float(np.mean(epochs_spent)), "grid_epochs": best["epochs"],
-                         "random_at_a_fifth": b["random"]["expected_test_top1"],
-                         "seconds": round(time.monotonic() - t0, 1)})
+            r = replay(grid_dir, b["budget_ms"], b["feasible"], epochs, seeds=seeds, make=make,
+                       runs=bench.get("runs", 60), store=store, tag=str(index))
+            rows.append({"schedule": name, "budget_ms": b["budget_ms"], **r, "grid_best": best["best"],
+                         "grid_best_test_top1": best["test_top1"],
+                         "found_grid_best": sum(w == best["best"] for w in r["winners"]) / seeds,
+                         "inside_grid_ci": sum(t >= best["ci95"][0] for t in r["tests"]) / seeds,
+                         "grid_epochs": best["epochs"], "random_at_a_fifth": b["random"]["expected_test_top1"]})
             x = rows[-1]
-            print(f"{name:45s} {budget:.3f} ms: test {100 * x['mean_test_top1']:.1f}% (sd {100 * x['sd_test_top1']:.1f}), "
-                  f"grid's best {100 * x['found_grid_best']:.0f}%, inside its CI {100 * x['inside_grid_ci']:.0f}%, "
-                  f"{x['mean_epochs']:.0f} of {x['grid_epochs']} epochs", file=sys.stderr)
+            print(f"{name:45s} {x['budget_ms']:.3f} ms: test {100 * x['mean_test_top1']:.1f}% (sd "
+                  f"{100 * x['sd_test_top1']:.1f}), grid's best {100 * x['found_grid_best']:.0f}%, inside its CI "
+                  f"{100 * x['inside_grid_ci']:.0f}%, {x['mean_epochs']:.0f} of {x['grid_epochs']} epochs", file=sys.stderr)
     (grid_dir / "pruner-replay.json").write_text(json.dumps(rows, indent=2))
     print("| schedule | budget ms | mean test top-1 (sd) | winner is the grid's best | inside the grid's 95% CI | "
           "epochs (grid's) | random search at the benchmark's cost |\n|---|---:|---|---:|---:|---|---:|")

@@ -12,7 +12,11 @@ of about +-2.5 points at 85%).
   (by validation accuracy), its test top-1 with a 95% Wilson interval, and the grid's training cost.
 * **Search:** `resnet-edge search` over the same space, budget and epochs, with a training budget of a fifth of the
   grid's epochs (``max_epochs``): as many trials as fit, successive halving stopping most early; ``--search-seeds``
-  searches per budget, each with its own seed, for the sampler and for training (seed 0 trains as the grid does).
+  searches per budget (default one), each with its own seed, for the sampler and for training. Seed 0 trains as the
+  grid does (the same curves to the last digit), so the searches run first and the grid takes their trials trained
+  whole instead of training those members again (their time counted in the search and in the grid alike).
+* **The search's spread** over its sampler: the search replayed over the grid's curves with ``--replay-seeds``
+  sampler seeds (tools/pruner_replay.py: the search's own loop, each trial reading its measured curve), in a minute.
 * **Random search** at the search's mean cost in epochs: k feasible candidates drawn at random, each trained fully
   (the grid's runs), the best by validation accuracy. Not one draw but its exact expectation over every draw of k,
   and the chance that it does as well as the search.
@@ -23,7 +27,7 @@ of about +-2.5 points at 85%).
 Budgets: the 35th and 65th percentile of the grid's measured p90 latencies, so that each budget cuts the grid on
 any machine. Usage::
 
-    python tools/search_vs_grid.py --out runs/search-vs-grid                 # 60 min on a 2-core Zen 4 (--search-seeds 1: ~45)
+    python tools/search_vs_grid.py --out runs/search-vs-grid                 # about 45 min on a 2-core Zen 4
     python tools/search_vs_grid.py --out runs/sg --depths 20,56 --epochs 10  # a quick look
 
 Writes OUT/search-vs-grid.json and OUT/search-vs-grid.md; a grid member already trained there is not trained again.
@@ -94,12 +98,15 @@ def cpu() -> str:
 @click.option("--widths", default="0.25,1", show_default=True, help="Keep ratios per stage.")
 @click.option("--epochs", default=30, show_default=True)
 @click.option("--shots", default=20, show_default=True, help="Training images per class.")
-@click.option("--search-seeds", default=2, show_default=True,
-              help="Searches per budget, each with its own sampler seed (the search's own spread).")
+@click.option("--search-seeds", default=1, show_default=True,
+              help="Searches per budget, each with its own seed, for the sampler and for training.")
+@click.option("--replay-seeds", default=12, show_default=True,
+              help="Sampler seeds the search is replayed with over the grid's curves (tools/pruner_replay.py): the "
+                   "search's spread over its sampler, in a minute.")
 @click.option("--runs", default=60, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--grid-only", is_flag=True, help="Time and train the grid, then stop (a later run reuses it).")
-def main(out, depths, widths, epochs, shots, search_seeds, runs, seed, grid_only):
+def main(out, depths, widths, epochs, shots, search_seeds, replay_seeds, runs, seed, grid_only):
     from resnet_edge.data import load
     from resnet_edge.evaluate import evaluate
     from resnet_edge.runtime.setting import Setting
@@ -125,6 +132,23 @@ def main(out, depths, widths, epochs, shots, search_seeds, runs, seed, grid_only
     print(f"{len(grid)} candidates timed in {device_s:.0f} s on {cpu()}; budgets {budgets[0]:.3g} and "
           f"{budgets[1]:.3g} ms", file=sys.stderr)
 
+    # The searches first: a seed-0 trial trains exactly as the grid trains its member (the same recipe, seed and
+    # images: the curves agree to the last digit), so the grid takes the trials trained whole instead of training them
+    # again. Their cost is counted where it was spent: in the search's epochs, and in the grid's.
+    searched = {}
+    if not grid_only:
+        for budget in budgets:
+            feasible = [c for c in grid if lat[c.key] <= budget]
+            for s_seed in range(seed, seed + search_seeds):
+                s_out = out / f"search-{budget:.4f}-seed{s_seed}"
+                t = time.monotonic()
+                # the training budget: a fifth of the grid's epochs (at least one trial's); as many trials as fit
+                r = search(source, "local", budget, metric="p90", threads=1, trials=len(feasible), epochs=epochs,
+                           max_epochs=max(epochs * len(feasible) // 5, epochs), seed=s_seed, out=s_out,
+                           depths=space.depths, widths=space.keeps, modes=("int8",), measure=len(grid), runs=runs,
+                           batch_size=32, baseline=False, second_seed=False)
+                searched[budget, s_seed] = (r, time.monotonic() - t, s_out)
+
     trained = {}
     for i, c in enumerate(sorted(grid, key=lambda c: lat[c.key])):
         folder = out / "grid" / c.key
@@ -132,15 +156,31 @@ def main(out, depths, widths, epochs, shots, search_seeds, runs, seed, grid_only
         if record.exists():
             trained[c.key] = json.loads(record.read_text())
             continue
-        print(f"grid {i + 1}/{len(grid)}: {c.key}", file=sys.stderr)
         t = time.monotonic()
-        from resnet_edge.train import Recipe, train
+        done = next((Path(x["folder"]) for (_, s_seed), (r, _, _) in searched.items() if s_seed == seed
+                     for x in r["trials"] if x["candidate"] == c.key and x["state"] == "COMPLETE"
+                     and x.get("folder") and x.get("epochs") == epochs), None) if searched else None
+        if done is not None:  # trained whole by a seed-0 trial: that training, its time counted there
+            import shutil
 
-        train(meter.spec(c), data, folder, Recipe(epochs=epochs, batch_size=32, seed=seed), verbose=0)
+            print(f"grid {i + 1}/{len(grid)}: {c.key}, trained by the search", file=sys.stderr)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in ("model.keras", "history.json"):
+                shutil.copy2(done / name, folder / name)
+            seconds = sum(x.get("train_seconds") or 0 for (_, s_seed), (r, _, _) in searched.items()
+                          if s_seed == seed for x in r["trials"] if x["candidate"] == c.key
+                          and not x.get("twin_of")) or None
+        else:
+            print(f"grid {i + 1}/{len(grid)}: {c.key}", file=sys.stderr)
+            from resnet_edge.train import Recipe, train
+
+            train(meter.spec(c), data, folder, Recipe(epochs=epochs, batch_size=32, seed=seed), verbose=0)
+            seconds = None
         report = evaluate(folder / "model.keras", data, "test")
         history = json.loads((folder / "history.json").read_text())
         trained[c.key] = {"val_acc": max(h["val_acc"] for h in history), "test_top1": report["top1"],
-                          "n": report["n"], "seconds": time.monotonic() - t, "epochs": epochs}
+                          "n": report["n"], "seconds": seconds or time.monotonic() - t, "epochs": epochs,
+                          **({"from_search": True} if done is not None else {})}
         record.write_text(json.dumps(trained[c.key]))
 
     if grid_only:
@@ -148,6 +188,8 @@ def main(out, depths, widths, epochs, shots, search_seeds, runs, seed, grid_only
 
     def ci(r):
         return wilson(round(r["test_top1"] * r["n"]), r["n"])
+
+    from tools.pruner_replay import replay
 
     rows = []
     for budget in budgets:
@@ -157,30 +199,31 @@ def main(out, depths, widths, epochs, shots, search_seeds, runs, seed, grid_only
         grid_epochs = epochs * len(feasible)
         searches = []
         for s_seed in range(seed, seed + search_seeds):
-            s_out = out / f"search-{budget:.4f}-seed{s_seed}"
-            t = time.monotonic()
-            # the training budget: a fifth of the grid's epochs (at least one trial's); as many trials as fit in it
-            r = search(source, "local", budget, metric="p90", threads=1, trials=len(feasible), epochs=epochs,
-                       max_epochs=max(grid_epochs // 5, epochs), seed=s_seed, out=s_out, depths=space.depths, widths=space.keeps,
-                       modes=("int8",), measure=len(grid), runs=runs, batch_size=32, baseline=False,
-                       second_seed=False)
+            r, seconds, _ = searched[budget, s_seed]
             w = r["winner"]
             searches.append({
                 "seed": s_seed, "winner": w["key"], "p90_ms": w["p90_ms"], "cv": w["cv"], "cv_robust": w.get("cv_robust"),
                 "misses": [m["key"] for m in r.get("misses") or []], "meets_budget": w["meets_budget"],
                 "test_top1": w["test_top1"], "ci95": wilson(round(w["test_top1"] * b["n"]), b["n"]),
                 "epochs": r["epochs_trained"], "trials": len(r["trials"]), "skipped": r["draws_skipped"],
-                "seconds": time.monotonic() - t, "within_grid_ci": ci(b)[0] <= w["test_top1"],
+                "seconds": seconds, "within_grid_ci": ci(b)[0] <= w["test_top1"],
                 "grid_test_of_winner": trained.get(w["key"], {}).get("test_top1")})
         mean_test = sum(x["test_top1"] for x in searches) / len(searches)
         mean_epochs = sum(x["epochs"] for x in searches) / len(searches)
         rand = random_search([trained[c.key] for c in feasible], int(mean_epochs // epochs), beat=mean_test)
+        again = replay(out, budget, len(feasible), epochs, seeds=replay_seeds, runs=runs) if replay_seeds else None
+        if again:
+            rand_replay = random_search([trained[c.key] for c in feasible], int(again["mean_epochs"] // epochs),
+                                        beat=again["mean_test_top1"])
+            again.update({"inside_grid_ci": sum(t >= ci(b)[0] for t in again["tests"]) / replay_seeds,
+                          "beats_random": sum(t > rand_replay["expected_test_top1"] for t in again["tests"]) / replay_seeds,
+                          "random": rand_replay})
         rows.append({
             "budget_ms": budget, "feasible": len(feasible),
             "grid": {"best": best.key, "latency_ms": lat[best.key], "test_top1": b["test_top1"], "ci95": ci(b),
                      "epochs": grid_epochs, "seconds": sum(trained[c.key]["seconds"] for c in feasible)},
             "searches": searches, "search_mean_test_top1": mean_test, "search_mean_epochs": mean_epochs,
-            "random": {**rand, "epochs": rand["draws"] * epochs},
+            "random": {**rand, "epochs": rand["draws"] * epochs}, "replay": again,
         })
     full = [c for c in grid if c.depth == 56 and min(c.keep) == 1.0]
     thin = [c for c in grid if c.depth == 56 and min(c.keep) < 1.0]
@@ -212,6 +255,14 @@ def main(out, depths, widths, epochs, shots, search_seeds, runs, seed, grid_only
                          f"{'meets' if s['meets_budget'] else 'MISSES'}: {s['p90_ms']:.3g} ms, {100 * (s['cv'] or 0):.1f}%, "
                          f"{100 * (s['cv_robust'] or 0):.1f}%{', after ' + str(len(s['misses'])) + ' over' if s['misses'] else ''} |"
                          f"{tail}")
+    for x in rows:
+        a = x["replay"]
+        if a:
+            lines.append(f"Replayed over the grid's curves with sampler seeds 0-{a['seeds'] - 1} under {x['budget_ms']:.3g} ms: "
+                         f"test {100 * a['mean_test_top1']:.1f}% (sd {100 * a['sd_test_top1']:.1f}), inside the grid's "
+                         f"interval {100 * a['inside_grid_ci']:.0f}% of seeds, ahead of random search at its cost "
+                         f"({a['random']['draws']} draw(s): {100 * a['random']['expected_test_top1']:.1f}%) "
+                         f"{100 * a['beats_random']:.0f}% of seeds; {a['mean_epochs']:.0f} epochs.")
     lm = result["latency_model"]
     lines += ["", f"Latency model: within 10% for {100 * (lm['within_10pct'] or 0):.0f}% of {lm['n']} held-out "
               f"candidates (median error {100 * (lm['median_abs_error'] or 0):.1f}%)."]

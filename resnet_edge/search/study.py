@@ -681,7 +681,7 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
                    (max(t.intermediate_values.values()) if t.intermediate_values else None),
                    **{k: t.user_attrs.get(k) for k in ("latency_ms", "predicted_ms", "epochs", "train_seconds",
                                                        "over_budget", "stopped", "prior", "twin_of",
-                                                       "float_val_acc", "qat_epochs")}}
+                                                       "float_val_acc", "qat_epochs", "folder")}}
                   for t in trials_of(study)]
     skipped = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("skipped")]
     grid = _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress,
