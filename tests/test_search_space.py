@@ -14,9 +14,9 @@ from tests.cli_helpers import run
 
 def test_a_search_from_weights_starts_each_child_from_its_parent(tmp_path):
     """--weights FILE (a torchvision ResNet-18 with random weights) on an image folder at 64 px: the space is that
-    depth; every trial starts from the file, a thinner one with the file's filters that rank highest (by L1 norm,
-    worked out here from the file itself), and a few training steps later its kernels are still those; the winner's
-    recipe names the file."""
+    depth; a trial of a thinner network (every block at half its inner width) starts from the file's filters that rank
+    highest (by L1 norm, worked out here from the file itself), and a few training steps later its kernels are still
+    those; the winner's recipe names the file and builds that thin network."""
     from safetensors.numpy import save_file
 
     from resnet_edge.arch.keras_model import load_model
@@ -28,14 +28,14 @@ def test_a_search_from_weights_starts_each_child_from_its_parent(tmp_path):
     save_file(sd, str(path))
     order = digits_by_class()
     folder = write_digit_folder(tmp_path / "d", {c: order[c][:16] for c in range(10)}, size=64)
-    r = run("search", "--data", f"folder:{folder}", "--weights", path, "--sizes", "64", "--widths", "0.5,1", "--modes", "int8",
-            "--threads", "1", "--budget", "1000ms", "--trials", "2", "--epochs", "1", "--measure", "2", "--runs", "4",
+    r = run("search", "--data", f"folder:{folder}", "--weights", path, "--sizes", "64", "--widths", "0.5", "--modes", "int8",
+            "--threads", "1", "--budget", "1000ms", "--trials", "1", "--epochs", "1", "--measure", "2", "--runs", "4",
             "--batch-size", "32", "--no-baseline", "--no-second-seed", "--out", tmp_path / "s", "--json")
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
-    assert result["space"]["depths"] == [18] and result["space"]["candidates"] == 16
+    assert result["space"]["depths"] == [18] and result["space"]["candidates"] == 1
     trained = sorted((tmp_path / "s" / "trials").glob("*/model.keras"))
-    assert len(trained) == 2
+    assert len(trained) == 1
     thinner = 0
     for model_path in trained:
         manifest = json.loads(model_path.with_suffix(".json").read_text())
@@ -50,9 +50,12 @@ def test_a_search_from_weights_starts_each_child_from_its_parent(tmp_path):
             change = np.linalg.norm(ours - file_kernel[..., kept]) / np.linalg.norm(file_kernel[..., kept])
             assert change < 0.05, (model_path.parent.name, name, change)  # a few steps from the file, not a fresh start
             thinner += k < file_kernel.shape[-1]
-    assert thinner >= 1  # the second trial is a thinner child (the prior's pick is the whole network)
-    recipe = (tmp_path / "s" / "winner.yaml").read_text()
-    assert str(path.resolve()) in recipe
+    assert thinner == 8  # every block of the child is thinner than the file's
+    from resnet_edge.recipe import load as load_recipe
+
+    recipe = load_recipe(str(tmp_path / "s" / "winner.yaml"))
+    assert recipe["weights"] == str(path.resolve()) and recipe["model"]["keep"] == [0.5] * 4
+    assert recipe["train"]["lr"] == 0.003 and recipe["train"]["freeze"] == "none"  # the trials' transfer recipe
 
 
 def test_the_first_trial_is_what_a_user_would_pick_by_hand(digits):
