@@ -477,11 +477,17 @@ def _run_human(r: dict) -> str:
     return f"{text}\nmeets every gate: {passing}; {ran}; folder {safe_text(r['folder'], 200)}{report}"
 
 
+def _ms(x) -> str:
+    """A latency for people; '-' where the device gave none (benchmark_model's p90)."""
+    return "-" if x is None else f"{x:.3g} ms"
+
+
 def _search_human(r: dict) -> str:
     """resnet-edge search's result for people."""
     w = r["winner"]
     lines = [f"winner    {w['key']}  ({w['file']}, {w['bytes'] / 1e3:,.1f} kB)",
-             f"latency   p50 {w['p50_ms']:.3g} ms, p90 {w['p90_ms']:.3g} ms over {w['runs']} runs (CV "
+             f"latency   p50 {_ms(w['p50_ms'])}, p90 {_ms(w['p90_ms'])}"
+             + (f", mean {_ms(w.get('avg_ms'))}" if r["metric"] == "avg" else "") + f" over {w['runs']} runs (CV "
              f"{100 * (w['cv'] or 0):.1f}%"
              + (f", {100 * w['cv_robust']:.1f}% from the median deviation" if w.get("cv_robust") is not None else "")
              + f") on {r['target']} {r['setting']}: "
@@ -508,7 +514,7 @@ def _search_human(r: dict) -> str:
         lines.append(f"seed {x['seed']}    {role} {x['candidate']} again: validation {100 * (x['val_acc'] or 0):.2f}%, "
                      f"test {100 * (x['test_top1'] or 0):.2f}%")
     for m in r.get("misses") or []:
-        lines.append(f"re-timed  {m['key']}: {m['p90_ms']:.3g} ms trained, over the budget (searched at "
+        lines.append(f"re-timed  {m['key']}: {_ms(m.get(r['metric'] + '_ms'))} trained, over the budget (searched at "
                      f"{'-' if m.get('searched_ms') is None else format(m['searched_ms'], '.3g')} ms untrained): the next trial was taken")
     if w.get("app_path"):
         lines.append(f"runtime   {w['measured_on']}: {w['app_path']}")

@@ -38,8 +38,9 @@ def write(out: str | Path, result: dict) -> Path:
     w = result["winner"]
     lines = [f"# resnet-edge search: {result['budget_ms']:g} ms at {result['metric']} on {result['target']} "
              f"({result['setting']})", "",
-             f"**Winner: {w['key']}** (`{w['file']}`, {w['bytes'] / 1e3:,.1f} kB): p50 {w['p50_ms']:.3g} ms, p90 "
-             f"{w['p90_ms']:.3g} ms over {w['runs']} runs after warm-up on {w.get('measured_on', 'LiteRT')} (CV "
+             f"**Winner: {w['key']}** (`{w['file']}`, {w['bytes'] / 1e3:,.1f} kB): p50 {_n(w['p50_ms'])} ms, p90 "
+             f"{_n(w['p90_ms'])} ms" + (f", mean {_n(w.get('avg_ms'))} ms" if result["metric"] == "avg" else "")
+             + f" over {w['runs']} runs after warm-up on {w.get('measured_on', 'LiteRT')} (CV "
              f"{100 * (w['cv'] or 0):.1f}%){' (' + w['app_path'] + ')' if w.get('app_path') else ''}, "
              f"{'meets' if w['meets_budget'] else 'MISSES'} the budget; measured untrained during the search: "
              f"{_n(w.get('searched_ms'))} ms. Validation top-1 {100 * (w['val_acc'] or 0):.2f}%, test "
