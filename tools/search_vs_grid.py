@@ -149,6 +149,13 @@ def main(out, depths, widths, epochs, shots, search_seeds, replay_seeds, runs, s
                            batch_size=32, baseline=False, second_seed=False)
                 searched[budget, s_seed] = (r, time.monotonic() - t, s_out)
 
+    whole, spent = {}, {}  # of the seed-0 searches' trials: the folder of one trained whole, and the time they took
+    for (_, s_seed), (r, _, _) in searched.items():
+        for x in r["trials"] if s_seed == seed else ():
+            if x["state"] == "COMPLETE" and x.get("folder") and x.get("epochs") == epochs:
+                whole.setdefault(x["candidate"], Path(x["folder"]))
+            if not x.get("twin_of"):
+                spent[x["candidate"]] = spent.get(x["candidate"], 0) + (x.get("train_seconds") or 0)
     trained = {}
     for i, c in enumerate(sorted(grid, key=lambda c: lat[c.key])):
         folder = out / "grid" / c.key
@@ -157,9 +164,7 @@ def main(out, depths, widths, epochs, shots, search_seeds, replay_seeds, runs, s
             trained[c.key] = json.loads(record.read_text())
             continue
         t = time.monotonic()
-        done = next((Path(x["folder"]) for (_, s_seed), (r, _, _) in searched.items() if s_seed == seed
-                     for x in r["trials"] if x["candidate"] == c.key and x["state"] == "COMPLETE"
-                     and x.get("folder") and x.get("epochs") == epochs), None) if searched else None
+        done = whole.get(c.key)
         if done is not None:  # trained whole by a seed-0 trial: that training, its time counted there
             import shutil
 
@@ -167,9 +172,7 @@ def main(out, depths, widths, epochs, shots, search_seeds, replay_seeds, runs, s
             folder.mkdir(parents=True, exist_ok=True)
             for name in ("model.keras", "history.json"):
                 shutil.copy2(done / name, folder / name)
-            seconds = sum(x.get("train_seconds") or 0 for (_, s_seed), (r, _, _) in searched.items()
-                          if s_seed == seed for x in r["trials"] if x["candidate"] == c.key
-                          and not x.get("twin_of")) or None
+            seconds = spent.get(c.key) or None
         else:
             print(f"grid {i + 1}/{len(grid)}: {c.key}", file=sys.stderr)
             from resnet_edge.train import Recipe, train

@@ -380,6 +380,12 @@ def keep_per_stage(keep, stages: int, what: str = "--channels") -> tuple[float, 
     return ratios
 
 
+def kept_channels(channels: int, ratio: float) -> int:
+    """How many of ``channels`` a keep ``ratio`` keeps (rounded, at least one): the one rule for a network thinned
+    (channel pruning) and one built thin (:func:`thinned`), so that both have the same shape."""
+    return max(1, int(round(channels * ratio)))
+
+
 def thinned(spec: ResNetSpec, keep=1.0, stream=None) -> ResNetSpec:
     """``spec`` with each stage's inner widths kept at ``keep`` and its residual stream at ``stream`` (one ratio, or
     one per stage; None or all 1: the paper's stream), rounded as channel pruning rounds them, so that a network
@@ -388,12 +394,12 @@ def thinned(spec: ResNetSpec, keep=1.0, stream=None) -> ResNetSpec:
     stages = len(spec.stage_blocks)
     keep = keep_per_stage(keep, stages, "keep")
     p = plan(spec.replace(inner_widths=None, stream_widths=None))
-    out = spec.replace(inner_widths=tuple(tuple(max(1, int(round(c.filters * keep[b.stage]))) for c in b.convs[:-1])
+    out = spec.replace(inner_widths=tuple(tuple(kept_channels(c.filters, keep[b.stage]) for c in b.convs[:-1])
                                           for b in p.blocks))
     ratios = keep_per_stage(1.0 if stream is None else stream, stages, "stream")
     if any(r != 1 for r in ratios):
         full = {b.stage: b.out_channels for b in p.blocks}
-        out = out.replace(stream_widths=tuple(max(1, int(round(full[i] * r))) for i, r in enumerate(ratios)))
+        out = out.replace(stream_widths=tuple(kept_channels(full[i], r) for i, r in enumerate(ratios)))
         plan(out)  # shortcut A cannot narrow the stream
     return out
 

@@ -21,7 +21,7 @@ import threading
 from typing import Callable
 
 from resnet_edge.errors import ResnetEdgeError
-from resnet_edge.targets import TargetError, TargetURL
+from resnet_edge.targets import TargetError, TargetURL, device_hold
 
 
 def lock_path(target: TargetURL) -> str:
@@ -33,20 +33,15 @@ def lock_path(target: TargetURL) -> str:
 @contextlib.contextmanager
 def device_lock(target: TargetURL, waiting: Callable[[], None] | None = None):
     """Hold the target's lock (:func:`resnet_edge.io.exclusive`, as long as it takes; ``waiting`` is called
-    once if another process has it), and on an SSH device the device's own
-    (:meth:`resnet_edge.targets.ssh.SSHTarget.hold`: processes of other machines too)."""
+    once if another process has it), and the device's own where it has one
+    (:func:`resnet_edge.targets.device_hold`: processes of other machines too)."""
     import math
 
     from resnet_edge.io import exclusive
 
-    with exclusive(lock_path(target), wait=math.inf, waiting=(lambda holder: waiting()) if waiting else None):
-        if target.kind != "ssh":
-            yield
-            return
-        from resnet_edge.targets import open_target
-
-        with open_target(target).hold(lambda text: waiting() if waiting else None):
-            yield
+    with exclusive(lock_path(target), wait=math.inf, waiting=(lambda holder: waiting()) if waiting else None), \
+            device_hold(target, lambda text: waiting() if waiting else None):
+        yield
 
 
 @dataclasses.dataclass

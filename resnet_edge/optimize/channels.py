@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_edge.arch.spec import ResNetSpec, keep_per_stage, plan, spec_from_dict
+from resnet_edge.arch.spec import ResNetSpec, keep_per_stage, kept_channels, plan, spec_from_dict
 from resnet_edge.errors import ConfigError, ResnetEdgeError
 
 CRITERIA = ("l1", "bn")
@@ -55,7 +55,7 @@ def select_stream(model, spec: ResNetSpec, stream, criterion: str = "l1") -> lis
             writers.append(p.stem.name)
         scores = sum(r / (r.mean() + 1e-12) for r in (_rank(model, f"{w}_conv", f"{w}_bn", criterion) for w in writers))
         width = blocks[0].out_channels
-        k = max(1, int(round(width * ratios[si])))
+        k = kept_channels(width, ratios[si])
         if blocks[0].shortcut == "pad":  # zero padding carries channel i of the stage before into channel i here:
             # the thin stage starts with the channels the stage before kept, in its order, so that its own padding
             # carries them there; then the best of the others (their shortcut is zero, or a channel thinning dropped)
@@ -81,7 +81,7 @@ def select_channels(model, spec: ResNetSpec, keep, criterion: str = "l1") -> dic
     for block in plan(spec).blocks:
         for conv in block.convs[:-1]:  # the last conv of a block writes to the residual stream: kept whole
             scores = _rank(model, f"{conv.name}_conv", f"{conv.name}_bn", criterion)
-            k = max(1, int(round(len(scores) * ratios[block.stage])))
+            k = kept_channels(len(scores), ratios[block.stage])
             chosen[conv.name] = np.sort(np.argsort(-scores, kind="stable")[:k])
     return chosen
 

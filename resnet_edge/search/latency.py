@@ -237,11 +237,12 @@ def _figures(record: dict, runs: int, *, stored: bool) -> dict:
     """What the search keeps of a bench record (fresh, or a results-store row's): latency, spread, size, peak memory
     (when measured), runs."""
     return {"p50_ms": record.get("p50_ms"), "p90_ms": record.get("p90_ms"), "avg_ms": record.get("avg_ms"),
-            "cv": _cv(record), "bytes": record.get("model_bytes"), "memory_mb": record.get("memory_overall_mb"),
+            "cv": cv_of(record), "bytes": record.get("model_bytes"), "memory_mb": record.get("memory_overall_mb"),
             "runs": runs, "stored": stored}
 
 
-def _cv(record: dict) -> float | None:
+def cv_of(record: dict) -> float | None:
+    """A timing's coefficient of variation (std / mean of its timed runs), None without them."""
     avg, std = record.get("avg_ms"), record.get("std_ms")
     return std / avg if avg and std is not None else None
 
@@ -341,4 +342,4 @@ def spread_pick(cands: list[Candidate], k: int, rng) -> list[Candidate]:
     return out[:max(k, 1)]
 
 
-__all__ = ["Meter", "LatencyModel", "held_out", "spread_pick", "MAX_CV"]
+__all__ = ["Meter", "LatencyModel", "cv_of", "held_out", "spread_pick", "MAX_CV"]

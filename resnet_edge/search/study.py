@@ -35,7 +35,8 @@ import numpy as np
 
 from resnet_edge._tmp import pid_alive
 from resnet_edge.errors import ConfigError, ResnetEdgeError
-from resnet_edge.search.latency import SETTLE_STEP_S, SETTLE_WAIT_S, LatencyModel, Meter, held_out, moved, spread_pick
+from resnet_edge.search.latency import (SETTLE_STEP_S, SETTLE_WAIT_S, LatencyModel, Meter, cv_of, held_out, moved,
+                                         spread_pick)
 from resnet_edge.search.shipped import converted_as, model_file, shipped
 from resnet_edge.search.space import Candidate, check_epochs, check_io, check_jobs, space_for
 
@@ -293,16 +294,12 @@ class Crew:
 @contextlib.contextmanager
 def device_lock(target, storage: str, say: Callable[[str], None] = lambda text: None):
     """Held while a device is timed, so that no two trials time it at once: the storage's lock (:func:`shared_lock`:
-    the workers of this search, on any machine), then, on an SSH device, the device's own
-    (:meth:`resnet_edge.targets.ssh.SSHTarget.hold`: any process, another search's too)."""
-    with shared_lock(storage, f"resnet-edge device {target.url}"):
-        if target.kind != "ssh":
-            yield
-            return
-        from resnet_edge.targets import open_target
+    the workers of this search, on any machine), then the device's own where it has one
+    (:func:`resnet_edge.targets.device_hold`: any process, another search's too)."""
+    from resnet_edge.targets import device_hold
 
-        with open_target(target).hold(say):
-            yield
+    with shared_lock(storage, f"resnet-edge device {target.url}"), device_hold(target, say):
+        yield
 
 
 @contextlib.contextmanager
@@ -732,7 +729,7 @@ def _search(source: str, target_text: str | None, budget_ms: float, *, crew: Cre
 
 
 def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path, budget_ms, metric, key, setting,
-            target, progress, searched_ms: float | None, io: str = "float32", training: dict | None = None) -> dict:
+            target, progress, searched_ms: float | None, io: str, training: dict) -> dict:
     """The winner converted with its weights and metadata (``io``: its input and output type), timed with FINAL_RUNS
     runs, its test accuracy once, and the recipe that rebuilds it (:func:`winner_recipe`; ``training``: the trials'
     epochs, batch size, seed and limit); ``searched_ms`` is its untrained measurement during the search."""
@@ -743,7 +740,6 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
     from resnet_edge.recipe import dump
 
     progress(f"search: the winner {winner.key}: converting with its weights")
-    training = training or {"epochs": 6, "batch_size": 64, "seed": 0, "limit": None}
     model_path = model_file(winner.mode, folder)
     (manifest,) = convert(model_path=model_path, modes=[converted_as(winner.mode)], out=str(out / "winner") + os.sep, data=data,
                           io=io, check_old_runtime=False, name="winner")
@@ -769,7 +765,7 @@ def _finish(meter, winner: Candidate, folder: Path, data, source: str, out: Path
                          target=None if target.kind == "local" else target, measure_memory=False)["records"]
         r = next(x for x in recs if x["model"] == str(tfl))
         twin = next((x for x in recs if x["model"] != str(tfl)), None)
-        cv = r["std_ms"] / r["avg_ms"] if r.get("avg_ms") and r.get("std_ms") is not None else None
+        cv = cv_of(r)
         tries.append({key: r[key], "cv": cv, **({f"untrained_{key}": twin[key]} if twin else {})})
         settled = twin is not None and not moved(twin[key], searched_ms)
         if r[key] <= budget_ms or settled or waited >= SETTLE_WAIT_S or not searched_ms:
@@ -860,13 +856,11 @@ def _trained(trials: list, by_key: dict) -> dict:
     return out
 
 
-def _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress,
-              trained: dict | None = None) -> dict:
+def _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limit, progress, by_trial: dict) -> dict:
     """The plain grid a user tries by hand: every depth at full width in int8 on LiteRT (at the largest resolution
     searched: the family's default is larger still), timed on the same device; those under the budget trained as
-    the trials are. A member whose network a trial trained (``trained``, :func:`_trained`) is that training, converted
+    the trials are. A member whose network a trial trained (``by_trial``, :func:`_trained`) is that training, converted
     in int8, with that trial's training time as its cost."""
-    trained = trained or {}
     grid = [Candidate(d, (1.0,) * space.stages, "int8", max(space.sizes) if space.sizes != (None,) else None)
             for d in space.depths]
     meter.measure(grid)
@@ -876,7 +870,7 @@ def _baseline(meter, space, data, out, budget_ms, epochs, batch_size, seed, limi
         lat = meter.latency(c)
         row = {"candidate": c.key, "latency_ms": lat, "under_budget": lat <= budget_ms}
         if lat <= budget_ms:
-            trial, folder = trained.get(c.trained_as, (None, out / "baseline" / c.key))
+            trial, folder = by_trial.get(c.trained_as, (None, out / "baseline" / c.key))
             progress(f"search: baseline {c.key}: " + (f"the network of trial {trial.number}" if trial else "training"))
             r = train_candidate(meter, c, data, folder, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
             row.update({"val_acc": r["val_acc"], "float_val_acc": r["float_val_acc"],

@@ -15,6 +15,9 @@ Imports nothing from TensorFlow; a test proves it.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Callable
+
 from resnet_edge.errors import ConfigError
 from resnet_edge.targets.url import (HOST_RE, KINDS, NAME_RE, PYTHON_RE, SERIAL_RE, USER_RE,  # noqa: F401
                                      TargetError, TargetURL, parse_url)
@@ -56,3 +59,15 @@ def open_target(target: TargetURL | None, *, benchmark_binary: str | None = None
 
         return AdbTarget(target, benchmark_binary=benchmark_binary)
     raise ConfigError(f"unknown target kind {target.kind!r}; valid: {', '.join(KINDS)}")
+
+
+@contextlib.contextmanager
+def device_hold(target: TargetURL, say: Callable[[str], None] = lambda text: None):
+    """The device's own lock while the block runs, where the device has one (an SSH device:
+    :meth:`~resnet_edge.targets.ssh.SSHTarget.hold`; a device over adb or this machine: none, the caller's own lock is
+    all there is). Yields whether it is held."""
+    if target.kind != "ssh":
+        yield False
+        return
+    with open_target(target).hold(say) as got:
+        yield got
